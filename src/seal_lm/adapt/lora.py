@@ -19,6 +19,7 @@ from typing import Sequence
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from tqdm.auto import tqdm
 
 from seal_lm.model.generation import Generation, GenerationSettings, generate
 
@@ -91,13 +92,14 @@ class CandidateResult:
 class InnerLoop:
     """Trains and probes fresh LoRA adapters on one frozen base model."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer):
+    def __init__(self, model: torch.nn.Module, tokenizer, progress: bool = False):
         self.tokenizer = tokenizer
         self.base_model = model
         self.peft_model: PeftModel | None = None
+        self.progress = progress  # a progress bar over training steps
 
-    def answer_without_adapter(self, prompts: Sequence[str], generation: GenerationSettings) -> list[Generation]:
-        """Answers of the untouched base model."""
+    def generate_with_base(self, prompts: Sequence[str], generation: GenerationSettings) -> list[Generation]:
+        """Completions from the untouched base model (no adapter active)."""
         if self.peft_model is None:
             return generate(self.base_model, self.tokenizer, prompts, generation)
         with self.peft_model.disable_adapter():
@@ -122,7 +124,7 @@ class InnerLoop:
             r=settings.rank,
             lora_alpha=settings.alpha,
             lora_dropout=settings.dropout,
-            target_modules=list(settings.target_modules),
+            target_modules="all-linear" if settings.target_modules == ("all-linear",) else list(settings.target_modules),
             task_type="CAUSAL_LM",
         )
         torch.manual_seed(settings.seed)
@@ -148,6 +150,7 @@ class InnerLoop:
         shuffler = torch.Generator().manual_seed(settings.seed)
         losses, tokens, start = [], 0, time.perf_counter()
         model.train()
+        bar = tqdm(total=total_steps, desc="LoRA fine-tune", unit="step", disable=not self.progress, leave=False)
         for _ in range(settings.epochs):
             order = torch.randperm(len(sequences), generator=shuffler).tolist()
             for first in range(0, len(order), settings.batch_size):
@@ -160,6 +163,8 @@ class InnerLoop:
                 optimizer.zero_grad(set_to_none=True)
                 losses.append(loss.item())
                 tokens += int((labels[:, 1:] != -100).sum())
+                bar.update()
+        bar.close()
         model.eval()
         return TrainStats(
             steps=total_steps,

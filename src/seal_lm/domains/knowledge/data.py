@@ -179,3 +179,32 @@ def to_official_squad(passages: list[Passage]) -> dict:
             for p in passages
         ],
     }
+
+
+def load_external_self_edits(path: str | Path) -> dict[str, list[str]]:
+    """Self-edits written elsewhere (e.g. by GPT-4.1): passage text → its completions.
+
+    The file is a JSON list (or JSONL) of ``{"title", "context", "completions": [str, ...]}``,
+    the format of SEAL's ``self_edits_*.json``. Passages are matched by their context text.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file. Pass --external with a JSON list of {{context, completions}}.")
+    text = path.read_text(encoding="utf-8")
+    try:
+        records = json.loads(text) if path.suffix != ".jsonl" else _read_jsonl(path, text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}).") from None
+    if not isinstance(records, list):
+        raise DataError(f"{path}: expected a list of {{context, completions}} records.")
+    by_context = {}
+    for index, record in enumerate(records):
+        where = f"{path}: record {index}"
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: expected an object with 'context' and 'completions'.")
+        context = _required_text(record, "context", where)
+        completions = record.get("completions")
+        if not isinstance(completions, list) or not all(isinstance(c, str) for c in completions) or not completions:
+            raise DataError(f"{where}: 'completions' must be a non-empty list of strings.")
+        by_context[context.strip()] = completions
+    return by_context

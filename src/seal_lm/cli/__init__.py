@@ -1,0 +1,55 @@
+"""The ``seal`` command: ``seal demo`` and ``seal eval knowledge``.
+
+Each command is a function over a config dataclass; its fields are the command's flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from seal_lm.cli.demo import DemoConfig, demo
+from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig, eval_knowledge
+from seal_lm.cli.options import add_config_flags, config_from_args
+from seal_lm.domains.knowledge.data import DataError
+from seal_lm.domains.knowledge.grading import JudgeError
+from seal_lm.model.loading import ModelError
+from seal_lm.runs.rundir import RunDirError
+
+USER_ERRORS = (DataError, ModelError, RunDirError, JudgeError, ValueError, FileNotFoundError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seal", description="Self-adapting language models (SEAL).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_config_flags(commands.add_parser("demo", help="Learn one passage from a self-edit, before/after."), DemoConfig)
+    evaluate = commands.add_parser("eval", help="Evaluate the paper's conditions on a domain.")
+    domains = evaluate.add_subparsers(dest="domain", required=True)
+    add_config_flags(domains.add_parser("knowledge", help="Single-passage knowledge incorporation (SQuAD)."), EvalKnowledgeConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        if args.command == "demo":
+            demo(config_from_args(DemoConfig, args))
+        elif args.command == "eval" and args.domain == "knowledge":
+            eval_knowledge(config_from_args(EvalKnowledgeConfig, args))
+    except USER_ERRORS as err:
+        print(f"seal: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("seal: interrupted; finished work is saved, re-run the same command to resume.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Config dataclasses as command-line flags: each field is a ``--flag`` whose help is its description.
+
+Values come from, in increasing priority: the field defaults, a YAML file given with ``--config``,
+and the flags typed on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def option(default: Any, help: str) -> Any:
+    """A config field with a default and a description (shown by ``--help``)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """One flag per field of ``config_class`` (``n_passages`` → ``--n-passages``), plus ``--config``."""
+    parser.add_argument("--config", help="YAML file of field values (flags override it).")
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        flag = "--" + field.name.replace("_", "-")
+        kind = hints[field.name]
+        default_text = ",".join(field.default) if isinstance(field.default, tuple) else field.default
+        help_text = f"{field.metadata.get('help', '')} (default: {default_text!r})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, default=None, help=help_text, metavar=field.name.upper())
+
+
+def config_from_args(config_class: type, args: argparse.Namespace) -> Any:
+    """Build the config from defaults, the ``--config`` YAML file and the given flags."""
+    values: dict[str, Any] = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ValueError(f"--config {path}: no such file.")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {path}: expected a mapping of field names to values.")
+        values.update({key.replace("-", "_"): value for key, value in loaded.items()})
+    values.update({key: value for key, value in vars(args).items() if value is not None})
+    hints = typing.get_type_hints(config_class)
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = set(values) - names - {"config", "command", "domain"}
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {', '.join(sorted(unknown))} in --config. Available: {', '.join(sorted(names))}.")
+    return config_class(**{name: _convert(name, values[name], hints[name]) for name in names if name in values})
+
+
+def _convert(name: str, value: Any, kind: Any) -> Any:
+    flag = "--" + name.replace("_", "-")
+    if typing.get_origin(kind) is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(item.strip() for item in items if str(item).strip())
+    if kind is bool:
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{flag}: expected {kind.__name__}, got {value!r}.") from None

