@@ -111,6 +111,13 @@ def test_unknown_prompt_format(tiny_model_dir):
     assert "plain" in message and "chat" in message
 
 
+def test_invalid_hub_id_is_a_model_error():
+    """Not a path and not a valid repo id: the hub client rejects it before any network access."""
+    message = one_line_error("not a model!")
+    assert "not a model!" in message
+    assert "bundled:smollm2-135m-instruct" in message
+
+
 def test_model_error_is_a_value_error():
     assert issubclass(ModelError, ValueError)
 

@@ -184,7 +184,10 @@ class InnerLoop:
             labels = [-100] * len(prompt_ids) + completion_ids
         else:
             labels = prompt_ids + completion_ids
-        return ids, labels[: settings.max_seq_len]
+        labels = labels[: settings.max_seq_len]
+        if all(label == -100 for label in labels[1:]):  # the first label is never predicted
+            raise ValueError(f"training example has no tokens to learn: {example!r}")
+        return ids, labels
 
     def _collate(self, batch: list[tuple[list[int], list[int]]]):
         device = next(self.base_model.parameters()).device

@@ -41,11 +41,10 @@ def demo(config: DemoConfig) -> None:
     )
     domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), settings)
     loop = InnerLoop(loaded.model, loaded.tokenizer, progress=True)
-    answering = GenerationSettings(max_new_tokens=32, stop=("\n",))
     prompts = domain.probe_prompts(passage)
 
     print(f"\nPassage ({passage.title}), which the model will not see when answering:\n{passage.context}\n")
-    before = domain.score(passage, [g.text for g in loop.generate_with_base(prompts, answering)])
+    before = domain.score(passage, [g.text for g in loop.generate_with_base(prompts, domain.answer_generation)])
     _show("Before: answers with no passage in the prompt", before)
 
     prompt = domain.self_edit_prompt(passage)
@@ -58,7 +57,7 @@ def demo(config: DemoConfig) -> None:
         print(f"The self-edit is unusable ({reason}); training on the passage alone instead.")
         plan = domain.context_plan(passage)
     print(f"Fine-tuning a fresh LoRA adapter on {len(plan.examples)} sequences for {config.epochs} epochs ...")
-    result = loop.train_and_answer([plan], prompts, answering)[0]
+    result = loop.train_and_answer([plan], prompts, domain.answer_generation)[0]
     after = domain.score(passage, [g.text for g in result.answers])
     print(f"Trained {result.stats.steps} steps in {result.stats.seconds:.0f} s, loss {result.stats.first_loss:.2f} → {result.stats.last_loss:.2f}\n")
     _show("After: answers from the adapted model, still with no passage in the prompt", after)

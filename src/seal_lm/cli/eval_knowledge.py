@@ -35,7 +35,6 @@ class EvalKnowledgeConfig:
     self_edit_temperature: float = option(0.7, "Sampling temperature of self-edits (SEAL: 1.0; 0.7 keeps a 135M model on its list, see BENCHMARKS.md).")
     self_edit_top_p: float = option(0.95, "Nucleus sampling of self-edits (SEAL: 0.95).")
     answer_max_tokens: int = option(32, "Token budget of one answer (greedy, cut at the end of the first line/sentence).")
-    generation_batch_size: int = option(8, "Prompts generated together.")
     lora_rank: int = option(32, "LoRA rank (SEAL: 32).")
     lora_alpha: int = option(64, "LoRA alpha (SEAL: 64).")
     lora_dropout: float = option(0.0, "LoRA dropout (SEAL: 0).")
@@ -73,7 +72,12 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
         batch_size=config.batch_size,
         seed=config.seed,
     )
-    settings = KnowledgeSettings(self_edit_style=config.self_edit_prompt, answer_style=config.answer_style, inner_loop=inner)
+    settings = KnowledgeSettings(
+        self_edit_style=config.self_edit_prompt,
+        answer_style=config.answer_style,
+        answer_max_tokens=config.answer_max_tokens,
+        inner_loop=inner,
+    )
     run = RunDir.open(config.out or default_run_path("eval-knowledge"), asdict(config) | {"out": None})
     log.info("Run directory: %s", run.path)
     loaded = load_model(config.model, dtype=config.dtype, device=config.device, prompt_format=config.prompt_format)
@@ -94,9 +98,6 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
             temperature=config.self_edit_temperature,
             top_p=config.self_edit_top_p,
             seed=config.seed,
-        ),
-        answer_generation=GenerationSettings(
-            max_new_tokens=config.answer_max_tokens, stop=("\n",), batch_size=config.generation_batch_size
         ),
         external_self_edits=external,
         judge=judge,

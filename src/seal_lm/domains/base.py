@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol, Sequence
 
 from seal_lm.adapt.lora import TrainPlan
+from seal_lm.model.generation import GenerationSettings
 
 
 class SelfEditRejected(ValueError):
@@ -17,6 +18,8 @@ class SelfEditRejected(ValueError):
 
 class Domain(Protocol):
     name: str
+    answer_generation: GenerationSettings  # how probe prompts are answered
+
 
     def context_id(self, context: Any) -> str:
         """A stable id for the context, used in run records."""

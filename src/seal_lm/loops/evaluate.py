@@ -45,7 +45,6 @@ def run_conditions(
     conditions: Sequence[str],
     k: int,
     self_edit_generation: GenerationSettings,
-    answer_generation: GenerationSettings,
     external_self_edits: Callable[[Any], list[str]] | None = None,
     judge: Callable[[dict], bool] | None = None,
 ) -> list[dict]:
@@ -67,9 +66,7 @@ def run_conditions(
     if done:
         log.info("Resuming %s: %d of %d units already done", run.path, len(units) - len(todo), len(units))
     for context, condition, sample in tqdm(todo, desc="units", unit="unit"):
-        record = _run_unit(
-            domain, context, condition, sample, inner_loop, self_edit_generation, answer_generation, external_self_edits
-        )
+        record = _run_unit(domain, context, condition, sample, inner_loop, self_edit_generation, external_self_edits)
         if judge is not None:
             for grade in record["grades"]:
                 grade["judge"] = judge(grade)
@@ -84,7 +81,6 @@ def _run_unit(
     sample: int,
     inner_loop: InnerLoop,
     self_edit_generation: GenerationSettings,
-    answer_generation: GenerationSettings,
     external_self_edits: Callable[[Any], list[str]] | None,
 ) -> dict:
     start = time.perf_counter()
@@ -116,9 +112,9 @@ def _run_unit(
     if record["rejected"]:
         answers = [""] * len(prompts)  # an unusable self-edit earns nothing
     elif plan is None:
-        answers = [g.text for g in inner_loop.generate_with_base(prompts, answer_generation)]
+        answers = [g.text for g in inner_loop.generate_with_base(prompts, domain.answer_generation)]
     else:
-        result = inner_loop.train_and_answer([plan], prompts, answer_generation)[0]
+        result = inner_loop.train_and_answer([plan], prompts, domain.answer_generation)[0]
         answers = [g.text for g in result.answers]
         record["train"] = {"sequences": [e.prompt + e.completion for e in plan.examples], **vars(result.stats)}
     record["grades"] = domain.score(context, answers)

@@ -12,6 +12,7 @@ from seal_lm.domains.base import SelfEditRejected
 from seal_lm.domains.knowledge.data import Passage
 from seal_lm.domains.knowledge.grading import grade_answer
 from seal_lm.domains.knowledge.self_edits import SELF_EDIT_STYLES, SelfEditError, parse_self_edit
+from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.prompting import PromptFormatter, PromptTemplate
 
 ANSWER_STYLES = {
@@ -40,6 +41,7 @@ class KnowledgeSettings:
 
     self_edit_style: str = "implications"
     answer_style: str = "few-shot"
+    answer_max_tokens: int = 32
     inner_loop: InnerLoopSettings = field(default_factory=InnerLoopSettings)
 
     def __post_init__(self):
@@ -68,6 +70,8 @@ class KnowledgeDomain:
         self.settings = settings
         plain = settings.answer_style in ALWAYS_PLAIN_ANSWER_STYLES
         self._answer_formatter = PromptFormatter(formatter.tokenizer, chat=formatter.chat and not plain)
+        # Greedy, stopped at the end of the line: answers are graded on their first sentence.
+        self.answer_generation = GenerationSettings(max_new_tokens=settings.answer_max_tokens, stop=("\n",))
 
     def context_id(self, passage: Passage) -> str:
         return passage.id
