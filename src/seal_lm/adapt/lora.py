@@ -111,12 +111,28 @@ class InnerLoop:
         """For each plan: a fresh adapter, fine-tuned on the plan, then used to answer ``prompts``."""
         results = []
         for plan in plans:
-            model = self._fresh_adapter(plan.settings)
-            stats = self._train(model, plan)
-            answers = generate(model, self.tokenizer, prompts, generation)
-            state = {name: p.detach().clone() for name, p in model.named_parameters() if ADAPTER_NAME in name}
+            stats = self.train_adapter(plan)
+            answers = generate(self.peft_model, self.tokenizer, prompts, generation)
+            state = {n: p.detach().clone() for n, p in self.peft_model.named_parameters() if ADAPTER_NAME in n}
             results.append(CandidateResult(stats=stats, answers=answers, adapter_state=state))
         return results
+
+    def train_adapter(self, plan: TrainPlan) -> TrainStats:
+        """Train a fresh adapter on ``plan``; it stays active until the next call."""
+        model = self._fresh_adapter(plan.settings)
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        return train_on_plan(model, self.tokenizer, plan, parameters, progress=self.progress)
+
+    def merge_adapter(self) -> torch.nn.Module:
+        """Fold the active adapter into the base weights and return the plain model.
+
+        This ends the inner loop's use: the base model is no longer the one it started with.
+        """
+        if self.peft_model is None:
+            return self.base_model
+        merged = self.peft_model.merge_and_unload()
+        self.peft_model, self.base_model = None, merged
+        return merged
 
     def _fresh_adapter(self, settings: InnerLoopSettings) -> PeftModel:
         """Replace the candidate adapter with a newly initialised one, seeded by ``settings.seed``."""
@@ -136,64 +152,72 @@ class InnerLoop:
             self.peft_model.set_adapter(ADAPTER_NAME)
         return self.peft_model
 
-    def _train(self, model: PeftModel, plan: TrainPlan) -> TrainStats:
-        """AdamW with a linear decay to zero and gradient clipping (the HF Trainer defaults SEAL used)."""
-        settings = plan.settings
-        sequences = [self._tokenize(example, settings) for example in plan.examples]
-        if not sequences:
-            raise ValueError("a training plan needs at least one example")
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.0)
-        steps_per_epoch = math.ceil(len(sequences) / settings.batch_size)
-        total_steps = steps_per_epoch * settings.epochs
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / total_steps)
-        shuffler = torch.Generator().manual_seed(settings.seed)
-        losses, tokens, start = [], 0, time.perf_counter()
-        model.train()
-        bar = tqdm(total=total_steps, desc="LoRA fine-tune", unit="step", disable=not self.progress, leave=False)
-        for _ in range(settings.epochs):
-            order = torch.randperm(len(sequences), generator=shuffler).tolist()
-            for first in range(0, len(order), settings.batch_size):
-                input_ids, labels, attention = self._collate([sequences[i] for i in order[first : first + settings.batch_size]])
-                loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-                tokens += int((labels[:, 1:] != -100).sum())
-                bar.update()
-        bar.close()
-        model.eval()
-        return TrainStats(
-            steps=total_steps,
-            tokens=tokens,
-            sequence_tokens=sum(len(ids) for ids, _ in sequences),
-            first_loss=losses[0],
-            last_loss=losses[-1],
-            seconds=time.perf_counter() - start,
-        )
 
-    def _tokenize(self, example: TrainExample, settings: InnerLoopSettings) -> tuple[list[int], list[int]]:
-        """Token ids and labels (-100 where no loss is taken)."""
-        prompt_ids = self.tokenizer(example.prompt, add_special_tokens=False)["input_ids"] if example.prompt else []
-        completion_ids = self.tokenizer(example.completion, add_special_tokens=False)["input_ids"]
-        ids = (prompt_ids + completion_ids)[: settings.max_seq_len]
-        if settings.loss_on == "completion":
-            labels = [-100] * len(prompt_ids) + completion_ids
-        else:
-            labels = prompt_ids + completion_ids
-        labels = labels[: settings.max_seq_len]
-        if all(label == -100 for label in labels[1:]):  # the first label is never predicted
-            raise ValueError(f"training example has no tokens to learn: {example!r}")
-        return ids, labels
+def train_on_plan(
+    model: torch.nn.Module, tokenizer, plan: TrainPlan, parameters: list[torch.nn.Parameter], progress: bool = False
+) -> TrainStats:
+    """Fine-tune ``parameters`` of ``model`` on the plan's examples.
 
-    def _collate(self, batch: list[tuple[list[int], list[int]]]):
-        device = next(self.base_model.parameters()).device
-        width = max(len(ids) for ids, _ in batch)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
-        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch], device=device)
-        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device)
-        return input_ids, labels, attention
+    AdamW with a linear decay to zero and gradient clipping: the HF Trainer defaults SEAL used.
+    """
+    settings = plan.settings
+    sequences = [_tokenize(tokenizer, example, settings) for example in plan.examples]
+    if not sequences:
+        raise ValueError("a training plan needs at least one example")
+    optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(sequences) / settings.batch_size)
+    total_steps = steps_per_epoch * settings.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / total_steps)
+    shuffler = torch.Generator().manual_seed(settings.seed)
+    device = next(model.parameters()).device
+    losses, tokens, start = [], 0, time.perf_counter()
+    model.train()
+    bar = tqdm(total=total_steps, desc="fine-tune", unit="step", disable=not progress, leave=False)
+    for _ in range(settings.epochs):
+        order = torch.randperm(len(sequences), generator=shuffler).tolist()
+        for first in range(0, len(order), settings.batch_size):
+            batch = [sequences[i] for i in order[first : first + settings.batch_size]]
+            input_ids, labels, attention = _collate(batch, tokenizer.pad_token_id, device)
+            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            tokens += int((labels[:, 1:] != -100).sum())
+            bar.update()
+    bar.close()
+    model.eval()
+    return TrainStats(
+        steps=total_steps,
+        tokens=tokens,
+        sequence_tokens=sum(len(ids) for ids, _ in sequences),
+        first_loss=losses[0],
+        last_loss=losses[-1],
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _tokenize(tokenizer, example: TrainExample, settings: InnerLoopSettings) -> tuple[list[int], list[int]]:
+    """Token ids and labels (-100 where no loss is taken)."""
+    prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"] if example.prompt else []
+    completion_ids = tokenizer(example.completion, add_special_tokens=False)["input_ids"]
+    ids = (prompt_ids + completion_ids)[: settings.max_seq_len]
+    if settings.loss_on == "completion":
+        labels = [-100] * len(prompt_ids) + completion_ids
+    else:
+        labels = prompt_ids + completion_ids
+    labels = labels[: settings.max_seq_len]
+    if all(label == -100 for label in labels[1:]):  # the first label is never predicted
+        raise ValueError(f"training example has no tokens to learn: {example!r}")
+    return ids, labels
+
+
+def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int, device: torch.device):
+    """Right-padded input ids, labels (-100 on padding) and attention mask."""
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in batch], device=device)
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch], device=device)
+    attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device)
+    return input_ids, labels, attention
