@@ -126,13 +126,17 @@ class InnerLoop:
     def merge_adapter(self) -> torch.nn.Module:
         """Fold the active adapter into the base weights and return the plain model.
 
-        This ends the inner loop's use: the base model is no longer the one it started with.
+        The inner loop then continues from the merged model: its base has changed.
         """
-        if self.peft_model is None:
-            return self.base_model
-        merged = self.peft_model.merge_and_unload()
-        self.peft_model, self.base_model = None, merged
-        return merged
+        if self.peft_model is not None:
+            self.base_model, self.peft_model = self.peft_model.merge_and_unload(), None
+        return self.base_model
+
+    def release(self) -> torch.nn.Module:
+        """Remove every adapter and return the untouched base model as a plain module."""
+        if self.peft_model is not None:
+            self.base_model, self.peft_model = self.peft_model.unload(), None
+        return self.base_model
 
     def _fresh_adapter(self, settings: InnerLoopSettings) -> PeftModel:
         """Replace the candidate adapter with a newly initialised one, seeded by ``settings.seed``."""

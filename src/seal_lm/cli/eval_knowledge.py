@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings
+from seal_lm.adapt.lora import InnerLoop
+from seal_lm.cli.knowledge_options import KnowledgeOptions
 from seal_lm.cli.options import option
-from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, load_passages, to_official_squad
-from seal_lm.domains.knowledge.domain import KnowledgeDomain, KnowledgeSettings
+from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
+from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import LLMJudge
 from seal_lm.loops.evaluate import CONDITIONS, RECORDS, run_conditions
 from seal_lm.loops.report import markdown_table, summarize
-from seal_lm.model.generation import GenerationSettings
-from seal_lm.model.loading import DEFAULT_MODEL, load_model
+from seal_lm.model.loading import load_model
 from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -22,66 +22,28 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class EvalKnowledgeConfig:
-    data: str = option("", "SQuAD v1.1 JSON, a JSON list of {title, context, questions}, or JSONL (required).")
-    model: str = option(DEFAULT_MODEL, "bundled:<name>, a local HF folder, a .gguf file, or a hub id.")
+class EvalKnowledgeConfig(KnowledgeOptions):
     conditions: tuple[str, ...] = option(("base", "passage", "self-edit"), f"Comma-separated, from: {', '.join(CONDITIONS)}.")
     n_passages: int = option(0, "Use the first N passages of --data (0: all).")
     k: int = option(1, "Self-edits per passage for self-edit/external; each trains its own fresh adapter.")
-    self_edit_prompt: str = option("implications", "implications, implications-long, implications-very-long, implications-reasoning, rewrite, self-qa, none.")
     external: str = option("", "File of self-edits written elsewhere ({context, completions}), for the external condition.")
-    answer_style: str = option("few-shot", "few-shot (short answers small models follow) or paper (SEAL's zero-shot prompt).")
-    self_edit_max_tokens: int = option(320, "Token budget of one self-edit.")
-    self_edit_temperature: float = option(0.7, "Sampling temperature of self-edits (SEAL: 1.0; 0.7 keeps a 135M model on its list, see BENCHMARKS.md).")
-    self_edit_top_p: float = option(0.95, "Nucleus sampling of self-edits (SEAL: 0.95).")
-    answer_max_tokens: int = option(32, "Token budget of one answer (greedy, cut at the end of the first line/sentence).")
-    lora_rank: int = option(32, "LoRA rank (SEAL: 32).")
-    lora_alpha: int = option(64, "LoRA alpha (SEAL: 64).")
-    lora_dropout: float = option(0.0, "LoRA dropout (SEAL: 0).")
-    target_modules: tuple[str, ...] = option(("q_proj", "v_proj"), "Comma-separated module names, or all-linear (SEAL's code: q_proj,v_proj, PEFT's default).")
-    lr: float = option(1e-3, "Inner-loop learning rate (SEAL: 1e-3).")
-    epochs: int = option(10, "Inner-loop epochs (SEAL: 10).")
-    batch_size: int = option(1, "Inner-loop batch size (SEAL: 1).")
-    seed: int = option(0, "Seed for adapters, shuffling and sampling.")
-    dtype: str = option("float32", "float32, bfloat16 or float16.")
-    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
-    prompt_format: str = option("auto", "auto (chat template if the tokenizer has one), chat, or plain.")
     judge_url: str = option("", "OpenAI-compatible endpoint for the LLM judge, e.g. https://api.openai.com/v1 (off if empty).")
     judge_model: str = option("gpt-4.1", "Judge model name.")
     judge_key_env: str = option("OPENAI_API_KEY", "Environment variable holding the judge's API key.")
     bootstrap_samples: int = option(2000, "Bootstrap resamples for standard errors and intervals.")
-    out: str = option("", "Run directory (default: a new runs/eval-knowledge-<time>). Re-run into it to resume.")
 
 
 def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     """Run the conditions table and write the run directory; returns its path."""
-    if not config.data:
-        raise DataError("--data is required: a SQuAD v1.1 JSON, JSON list or JSONL file of passages with questions.")
     if config.n_passages < 0 or config.k < 1:
         raise ValueError("--n-passages must be 0 (all) or positive, and --k at least 1.")
-    passages = load_passages(config.data)
+    passages = config.passages()
     passages = passages[: config.n_passages] if config.n_passages else passages
     external = _external_lookup(config, passages) if "external" in config.conditions else None
-    inner = InnerLoopSettings(
-        rank=config.lora_rank,
-        alpha=config.lora_alpha,
-        dropout=config.lora_dropout,
-        target_modules=config.target_modules,
-        lr=config.lr,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        seed=config.seed,
-    )
-    settings = KnowledgeSettings(
-        self_edit_style=config.self_edit_prompt,
-        answer_style=config.answer_style,
-        answer_max_tokens=config.answer_max_tokens,
-        inner_loop=inner,
-    )
     run = RunDir.open(config.out or default_run_path("eval-knowledge"), asdict(config) | {"out": None})
     log.info("Run directory: %s", run.path)
     loaded = load_model(config.model, dtype=config.dtype, device=config.device, prompt_format=config.prompt_format)
-    domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), settings)
+    domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), config.knowledge_settings())
     judge = None
     if config.judge_url:
         llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env)
@@ -93,12 +55,7 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
         InnerLoop(loaded.model, loaded.tokenizer),
         conditions=config.conditions,
         k=config.k,
-        self_edit_generation=GenerationSettings(
-            max_new_tokens=config.self_edit_max_tokens,
-            temperature=config.self_edit_temperature,
-            top_p=config.self_edit_top_p,
-            seed=config.seed,
-        ),
+        self_edit_generation=config.self_edit_generation(),
         external_self_edits=external,
         judge=judge,
     )

@@ -1,0 +1,69 @@
+"""Settings shared by the knowledge commands (``seal eval knowledge``, ``seal train knowledge``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seal_lm.adapt.lora import InnerLoopSettings
+from seal_lm.cli.options import option
+from seal_lm.domains.knowledge.data import DataError, Passage, load_passages
+from seal_lm.domains.knowledge.domain import KnowledgeSettings
+from seal_lm.model.generation import GenerationSettings
+from seal_lm.model.loading import DEFAULT_MODEL
+
+
+@dataclass
+class KnowledgeOptions:
+    data: str = option("", "SQuAD v1.1 JSON, a JSON list of {title, context, questions}, or JSONL (required).")
+    model: str = option(DEFAULT_MODEL, "bundled:<name>, a local HF folder, a .gguf file, or a hub id.")
+    self_edit_prompt: str = option("implications", "implications, implications-long, implications-very-long, implications-reasoning, rewrite, self-qa, none.")
+    answer_style: str = option("few-shot", "few-shot (short answers small models follow) or paper (SEAL's zero-shot prompt).")
+    self_edit_max_tokens: int = option(320, "Token budget of one self-edit.")
+    self_edit_temperature: float = option(0.7, "Sampling temperature of self-edits (SEAL: 1.0; 0.7 keeps a 135M model on its list, see BENCHMARKS.md).")
+    self_edit_top_p: float = option(0.95, "Nucleus sampling of self-edits (SEAL: 0.95).")
+    answer_max_tokens: int = option(32, "Token budget of one answer (greedy, cut at the end of the first line/sentence).")
+    lora_rank: int = option(32, "Inner-loop LoRA rank (SEAL: 32).")
+    lora_alpha: int = option(64, "Inner-loop LoRA alpha (SEAL: 64).")
+    lora_dropout: float = option(0.0, "Inner-loop LoRA dropout (SEAL: 0).")
+    target_modules: tuple[str, ...] = option(("q_proj", "v_proj"), "Comma-separated module names, or all-linear (SEAL's code: q_proj,v_proj, PEFT's default).")
+    lr: float = option(1e-3, "Inner-loop learning rate (SEAL: 1e-3).")
+    epochs: int = option(10, "Inner-loop epochs (SEAL: 10).")
+    batch_size: int = option(1, "Inner-loop batch size (SEAL: 1).")
+    seed: int = option(0, "Seed for adapters, shuffling and sampling.")
+    dtype: str = option("float32", "float32, bfloat16 or float16.")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
+    prompt_format: str = option("auto", "auto (chat template if the tokenizer has one), chat, or plain.")
+    out: str = option("", "Run directory (default: a new one under runs/). Re-run into it to resume.")
+
+    def passages(self) -> list[Passage]:
+        """The passages of ``--data``."""
+        if not self.data:
+            raise DataError("--data is required: a SQuAD v1.1 JSON, JSON list or JSONL file of passages with questions.")
+        return load_passages(self.data)
+
+    def knowledge_settings(self) -> KnowledgeSettings:
+        """The domain settings these options describe."""
+        inner = InnerLoopSettings(
+            rank=self.lora_rank,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            target_modules=self.target_modules,
+            lr=self.lr,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
+        return KnowledgeSettings(
+            self_edit_style=self.self_edit_prompt,
+            answer_style=self.answer_style,
+            answer_max_tokens=self.answer_max_tokens,
+            inner_loop=inner,
+        )
+
+    def self_edit_generation(self) -> GenerationSettings:
+        return GenerationSettings(
+            max_new_tokens=self.self_edit_max_tokens,
+            temperature=self.self_edit_temperature,
+            top_p=self.self_edit_top_p,
+            seed=self.seed,
+        )

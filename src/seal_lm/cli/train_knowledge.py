@@ -1,0 +1,74 @@
+"""``seal train knowledge``: ReST-EM rounds that teach the model to write better self-edits."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+from seal_lm.adapt.lora import InnerLoopSettings
+from seal_lm.cli.knowledge_options import KnowledgeOptions
+from seal_lm.cli.options import option
+from seal_lm.domains.knowledge.domain import KnowledgeDomain
+from seal_lm.loops.restem import KeepRule, RestemSettings, best_of_k, positive_gain, threshold, train_policy
+from seal_lm.model.loading import LoadedModel, load_model
+from seal_lm.model.prompting import PromptFormatter
+from seal_lm.runs.rundir import RunDir, default_run_path
+
+log = logging.getLogger(__name__)
+
+KEEP_RULES = ("best-of-k", "positive-gain", "threshold")
+
+
+@dataclass
+class TrainKnowledgeConfig(KnowledgeOptions):
+    rounds: int = option(2, "ReST-EM rounds (SEAL: 2).")
+    contexts_per_round: int = option(50, "Training passages sampled afresh each round (SEAL: 50).")
+    k: int = option(5, "Self-edits sampled per passage (SEAL: 5).")
+    inner_seeds: int = option(1, "Inner-loop repeats per self-edit, rewards averaged (SEAL: 3).")
+    keep_rule: str = option("best-of-k", "best-of-k (SEAL), positive-gain (beats the passage-only adapter), or threshold.")
+    keep_threshold: float = option(0.5, "Minimum reward kept by --keep-rule threshold.")
+    policy_lr: float = option(3e-4, "M-step learning rate.")
+    policy_epochs: int = option(2, "M-step epochs over the kept pairs.")
+    policy_rank: int = option(16, "M-step LoRA rank (merged into the new policy).")
+    policy_alpha: int = option(32, "M-step LoRA alpha.")
+    full_finetune: bool = option(False, "M-step as full fine-tuning instead of LoRA + merge.")
+
+
+def train_knowledge(config: TrainKnowledgeConfig) -> str:
+    """Run or resume the rounds; returns the final policy folder."""
+    if config.keep_rule not in KEEP_RULES:
+        raise ValueError(f"Unknown --keep-rule '{config.keep_rule}'. Available: {', '.join(KEEP_RULES)}.")
+    passages = config.passages()
+    run = RunDir.open(config.out or default_run_path("train-knowledge"), asdict(config) | {"out": None})
+    log.info("Run directory: %s", run.path)
+    keep: KeepRule = {"best-of-k": best_of_k, "positive-gain": positive_gain, "threshold": threshold(config.keep_threshold)}[config.keep_rule]
+    settings = RestemSettings(
+        rounds=config.rounds,
+        contexts_per_round=config.contexts_per_round,
+        k=config.k,
+        inner_seeds=config.inner_seeds,
+        self_edit_generation=config.self_edit_generation(),
+        policy_update=InnerLoopSettings(
+            rank=config.policy_rank,
+            alpha=config.policy_alpha,
+            target_modules=("all-linear",),
+            lr=config.policy_lr,
+            epochs=config.policy_epochs,
+            loss_on="completion",
+            seed=config.seed,
+        ),
+        full_finetune=config.full_finetune,
+        seed=config.seed,
+    )
+
+    def load_policy(spec: str) -> LoadedModel:
+        return load_model(spec, dtype=config.dtype, device=config.device, prompt_format=config.prompt_format)
+
+    def make_domain(loaded: LoadedModel) -> KnowledgeDomain:
+        return KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), config.knowledge_settings())
+
+    policy = train_policy(
+        run, passages, load_policy, make_domain, config.model, settings, keep, measure_baseline=config.keep_rule == "positive-gain"
+    )
+    print(f"Final policy: {policy}\nEvaluate it with: seal eval knowledge --model {policy} --data ...")
+    return policy

@@ -1,0 +1,244 @@
+"""The SEAL outer loop: ReST-EM (rejection sampling + supervised fine-tuning) of the self-edit policy.
+
+Each round, on-policy:
+
+- **E-step**: for a fresh, seeded sample of contexts, the *current* policy writes ``k`` self-edits
+  per context; each is scored by the inner loop (train a fresh adapter on it, answer the probes;
+  averaged over ``inner_seeds``). A keep rule (a plain callable) picks the self-edits to learn from.
+- **M-step**: the policy is fine-tuned on (self-edit prompt → kept self-edit) pairs, merged into a
+  new full checkpoint ``round-N/policy`` that the next round samples from.
+
+Everything is recorded as it happens (``round-N/samples.jsonl``, one line per context), so a killed
+run resumes at the context where it stopped. Nothing here knows which domain it runs on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, TrainPlan, train_on_plan
+from seal_lm.domains.base import Domain, SelfEditRejected
+from seal_lm.model.generation import GenerationSettings
+from seal_lm.model.loading import LoadedModel
+from seal_lm.runs.rundir import RunDir, RunDirError
+
+log = logging.getLogger(__name__)
+
+SAMPLES = "samples.jsonl"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The candidates of one context after the E-step, as a keep rule sees them."""
+
+    rewards: list[float | None]  # one per self-edit; None for a rejected one (never kept)
+    baseline: float | None  # the context-only adapter's reward, when measured
+
+    def usable(self) -> list[tuple[int, float]]:
+        return [(i, r) for i, r in enumerate(self.rewards) if r is not None]
+
+
+@dataclass(frozen=True)
+class Kept:
+    indices: list[int]
+    note: str | None = None  # "tie", "all-zero", ... for the round summary
+
+
+KeepRule = Callable[[Scored], Kept]
+
+
+def best_of_k(scored: Scored) -> Kept:
+    """SEAL's knowledge rule: the single best self-edit; none if every reward is zero; ties → the first."""
+    best = max((r for _, r in scored.usable()), default=0.0)
+    if best <= 0:
+        return Kept([], "all-zero")
+    tied = [i for i, r in scored.usable() if r == best]
+    return Kept(tied[:1], "tie" if len(tied) > 1 else None)
+
+
+def positive_gain(scored: Scored) -> Kept:
+    """Every self-edit that beats training on the context alone."""
+    if scored.baseline is None:
+        raise ValueError("the positive-gain rule needs the context-only baseline score")
+    kept = [i for i, r in scored.usable() if r > scored.baseline]
+    return Kept(kept, None if kept else "no-gain")
+
+
+def threshold(minimum: float) -> KeepRule:
+    """Every self-edit whose reward reaches ``minimum`` (SEAL's ARC rule is ``threshold(1.0)``)."""
+
+    def keep(scored: Scored) -> Kept:
+        kept = [i for i, r in scored.usable() if r >= minimum]
+        return Kept(kept, None if kept else "below-threshold")
+
+    return keep
+
+
+@dataclass(frozen=True)
+class RestemSettings:
+    rounds: int = 2
+    contexts_per_round: int = 50
+    k: int = 5
+    inner_seeds: int = 1
+    self_edit_generation: GenerationSettings = GenerationSettings(max_new_tokens=320, temperature=1.0, top_p=0.95)
+    policy_update: InnerLoopSettings = InnerLoopSettings(
+        rank=16, alpha=32, target_modules=("all-linear",), lr=3e-4, epochs=2, loss_on="completion"
+    )
+    full_finetune: bool = False
+    seed: int = 0
+
+
+def train_policy(
+    run: RunDir,
+    contexts: Sequence[Any],
+    load_policy: Callable[[str], LoadedModel],
+    make_domain: Callable[[LoadedModel], Domain],
+    initial_model: str,
+    settings: RestemSettings,
+    keep: KeepRule = best_of_k,
+    measure_baseline: bool = False,
+) -> str:
+    """Run (or resume) every round; returns the path of the final policy."""
+    if len(contexts) < settings.contexts_per_round:
+        raise ValueError(f"--contexts-per-round {settings.contexts_per_round} exceeds the {len(contexts)} contexts available.")
+    policy = initial_model
+    for round_number in range(1, settings.rounds + 1):
+        round_dir = run.path / f"round-{round_number}"
+        policy_dir = round_dir / "policy"
+        if (policy_dir / "config.json").is_file():
+            policy = str(policy_dir)
+            continue
+        if (run.path / f"round-{round_number + 1}").exists():
+            raise RunDirError(
+                f"{policy_dir} is missing but round {round_number + 1} exists: the run is inconsistent. "
+                "Restore the policy folder or start a new --out."
+            )
+        if round_dir.exists() and not (round_dir / SAMPLES).exists() and any(round_dir.iterdir()):
+            raise RunDirError(f"{round_dir} is incomplete or corrupt (no {SAMPLES}); move it away and re-run to redo the round.")
+        loaded = load_policy(policy)
+        inner_loop = InnerLoop(loaded.model, loaded.tokenizer)
+        sample = random.Random(settings.seed * 1000 + round_number).sample(list(contexts), settings.contexts_per_round)
+        samples_file = f"round-{round_number}/{SAMPLES}"
+        records = _e_step(run, samples_file, sample, inner_loop, make_domain(loaded), settings, keep, measure_baseline)
+        policy = _m_step(run, round_number, inner_loop, records, settings)
+    return policy
+
+
+def _e_step(run, samples_file, contexts, inner_loop, domain, settings, keep, measure_baseline) -> list[dict]:
+    done = {r["context_id"]: r for r in run.records(samples_file)}
+    for context in tqdm(contexts, desc=samples_file.split("/")[0], unit="context"):
+        if domain.context_id(context) in done:
+            continue
+        record = _score_context(domain, context, inner_loop, settings, measure_baseline)
+        chosen = keep(Scored(record["rewards"], record["baseline"]))
+        record |= {"kept": chosen.indices, "keep_note": chosen.note}
+        run.append(samples_file, record)
+        done[record["context_id"]] = record
+    return [done[domain.context_id(c)] for c in contexts]
+
+
+def _score_context(domain, context, inner_loop, settings, measure_baseline) -> dict:
+    start = time.perf_counter()
+    prompts = domain.probe_prompts(context)
+    edit_prompt = domain.self_edit_prompt(context)
+    if edit_prompt is None:
+        raise ValueError("the self-edit style writes nothing (e.g. 'none'); choose a prompt that generates self-edits")
+    generation = settings.self_edit_generation
+    samples = []
+    for index in range(settings.k):
+        edit = inner_loop.generate_with_base([edit_prompt], replace(generation, seed=generation.seed + index))[0]
+        sample = {"text": edit.text, "tokens": edit.tokens, "truncated": edit.truncated, "rejected": None, "seed_rewards": []}
+        try:
+            plan = domain.parse_self_edit(context, edit.text, edit.truncated)
+            sample["seed_rewards"] = _rewards(domain, context, inner_loop, plan, prompts, settings.inner_seeds)
+        except SelfEditRejected as reason:
+            sample["rejected"] = str(reason)
+        samples.append(sample)
+    baseline = None
+    if measure_baseline:
+        baseline = statistics.fmean(_rewards(domain, context, inner_loop, domain.context_plan(context), prompts, settings.inner_seeds))
+    return {
+        "context_id": domain.context_id(context),
+        "prompt": edit_prompt,
+        "samples": samples,
+        "rewards": [None if s["rejected"] else statistics.fmean(s["seed_rewards"]) for s in samples],
+        "baseline": baseline,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def _rewards(domain, context, inner_loop, plan: TrainPlan, prompts, seeds: int) -> list[float]:
+    """The reward of one plan under each inner-loop seed: the share of probes answered correctly."""
+    plans = [replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + s)) for s in range(seeds)]
+    results = inner_loop.train_and_answer(plans, prompts, domain.answer_generation)
+    return [statistics.fmean(g["correct"] for g in domain.score(context, [a.text for a in r.answers])) for r in results]
+
+
+def _m_step(run: RunDir, round_number: int, inner_loop: InnerLoop, records: list[dict], settings: RestemSettings) -> str:
+    round_dir = run.path / f"round-{round_number}"
+    tokenizer = inner_loop.tokenizer
+    eos = tokenizer.eos_token or ""
+    pairs = [
+        {"context_id": r["context_id"], "prompt": r["prompt"], "completion": r["samples"][i]["text"], "reward": r["rewards"][i]}
+        for r in records
+        for i in r["kept"]
+    ]
+    run.write_jsonl(f"round-{round_number}/kept.jsonl", pairs)
+    start = time.perf_counter()
+    stats = None
+    plan = TrainPlan(tuple(TrainExample(p["completion"] + eos, prompt=p["prompt"]) for p in pairs), settings.policy_update)
+    if not pairs:
+        log.warning("Round %d kept no self-edit: the policy is carried over unchanged.", round_number)
+        model = inner_loop.release()
+    elif settings.full_finetune:
+        model = inner_loop.release()
+        stats = train_on_plan(model, tokenizer, plan, [p.requires_grad_() for p in model.parameters()])
+    else:
+        stats = inner_loop.train_adapter(plan)
+        model = inner_loop.merge_adapter()
+    _save_policy(model, tokenizer, round_dir / "policy")
+    rewards = [reward or 0.0 for r in records for reward in r["rewards"]]  # a rejected self-edit earns 0
+    summary = {
+        "round": round_number,
+        "contexts": len(records),
+        "self_edits": len(rewards),
+        "mean_reward": statistics.fmean(rewards) if rewards else 0.0,
+        "reward_sd_within_context": statistics.fmean(statistics.pstdev(_zeroed(r)) for r in records) if records else 0.0,
+        "contexts_with_any_reward": sum(1 for r in records if max(_zeroed(r)) > 0),
+        "contexts_improving_on_baseline": sum(1 for r in records if r["baseline"] is not None and max(_zeroed(r)) > r["baseline"]),
+        "kept": len(pairs),
+        "keep_notes": {note: sum(1 for r in records if r["keep_note"] == note) for note in {r["keep_note"] for r in records} if note},
+        "rejected_self_edits": sum(1 for r in records for s in r["samples"] if s["rejected"]),
+        "policy_update": vars(stats) if stats else None,
+        "e_step_seconds": sum(r["seconds"] for r in records),
+        "m_step_seconds": time.perf_counter() - start,
+        "policy_carried_over": not pairs,
+    }
+    run.write_json(f"round-{round_number}/summary.json", summary)
+    print(
+        f"Round {round_number}: mean reward {summary['mean_reward']:.3f}, contexts with any reward "
+        f"{summary['contexts_with_any_reward']}/{len(records)}, kept {len(pairs)}, "
+        f"{(summary['e_step_seconds'] + summary['m_step_seconds']) / 60:.1f} min"
+    )
+    return str(round_dir / "policy")
+
+
+def _zeroed(record: dict) -> list[float]:
+    return [reward or 0.0 for reward in record["rewards"]]
+
+
+def _save_policy(model, tokenizer, target: Path) -> None:
+    """Save a standard HF folder atomically: a crash leaves no half-written policy behind."""
+    staging = Path(tempfile.mkdtemp(prefix=".policy-", dir=target.parent))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    staging.rename(target)
