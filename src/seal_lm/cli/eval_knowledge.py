@@ -12,7 +12,7 @@ from seal_lm.cli.options import option
 from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import LLMJudge
-from seal_lm.loops.evaluate import CONDITIONS, RECORDS, run_conditions
+from seal_lm.loops.evaluate import CONDITIONS, run_conditions, run_pooled_conditions
 from seal_lm.loops.report import markdown_table, summarize
 from seal_lm.model.loading import load_model
 from seal_lm.model.prompting import PromptFormatter
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalKnowledgeConfig(KnowledgeOptions):
+    setting: str = option("single", "single (a fresh adapter per passage) or cpt (continued pretraining: one adapter on all passages' data).")
     conditions: tuple[str, ...] = option(("base", "passage", "self-edit"), f"Comma-separated, from: {', '.join(CONDITIONS)}.")
     n_passages: int = option(0, "Use the first N passages of --data (0: all).")
     k: int = option(1, "Self-edits per passage for self-edit/external; each trains its own fresh adapter.")
@@ -37,6 +38,8 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     """Run the conditions table and write the run directory; returns its path."""
     if config.n_passages < 0 or config.k < 1:
         raise ValueError("--n-passages must be 0 (all) or positive, and --k at least 1.")
+    if config.setting not in ("single", "cpt"):
+        raise ValueError(f"Unknown --setting '{config.setting}'. Available: single, cpt.")
     passages = config.passages()
     passages = passages[: config.n_passages] if config.n_passages else passages
     external = _external_lookup(config, passages) if "external" in config.conditions else None
@@ -48,7 +51,8 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     if config.judge_url:
         llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env)
         judge = lambda grade: llm(grade["question"], grade["gold"], grade["answer"])  # noqa: E731
-    records = run_conditions(
+    run_setting = run_conditions if config.setting == "single" else run_pooled_conditions
+    records = run_setting(
         run,
         domain,
         passages,

@@ -1,7 +1,9 @@
 """The baseline-conditions evaluation: how much does each kind of training data teach the model?
 
-For every context and condition the loop runs one *unit of work* and appends its record to
-``records.jsonl`` the moment it is finished:
+Two settings. *Single* (the paper's main table): for every context and condition the loop runs one
+*unit of work*, a fresh adapter per context. *Pooled* (continued pretraining): per condition, the
+training data of all contexts goes into one adapter, probed on all their questions. Either way each
+unit's record is appended to ``records.jsonl`` the moment it is finished. The conditions:
 
 - ``base``: no training; the untouched model answers the probes.
 - ``passage``: a fresh adapter trained on the context alone.
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CONDITIONS = ("base", "passage", "self-edit", "external")
 RECORDS = "records.jsonl"
+POOLED_SELF_EDITS = "pooled_self_edits.jsonl"
 
 
 def unit_key(context_id: str, condition: str, sample: int) -> str:
@@ -49,12 +52,7 @@ def run_conditions(
     judge: Callable[[dict], bool] | None = None,
 ) -> list[dict]:
     """Run every (context, condition, sample) unit not yet in ``run``; return all records."""
-    conditions = list(dict.fromkeys(conditions))  # a condition named twice runs once
-    unknown = set(conditions) - set(CONDITIONS)
-    if unknown:
-        raise ValueError(f"Unknown condition(s) {', '.join(sorted(unknown))}. Available: {', '.join(CONDITIONS)}.")
-    if "external" in conditions and external_self_edits is None:
-        raise ValueError("The 'external' condition needs a file of self-edits (--external FILE).")
+    conditions = _checked(conditions, external_self_edits)
     done = {record["unit"] for record in run.records(RECORDS)}
     units = [
         (context, condition, sample)
@@ -74,6 +72,109 @@ def run_conditions(
     return run.records(RECORDS)
 
 
+def run_pooled_conditions(
+    run: RunDir,
+    domain: Domain,
+    contexts: Sequence[Any],
+    inner_loop: InnerLoop,
+    *,
+    conditions: Sequence[str],
+    k: int,
+    self_edit_generation: GenerationSettings,
+    external_self_edits: Callable[[Any], list[str]] | None = None,
+    judge: Callable[[dict], bool] | None = None,
+) -> list[dict]:
+    """Continued pretraining: one adapter per (condition, sample) on the pooled data of all contexts.
+
+    Returns per-context records (the pooled training statistics on the first context's record), the
+    same shape :func:`run_conditions` returns, so one report serves both settings.
+    """
+    conditions = _checked(conditions, external_self_edits)
+    done = {record["unit"]: record for record in run.records(RECORDS)}
+    for condition in conditions:
+        for sample in range(k if condition in ("self-edit", "external") else 1):
+            key = f"pooled/{condition}/{sample}"
+            if key not in done:
+                done[key] = _run_pooled_unit(
+                    run, key, domain, contexts, condition, sample, inner_loop, self_edit_generation, external_self_edits
+                )
+                if judge is not None:
+                    for grade in (g for part in done[key]["contexts"] for g in part["grades"]):
+                        grade["judge"] = judge(grade)
+                run.append(RECORDS, done[key])
+    return [per_context for record in done.values() for per_context in _expand(record)]
+
+
+def _run_pooled_unit(run, key, domain, contexts, condition, sample, inner_loop, self_edit_generation, external_self_edits) -> dict:
+    start = time.perf_counter()
+    cached = {(r["context_id"], r["sample"]): r["self_edit"] for r in run.records(POOLED_SELF_EDITS)}
+    parts, examples, settings = [], [], None
+    for context in tqdm(contexts, desc=f"{condition} data", unit="context", leave=False):
+        context_id = domain.context_id(context)
+        self_edit, rejected = cached.get((context_id, sample)), None
+        if condition == "self-edit" and self_edit is None:
+            self_edit = _write_self_edit(domain, context, inner_loop, self_edit_generation, sample)
+            run.append(POOLED_SELF_EDITS, {"context_id": context_id, "sample": sample, "self_edit": self_edit})
+        elif condition == "external":
+            self_edit = {"text": external_self_edits(context)[sample], "source": "external"}
+        if condition == "passage":
+            plan = domain.context_plan(context)
+        elif condition in ("self-edit", "external"):
+            try:
+                plan = domain.parse_self_edit(context, self_edit["text"], self_edit.get("truncated", False))
+            except SelfEditRejected as reason:
+                plan, rejected = None, str(reason)
+        else:
+            plan = None
+        if plan is not None:
+            examples += plan.examples
+            settings = replace(plan.settings, seed=plan.settings.seed + sample)
+        parts.append({"context_id": context_id, "self_edit": self_edit if condition == "self-edit" else None, "rejected": rejected})
+    prompts = [domain.probe_prompts(context) for context in contexts]
+    flat_prompts = [p for group in prompts for p in group]
+    train = None
+    if examples:
+        result = inner_loop.train_and_answer([TrainPlan(tuple(examples), settings)], flat_prompts, domain.answer_generation)[0]
+        answers = [g.text for g in result.answers]
+        train = {"sequences": [e.prompt + e.completion for e in examples], **vars(result.stats)}
+    elif condition == "base":
+        answers = [g.text for g in inner_loop.generate_with_base(flat_prompts, domain.answer_generation)]
+    else:
+        answers = [""] * len(flat_prompts)  # every self-edit was unusable
+    for context, group, part in zip(contexts, prompts, parts):
+        part["grades"] = domain.score(context, answers[: len(group)])
+        answers = answers[len(group) :]
+    return {"unit": key, "condition": condition, "sample": sample, "train": train, "contexts": parts, "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _expand(record: dict) -> list[dict]:
+    """A pooled record as per-context records; the shared training is reported once."""
+    if "contexts" not in record:
+        return [record]
+    share = record["seconds"] / len(record["contexts"])
+    return [
+        {
+            "unit": f"{record['unit']}/{part['context_id']}",
+            "condition": record["condition"],
+            "sample": record["sample"],
+            "train": record["train"] if index == 0 else None,
+            "seconds": share,
+            **part,
+        }
+        for index, part in enumerate(record["contexts"])
+    ]
+
+
+def _checked(conditions: Sequence[str], external_self_edits) -> list[str]:
+    conditions = list(dict.fromkeys(conditions))  # a condition named twice runs once
+    unknown = set(conditions) - set(CONDITIONS)
+    if unknown:
+        raise ValueError(f"Unknown condition(s) {', '.join(sorted(unknown))}. Available: {', '.join(CONDITIONS)}.")
+    if "external" in conditions and external_self_edits is None:
+        raise ValueError("The 'external' condition needs a file of self-edits (--external FILE).")
+    return conditions
+
+
 def _run_unit(
     domain: Domain,
     context: Any,
@@ -86,30 +187,17 @@ def _run_unit(
     start = time.perf_counter()
     context_id = domain.context_id(context)
     prompts = domain.probe_prompts(context)
+    plan, self_edit, rejected = _plan_for(domain, context, condition, sample, inner_loop, self_edit_generation, external_self_edits)
     record: dict[str, Any] = {
         "unit": unit_key(context_id, condition, sample),
         "context_id": context_id,
         "condition": condition,
         "sample": sample,
-        "self_edit": None,
-        "rejected": None,
+        "self_edit": self_edit,
+        "rejected": rejected,
         "train": None,
     }
-    plan: TrainPlan | None = None
-    if condition == "passage":
-        plan = domain.context_plan(context)
-    elif condition in ("self-edit", "external"):
-        if condition == "self-edit":
-            record["self_edit"] = _write_self_edit(domain, context, inner_loop, self_edit_generation, sample)
-        else:
-            record["self_edit"] = {"text": external_self_edits(context)[sample], "source": "external"}
-        try:
-            edit = record["self_edit"]
-            plan = domain.parse_self_edit(context, edit["text"], edit.get("truncated", False))
-            plan = replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + sample))
-        except SelfEditRejected as reason:
-            record["rejected"] = str(reason)
-    if record["rejected"]:
+    if rejected:
         answers = [""] * len(prompts)  # an unusable self-edit earns nothing
     elif plan is None:
         answers = [g.text for g in inner_loop.generate_with_base(prompts, domain.answer_generation)]
@@ -120,6 +208,31 @@ def _run_unit(
     record["grades"] = domain.score(context, answers)
     record["seconds"] = round(time.perf_counter() - start, 3)
     return record
+
+
+def _plan_for(
+    domain: Domain,
+    context: Any,
+    condition: str,
+    sample: int,
+    inner_loop: InnerLoop,
+    self_edit_generation: GenerationSettings,
+    external_self_edits: Callable[[Any], list[str]] | None,
+) -> tuple[TrainPlan | None, dict | None, str | None]:
+    """What ``condition`` trains on for this context: (plan or None, the self-edit, why it was rejected)."""
+    if condition == "base":
+        return None, None, None
+    if condition == "passage":
+        return domain.context_plan(context), None, None
+    if condition == "self-edit":
+        self_edit = _write_self_edit(domain, context, inner_loop, self_edit_generation, sample)
+    else:
+        self_edit = {"text": external_self_edits(context)[sample], "source": "external"}
+    try:
+        plan = domain.parse_self_edit(context, self_edit["text"], self_edit.get("truncated", False))
+    except SelfEditRejected as reason:
+        return None, self_edit, str(reason)
+    return replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + sample)), self_edit, None
 
 
 def _write_self_edit(
