@@ -38,6 +38,9 @@ def train_knowledge(config: TrainKnowledgeConfig) -> str:
     """Run or resume the rounds; returns the final policy folder."""
     if config.keep_rule not in KEEP_RULES:
         raise ValueError(f"Unknown --keep-rule '{config.keep_rule}'. Available: {', '.join(KEEP_RULES)}.")
+    for name in ("rounds", "contexts_per_round", "k", "inner_seeds", "policy_epochs"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}.")
     passages = config.passages()
     run = RunDir.open(config.out or default_run_path("train-knowledge"), asdict(config) | {"out": None})
     log.info("Run directory: %s", run.path)

@@ -231,6 +231,7 @@ def _plan_for(
     try:
         plan = domain.parse_self_edit(context, self_edit["text"], self_edit.get("truncated", False))
     except SelfEditRejected as reason:
+        log.warning("%s %d of context %s is unusable (%s); it scores 0", condition, sample, domain.context_id(context), reason)
         return None, self_edit, str(reason)
     return replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + sample)), self_edit, None
 

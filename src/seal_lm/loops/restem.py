@@ -19,6 +19,7 @@ import random
 import statistics
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -127,18 +128,18 @@ def train_policy(
         loaded = load_policy(policy)
         inner_loop = InnerLoop(loaded.model, loaded.tokenizer)
         sample = random.Random(settings.seed * 1000 + round_number).sample(list(contexts), settings.contexts_per_round)
-        samples_file = f"round-{round_number}/{SAMPLES}"
-        records = _e_step(run, samples_file, sample, inner_loop, make_domain(loaded), settings, keep, measure_baseline)
+        records = _e_step(run, round_number, sample, inner_loop, make_domain(loaded), settings, keep, measure_baseline)
         policy = _m_step(run, round_number, inner_loop, records, settings)
     return policy
 
 
-def _e_step(run, samples_file, contexts, inner_loop, domain, settings, keep, measure_baseline) -> list[dict]:
+def _e_step(run, round_number, contexts, inner_loop, domain, settings, keep, measure_baseline) -> list[dict]:
+    samples_file = f"round-{round_number}/{SAMPLES}"
     done = {r["context_id"]: r for r in run.records(samples_file)}
-    for context in tqdm(contexts, desc=samples_file.split("/")[0], unit="context"):
+    for context in tqdm(contexts, desc=f"round {round_number}", unit="context"):
         if domain.context_id(context) in done:
             continue
-        record = _score_context(domain, context, inner_loop, settings, measure_baseline)
+        record = _score_context(domain, context, inner_loop, settings, measure_baseline, round_number)
         chosen = keep(Scored(record["rewards"], record["baseline"]))
         record |= {"kept": chosen.indices, "keep_note": chosen.note}
         run.append(samples_file, record)
@@ -146,16 +147,17 @@ def _e_step(run, samples_file, contexts, inner_loop, domain, settings, keep, mea
     return [done[domain.context_id(c)] for c in contexts]
 
 
-def _score_context(domain, context, inner_loop, settings, measure_baseline) -> dict:
+def _score_context(domain, context, inner_loop, settings, measure_baseline, round_number) -> dict:
     start = time.perf_counter()
     prompts = domain.probe_prompts(context)
     edit_prompt = domain.self_edit_prompt(context)
     if edit_prompt is None:
         raise ValueError("the self-edit style writes nothing (e.g. 'none'); choose a prompt that generates self-edits")
     generation = settings.self_edit_generation
+    context_seed = generation.seed + zlib.crc32(f"{round_number}/{domain.context_id(context)}".encode())
     samples = []
     for index in range(settings.k):
-        edit = inner_loop.generate_with_base([edit_prompt], replace(generation, seed=generation.seed + index))[0]
+        edit = inner_loop.generate_with_base([edit_prompt], replace(generation, seed=context_seed + index))[0]
         sample = {"text": edit.text, "tokens": edit.tokens, "truncated": edit.truncated, "rejected": None, "seed_rewards": []}
         try:
             plan = domain.parse_self_edit(context, edit.text, edit.truncated)
