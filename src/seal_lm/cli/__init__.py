@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from seal_lm.cli.demo import DemoConfig, demo
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig, eval_knowledge
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)  # raised inside peft
     try:
         if args.command == "demo":
             demo(config_from_args(DemoConfig, args))
