@@ -19,6 +19,7 @@ from typing import Sequence
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.lora import LoraLayer
 from tqdm.auto import tqdm
 
 from seal_lm.model.generation import Generation, GenerationSettings, generate
@@ -147,14 +148,28 @@ class InnerLoop:
             target_modules="all-linear" if settings.target_modules == ("all-linear",) else list(settings.target_modules),
             task_type="CAUSAL_LM",
         )
-        torch.manual_seed(settings.seed)
         if self.peft_model is None:
             self.peft_model = get_peft_model(self.base_model, config, adapter_name=ADAPTER_NAME)
         else:
             self.peft_model.delete_adapter(ADAPTER_NAME)
             self.peft_model.add_adapter(ADAPTER_NAME, config)
             self.peft_model.set_adapter(ADAPTER_NAME)
+        generator = torch.Generator().manual_seed(settings.seed)
+        for module in self.peft_model.modules():
+            if isinstance(module, LoraLayer) and ADAPTER_NAME in module.lora_A:
+                a, b = module.lora_A[ADAPTER_NAME].weight, module.lora_B[ADAPTER_NAME].weight
+                with torch.no_grad():
+                    a.copy_(initial_lora_a(a.shape, generator))
+                    b.zero_()
         return self.peft_model
+
+
+def initial_lora_a(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+    """LoRA's A matrix at initialisation (PEFT's default: Kaiming-uniform; B starts at zero).
+
+    Drawn from ``generator`` module by module, so every engine starts a seed's adapter identically.
+    """
+    return torch.nn.init.kaiming_uniform_(torch.empty(shape), a=math.sqrt(5), generator=generator)
 
 
 def train_on_plan(
@@ -165,7 +180,7 @@ def train_on_plan(
     AdamW with a linear decay to zero and gradient clipping: the HF Trainer defaults SEAL used.
     """
     settings = plan.settings
-    sequences = [_tokenize(tokenizer, example, settings) for example in plan.examples]
+    sequences = [tokenize_example(tokenizer, example, settings) for example in plan.examples]
     if not sequences:
         raise ValueError("a training plan needs at least one example")
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.0)
@@ -181,7 +196,7 @@ def train_on_plan(
         order = torch.randperm(len(sequences), generator=shuffler).tolist()
         for first in range(0, len(order), settings.batch_size):
             batch = [sequences[i] for i in order[first : first + settings.batch_size]]
-            input_ids, labels, attention = _collate(batch, tokenizer.pad_token_id, device)
+            input_ids, labels, attention = collate_batch(batch, tokenizer.pad_token_id, device)
             loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
@@ -203,7 +218,7 @@ def train_on_plan(
     )
 
 
-def _tokenize(tokenizer, example: TrainExample, settings: InnerLoopSettings) -> tuple[list[int], list[int]]:
+def tokenize_example(tokenizer, example: TrainExample, settings: InnerLoopSettings) -> tuple[list[int], list[int]]:
     """Token ids and labels (-100 where no loss is taken)."""
     prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"] if example.prompt else []
     completion_ids = tokenizer(example.completion, add_special_tokens=False)["input_ids"]
@@ -218,7 +233,7 @@ def _tokenize(tokenizer, example: TrainExample, settings: InnerLoopSettings) -> 
     return ids, labels
 
 
-def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int, device: torch.device):
+def collate_batch(batch: list[tuple[list[int], list[int]]], pad_id: int, device: torch.device):
     """Right-padded input ids, labels (-100 on padding) and attention mask."""
     width = max(len(ids) for ids, _ in batch)
     input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in batch], device=device)

@@ -35,10 +35,21 @@ class Generation:
 
 @torch.inference_mode()
 def generate(
-    model, tokenizer, prompts: Sequence[str], settings: GenerationSettings, progress: str | None = None
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    settings: GenerationSettings,
+    progress: str | None = None,
+    keep_order: bool = False,
 ) -> list[Generation]:
-    """Generate one completion per prompt."""
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    """Generate one completion per prompt.
+
+    ``keep_order`` batches the prompts in the given order instead of by length (for callers whose
+    batch layout matters, such as the batched inner loop's adapter-major rows).
+    """
+    order = list(range(len(prompts)))
+    if not keep_order:
+        order.sort(key=lambda i: len(prompts[i]), reverse=True)
     results: dict[int, Generation] = {}
     device = next(model.parameters()).device
     padding_side = tokenizer.padding_side

@@ -1,0 +1,260 @@
+"""The batched inner loop: K candidate LoRA adapters trained and probed together over one frozen base.
+
+Every targeted ``nn.Linear`` is wrapped by a :class:`StackedLoRALinear` holding K adapters as
+stacked tensors. A batch is laid out adapter-major (the rows of adapter 0, then adapter 1, ...), and
+each row goes through its own adapter with one batched matrix product, so K small fine-tunes cost
+about one forward/backward of K times the batch instead of K separate passes.
+
+The result is the same as training the candidates one by one with :class:`~seal_lm.adapt.lora.InnerLoop`
+(same seeds, same initial adapters, same shuffling, per-adapter loss, gradient clipping, AdamW and
+learning-rate schedule), up to floating-point reassociation; a test holds the two engines together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from seal_lm.adapt.lora import (
+    CandidateResult,
+    InnerLoopSettings,
+    TrainPlan,
+    TrainStats,
+    collate_batch,
+    initial_lora_a,
+    tokenize_example,
+)
+from seal_lm.model.generation import Generation, GenerationSettings, generate
+
+# Settings that must agree for adapters to share one stacked computation.
+SHAPE_FIELDS = ("rank", "alpha", "target_modules", "batch_size")
+
+
+@dataclass
+class Routing:
+    """Which adapters the rows of the current batch use (adapter-major, equal rows per adapter)."""
+
+    active: torch.Tensor | None = None  # adapter ids; None: no adapter (the base model)
+
+
+class StackedLoRALinear(torch.nn.Module):
+    """A frozen linear layer plus K LoRA adapters, row blocks of the batch routed to their adapter."""
+
+    def __init__(self, base: torch.nn.Linear, count: int, rank: int, alpha: int, routing: Routing):
+        super().__init__()
+        self.base = base
+        self.routing = routing
+        self.scaling = alpha / rank
+        self.lora_a = torch.nn.Parameter(torch.zeros(count, rank, base.in_features, device=base.weight.device))
+        self.lora_b = torch.nn.Parameter(torch.zeros(count, base.out_features, rank, device=base.weight.device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output = self.base(x)
+        active = self.routing.active
+        if active is None:
+            return output
+        adapters = len(active)
+        rows, length, width = x.shape
+        a = self.lora_a.index_select(0, active).to(x.dtype)  # [k, r, in]
+        b = self.lora_b.index_select(0, active).to(x.dtype)  # [k, out, r]
+        per_adapter = x.reshape(adapters, (rows // adapters) * length, width)
+        update = torch.bmm(torch.bmm(per_adapter, a.transpose(1, 2)), b.transpose(1, 2))
+        return output + self.scaling * update.reshape(rows, length, -1)
+
+
+def target_names(model: torch.nn.Module, target_modules: tuple[str, ...]) -> list[str]:
+    """Names of the linear layers LoRA adapts (``all-linear``: every one but the output layer)."""
+    output_layer = model.get_output_embeddings()
+    names = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or module is output_layer:
+            continue
+        if target_modules == ("all-linear",) or name.split(".")[-1] in target_modules:
+            names.append(name)
+    if not names:
+        raise ValueError(f"no linear layer of the model matches target modules {', '.join(target_modules)}")
+    return names
+
+
+@contextlib.contextmanager
+def stacked_adapters(model: torch.nn.Module, count: int, settings: InnerLoopSettings) -> Iterator[tuple[Routing, dict]]:
+    """Wrap the targeted layers with ``count`` stacked adapters; restore the plain layers afterwards."""
+    routing = Routing()
+    layers: dict[str, StackedLoRALinear] = {}
+    for name in target_names(model, tuple(settings.target_modules)):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        layers[name] = StackedLoRALinear(getattr(parent, child), count, settings.rank, settings.alpha, routing)
+        setattr(parent, child, layers[name])
+    frozen = [p for p in model.parameters() if p.requires_grad and all(p is not l.lora_a and p is not l.lora_b for l in layers.values())]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    try:
+        yield routing, layers
+    finally:
+        for name, layer in layers.items():
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, layer.base)
+        for parameter in frozen:
+            parameter.requires_grad_(True)
+
+
+class BatchedInnerLoop:
+    """Same interface as :class:`~seal_lm.adapt.lora.InnerLoop`; trains a context's plans together."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer):
+        self.base_model = model
+        self.tokenizer = tokenizer
+
+    def generate_with_base(self, prompts: Sequence[str], generation: GenerationSettings) -> list[Generation]:
+        return generate(self.base_model, self.tokenizer, prompts, generation)
+
+    def train_and_answer(
+        self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
+    ) -> list[CandidateResult]:
+        """Plans that share LoRA shapes train as one stacked computation; the results keep plan order."""
+        if any(plan.settings.dropout for plan in plans):
+            raise ValueError("the batched engine trains without LoRA dropout; use the sequential engine for dropout > 0")
+        results: list[CandidateResult | None] = [None] * len(plans)
+        groups: dict[tuple, list[int]] = {}
+        for index, plan in enumerate(plans):
+            groups.setdefault(tuple(getattr(plan.settings, f) for f in SHAPE_FIELDS), []).append(index)
+        for indices in groups.values():
+            group = [plans[i] for i in indices]
+            with stacked_adapters(self.base_model, len(group), group[0].settings) as (routing, layers):
+                _initialise(layers, group)
+                stats = _train_together(self.base_model, self.tokenizer, group, routing, layers)
+                answers = _answer_together(self.base_model, self.tokenizer, prompts, generation, routing, len(group))
+                for slot, index in enumerate(indices):
+                    state = {f"{name}.{part}": getattr(layer, part)[slot].detach().clone() for name, layer in layers.items() for part in ("lora_a", "lora_b")}
+                    results[index] = CandidateResult(stats=stats[slot], answers=answers[slot], adapter_state=state)
+        return results
+
+
+def _initialise(layers: dict[str, StackedLoRALinear], plans: Sequence[TrainPlan]) -> None:
+    """Adapter j starts exactly as the sequential engine starts a plan with the same seed."""
+    with torch.no_grad():
+        for slot, plan in enumerate(plans):
+            generator = torch.Generator().manual_seed(plan.settings.seed)
+            for layer in layers.values():
+                layer.lora_a[slot].copy_(initial_lora_a(layer.lora_a.shape[1:], generator))
+
+
+def _schedule(plan: TrainPlan, size: int) -> list[list[int]]:
+    """The sequence indices of every step: the sequential engine's seeded shuffling, epoch by epoch."""
+    shuffler = torch.Generator().manual_seed(plan.settings.seed)
+    steps = []
+    for _ in range(plan.settings.epochs):
+        order = torch.randperm(size, generator=shuffler).tolist()
+        steps += [order[i : i + plan.settings.batch_size] for i in range(0, size, plan.settings.batch_size)]
+    return steps
+
+
+def _train_together(model, tokenizer, plans, routing, layers) -> list[TrainStats]:
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    sequences = [[tokenize_example(tokenizer, example, plan.settings) for example in plan.examples] for plan in plans]
+    if any(not s for s in sequences):
+        raise ValueError("a training plan needs at least one example")
+    schedules = [_schedule(plan, len(s)) for plan, s in zip(plans, sequences)]
+    optimizer = _StackedAdamW([p for layer in layers.values() for p in (layer.lora_a, layer.lora_b)], len(plans))
+    rows_per_adapter = plans[0].settings.batch_size
+    losses: list[list[float]] = [[] for _ in plans]
+    tokens = [0] * len(plans)
+    model.train()
+    for step in range(max(len(s) for s in schedules)):
+        active = [j for j, schedule in enumerate(schedules) if step < len(schedule)]
+        batch = []
+        for j in active:
+            rows = [sequences[j][i] for i in schedules[j][step]]
+            batch += rows + [([tokenizer.pad_token_id], [-100])] * (rows_per_adapter - len(rows))  # pad the block
+        input_ids, labels, attention = collate_batch(batch, tokenizer.pad_token_id, device)
+        routing.active = torch.tensor(active, device=device)
+        logits = model(input_ids=input_ids, attention_mask=attention).logits.float()
+        token_losses = F.cross_entropy(
+            logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none"
+        ).view(len(active), rows_per_adapter, -1)
+        counts = (labels[:, 1:] != -100).view(len(active), rows_per_adapter, -1).sum(dim=(1, 2))
+        per_adapter = token_losses.sum(dim=(1, 2)) / counts
+        per_adapter.sum().backward()  # adapters share no parameter: each gets its own gradient
+        optimizer.step(
+            active,
+            lrs=[plans[j].settings.lr * (1 - step / len(schedules[j])) for j in active],
+            max_grad_norms=[plans[j].settings.max_grad_norm for j in active],
+        )
+        for slot, j in enumerate(active):
+            losses[j].append(per_adapter[slot].item())
+            tokens[j] += int(counts[slot])
+    model.eval()
+    routing.active = None
+    seconds = (time.perf_counter() - start) / len(plans)  # the shared wall time, split evenly
+    return [
+        TrainStats(
+            steps=len(schedules[j]),
+            tokens=tokens[j],
+            sequence_tokens=sum(len(ids) for ids, _ in sequences[j]),
+            first_loss=losses[j][0],
+            last_loss=losses[j][-1],
+            seconds=seconds,
+        )
+        for j in range(len(plans))
+    ]
+
+
+def _answer_together(model, tokenizer, prompts, generation, routing, count) -> list[list[Generation]]:
+    """Every adapter answers every prompt; one generate call per chunk of prompts, all adapters at once."""
+    answers: list[list[Generation]] = [[] for _ in range(count)]
+    routing.active = torch.arange(count, device=next(model.parameters()).device)
+    try:
+        for first in range(0, len(prompts), generation.batch_size):
+            chunk = list(prompts[first : first + generation.batch_size])
+            rows = [prompt for _ in range(count) for prompt in chunk]  # adapter-major
+            outputs = generate(model, tokenizer, rows, replace(generation, batch_size=len(rows)), keep_order=True)
+            for slot in range(count):
+                answers[slot] += outputs[slot * len(chunk) : (slot + 1) * len(chunk)]
+    finally:
+        routing.active = None
+    return answers
+
+
+class _StackedAdamW:
+    """AdamW (torch's defaults, no weight decay) over stacked adapter tensors, one adapter per slot.
+
+    Each adapter has its own step count, learning rate and gradient clipping; finished adapters are
+    left untouched, so each slot follows exactly the trajectory it would follow alone.
+    """
+
+    def __init__(self, parameters: list[torch.nn.Parameter], count: int, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.parameters = parameters
+        self.betas, self.eps = betas, eps
+        self.steps = [0] * count
+        self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in parameters]
+
+    @torch.no_grad()
+    def step(self, active: list[int], lrs: list[float], max_grad_norms: list[float]) -> None:
+        index = torch.tensor(active, device=self.parameters[0].device)
+        norms = torch.sqrt(sum(p.grad.index_select(0, index).pow(2).flatten(1).sum(1) for p in self.parameters))
+        clip = torch.clamp(torch.tensor(max_grad_norms, device=norms.device) / (norms + 1e-6), max=1.0)
+        for j in active:
+            self.steps[j] += 1
+        beta1, beta2 = self.betas
+        steps = torch.tensor([self.steps[j] for j in active], dtype=torch.float64)
+        step_sizes = (torch.tensor(lrs, dtype=torch.float64) / (1 - beta1**steps)).to(norms.device)
+        bias2 = torch.sqrt(1 - beta2**steps).to(norms.device)
+        for parameter, (first, second) in zip(self.parameters, self.moments):
+            shape = (-1,) + (1,) * (parameter.dim() - 1)
+            grad = parameter.grad.index_select(0, index) * clip.view(shape).to(parameter.dtype)
+            m = first.index_select(0, index).mul_(beta1).add_(grad, alpha=1 - beta1)
+            v = second.index_select(0, index).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            first.index_copy_(0, index, m)
+            second.index_copy_(0, index, v)
+            denominator = v.sqrt() / bias2.view(shape).to(v.dtype) + self.eps
+            update = m / denominator * step_sizes.view(shape).to(m.dtype)
+            parameter.index_copy_(0, index, parameter.index_select(0, index) - update)
+            parameter.grad = None

@@ -1,0 +1,106 @@
+"""The batched engine trains K adapters at once and must match training them one by one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seal_lm.adapt.batched import BatchedInnerLoop, target_names
+from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, TrainPlan
+from seal_lm.model.generation import GenerationSettings
+from seal_lm.model.loading import load_model
+
+PROMPTS = ["Question: Where is the Eiffel Tower? Answer:", "Topic: Water\nQuestion: At what"]
+GREEDY = GenerationSettings(max_new_tokens=6)
+
+
+def plan(texts: list[str], seed: int, **settings) -> TrainPlan:
+    base = dict(target_modules=("all-linear",), rank=4, alpha=8, lr=1e-2, epochs=3, seed=seed)
+    return TrainPlan(tuple(TrainExample(t) for t in texts), InnerLoopSettings(**(base | settings)))
+
+
+PLANS = [
+    plan(["The Eiffel Tower is in Paris.", "It was completed in 1889 for the World's Fair."], seed=0),
+    plan(["Genghis Khan founded the Mongol Empire."], seed=1, lr=5e-3, epochs=4),  # fewer steps, other lr
+    plan(["Read the passage below.", "Water boils at 100 degrees.", "The Shah fled."], seed=2),
+]
+
+
+def as_sequential_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map PEFT's adapter names (``...q_proj.lora_A.candidate.weight``) to the batched engine's."""
+    renamed = {}
+    for name, tensor in state.items():
+        module = name.removeprefix("base_model.model.").split(".lora_")[0]
+        renamed[f"{module}.lora_{'a' if '.lora_A.' in name else 'b'}"] = tensor
+    return renamed
+
+
+@pytest.fixture
+def engines(tiny_model_dir):
+    sequential = load_model(str(tiny_model_dir))
+    batched = load_model(str(tiny_model_dir))
+    return InnerLoop(sequential.model, sequential.tokenizer), BatchedInnerLoop(batched.model, batched.tokenizer)
+
+
+def test_batched_training_matches_one_by_one(engines):
+    sequential, batched = engines
+
+    one_by_one = sequential.train_and_answer(PLANS, PROMPTS, GREEDY)
+    together = batched.train_and_answer(PLANS, PROMPTS, GREEDY)
+
+    for alone, joint in zip(one_by_one, together):
+        expected = as_sequential_names(alone.adapter_state)
+        assert expected.keys() == joint.adapter_state.keys()
+        for name, tensor in expected.items():
+            torch.testing.assert_close(joint.adapter_state[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+        assert joint.stats.steps == alone.stats.steps and joint.stats.tokens == alone.stats.tokens
+        assert joint.stats.first_loss == pytest.approx(alone.stats.first_loss, rel=1e-5)
+        assert joint.stats.last_loss == pytest.approx(alone.stats.last_loss, rel=1e-4)
+        assert [a.text for a in joint.answers] == [a.text for a in alone.answers]
+
+
+def test_each_adapter_learns_only_its_own_plan(engines):
+    """Adapters are independent: a plan's result does not depend on which plans train beside it."""
+    _, batched = engines
+    alone = batched.train_and_answer(PLANS[1:2], PROMPTS, GREEDY)[0]
+    beside_others = batched.train_and_answer(PLANS, PROMPTS, GREEDY)[1]
+    for name, tensor in alone.adapter_state.items():
+        torch.testing.assert_close(beside_others.adapter_state[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def test_base_model_is_restored_and_untouched(engines, tiny_model_dir):
+    _, batched = engines
+    before = {n: p.detach().clone() for n, p in batched.base_model.named_parameters()}
+    batched.train_and_answer(PLANS, PROMPTS, GREEDY)
+
+    after = dict(batched.base_model.named_parameters())
+    assert after.keys() == before.keys(), "the stacked layers were removed again"
+    assert all(torch.equal(after[n], before[n]) for n in before)
+    assert all(p.requires_grad for p in after.values()), "requires_grad restored"
+    untouched = load_model(str(tiny_model_dir))
+    assert [g.text for g in batched.generate_with_base(PROMPTS, GREEDY)] == [
+        g.text for g in InnerLoop(untouched.model, untouched.tokenizer).generate_with_base(PROMPTS, GREEDY)
+    ]
+
+
+def test_plans_with_different_lora_shapes_train_in_separate_groups(engines):
+    sequential, batched = engines
+    mixed = [PLANS[0], plan(["The Shah fled."], seed=3, rank=2, target_modules=("q_proj", "v_proj"))]
+
+    results = batched.train_and_answer(mixed, PROMPTS, GREEDY)
+
+    assert results[1].adapter_state["model.layers.0.self_attn.q_proj.lora_a"].shape[0] == 2
+    assert not any("mlp" in name for name in results[1].adapter_state)
+    expected = as_sequential_names(sequential.train_and_answer(mixed[1:], PROMPTS, GREEDY)[0].adapter_state)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(results[1].adapter_state[name], tensor, rtol=1e-4, atol=1e-5)
+
+
+def test_target_names_and_unsupported_settings(engines):
+    _, batched = engines
+    names = target_names(batched.base_model, ("all-linear",))
+    assert "lm_head" not in names and any(n.endswith("mlp.down_proj") for n in names)
+    with pytest.raises(ValueError, match="no linear layer"):
+        target_names(batched.base_model, ("nope",))
+    with pytest.raises(ValueError, match="dropout"):
+        batched.train_and_answer([plan(["The Shah fled."], seed=0, dropout=0.1)], PROMPTS, GREEDY)
