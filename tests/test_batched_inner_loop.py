@@ -104,3 +104,29 @@ def test_target_names_and_unsupported_settings(engines):
         target_names(batched.base_model, ("nope",))
     with pytest.raises(ValueError, match="dropout"):
         batched.train_and_answer([plan(["The Shah fled."], seed=0, dropout=0.1)], PROMPTS, GREEDY)
+
+
+def test_eval_knowledge_gives_the_same_records_with_either_engine(tmp_path, tiny_model_dir):
+    """Through the CLI: the k external self-edits of a passage train together and score the same."""
+    import json
+
+    from seal_lm.cli import main
+
+    passages = [{"title": "Tower", "context": "The Eiffel Tower is in Paris.", "questions": [{"question": "Where?", "answer": "Paris"}]}]
+    external = [{**passages[0], "completions": ["The tower is tall and old.\nIt stands in Paris.", "Paris has a tall tower."]}]
+    (tmp_path / "data.json").write_text(json.dumps(passages))
+    (tmp_path / "external.json").write_text(json.dumps(external))
+    records = {}
+    for engine in ("sequential", "batched"):
+        out = tmp_path / engine
+        assert main([
+            "eval", "knowledge", "--engine", engine, "--data", str(tmp_path / "data.json"), "--model", str(tiny_model_dir),
+            "--conditions", "base,passage,external", "--external", str(tmp_path / "external.json"), "--k", "2",
+            "--epochs", "2", "--target-modules", "all-linear", "--answer-max-tokens", "6", "--out", str(out),
+        ]) == 0
+        records[engine] = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    for alone, joint in zip(records["sequential"], records["batched"], strict=True):
+        assert joint["unit"] == alone["unit"]
+        assert [g["raw_answer"] for g in joint["grades"]] == [g["raw_answer"] for g in alone["grades"]]
+        if alone["train"]:
+            assert joint["train"]["last_loss"] == pytest.approx(alone["train"]["last_loss"], rel=1e-4)

@@ -262,8 +262,8 @@ def test_rerun_resumes_without_redoing_anything(full_run, monkeypatch):
     out = full_run["out"]
     before = (out / "records.jsonl").read_bytes()
     calls = []
-    original = evaluate._run_unit
-    monkeypatch.setattr(evaluate, "_run_unit", lambda *a, **kw: calls.append(a) or original(*a, **kw))
+    original = evaluate._plan_for
+    monkeypatch.setattr(evaluate, "_plan_for", lambda *a, **kw: calls.append(a) or original(*a, **kw))
 
     assert main(full_run["args"]) == 0
 
@@ -292,7 +292,7 @@ def test_interrupted_run_keeps_finished_units_and_resumes(tmp_path, tiny_model_d
     the first 2 records byte for byte as they were."""
     out = tmp_path / "run"
     args = eval_args(tiny_model_dir, files["data"], out, external=files["external"])
-    original = evaluate._run_unit
+    original = evaluate._plan_for
     calls = []
 
     def interrupt_on_third(*a, **kw):
@@ -301,7 +301,7 @@ def test_interrupted_run_keeps_finished_units_and_resumes(tmp_path, tiny_model_d
             raise KeyboardInterrupt
         return original(*a, **kw)
 
-    monkeypatch.setattr(evaluate, "_run_unit", interrupt_on_third)
+    monkeypatch.setattr(evaluate, "_plan_for", interrupt_on_third)
     assert main(args) == 130
     assert "resume" in capsys.readouterr().err
     first_lines = (out / "records.jsonl").read_bytes().splitlines(keepends=True)
@@ -309,7 +309,7 @@ def test_interrupted_run_keeps_finished_units_and_resumes(tmp_path, tiny_model_d
     assert not (out / "results.json").exists()
 
     calls.clear()
-    monkeypatch.setattr(evaluate, "_run_unit", lambda *a, **kw: calls.append(a) or original(*a, **kw))
+    monkeypatch.setattr(evaluate, "_plan_for", lambda *a, **kw: calls.append(a) or original(*a, **kw))
     assert main(args) == 0
     assert len(calls) == UNITS - 2  # only the unfinished units ran
     lines = (out / "records.jsonl").read_bytes().splitlines(keepends=True)

@@ -115,6 +115,10 @@ class BatchedInnerLoop:
     def generate_with_base(self, prompts: Sequence[str], generation: GenerationSettings) -> list[Generation]:
         return generate(self.base_model, self.tokenizer, prompts, generation)
 
+    def release(self) -> torch.nn.Module:
+        """The base model (adapters only exist inside ``train_and_answer``, so it is always plain)."""
+        return self.base_model
+
     def train_and_answer(
         self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
     ) -> list[CandidateResult]:

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -90,8 +90,20 @@ class CandidateResult:
     adapter_state: dict[str, torch.Tensor]
 
 
+class InnerLoopEngine(Protocol):
+    """What the loops need from an inner-loop engine (:class:`InnerLoop`, ``BatchedInnerLoop``)."""
+
+    def generate_with_base(self, prompts: Sequence[str], generation: GenerationSettings) -> list[Generation]: ...
+
+    def train_and_answer(
+        self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
+    ) -> list[CandidateResult]: ...
+
+    def release(self) -> torch.nn.Module: ...
+
+
 class InnerLoop:
-    """Trains and probes fresh LoRA adapters on one frozen base model."""
+    """Trains and probes fresh LoRA adapters on one frozen base model, one plan at a time."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, progress: bool = False):
         self.tokenizer = tokenizer

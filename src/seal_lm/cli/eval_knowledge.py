@@ -6,7 +6,6 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from seal_lm.adapt.lora import InnerLoop
 from seal_lm.cli.knowledge_options import KnowledgeOptions
 from seal_lm.cli.options import option
 from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
@@ -56,7 +55,7 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
         run,
         domain,
         passages,
-        InnerLoop(loaded.model, loaded.tokenizer),
+        config.inner_loop(loaded.model, loaded.tokenizer),
         conditions=config.conditions,
         k=config.k,
         self_edit_generation=config.self_edit_generation(),

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seal_lm.adapt.lora import InnerLoopSettings
+from seal_lm.adapt.batched import BatchedInnerLoop
+from seal_lm.adapt.lora import InnerLoop, InnerLoopEngine, InnerLoopSettings
 from seal_lm.cli.options import option
 from seal_lm.domains.knowledge.data import DataError, Passage, load_passages
 from seal_lm.domains.knowledge.domain import KnowledgeSettings
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.loading import DEFAULT_MODEL
+
+ENGINES = {"sequential": InnerLoop, "batched": BatchedInnerLoop}
 
 
 @dataclass
@@ -30,13 +33,16 @@ class KnowledgeOptions:
     epochs: int = option(10, "Inner-loop epochs (SEAL: 10).")
     batch_size: int = option(1, "Inner-loop batch size (SEAL: 1).")
     seed: int = option(0, "Seed for adapters, shuffling and sampling.")
+    engine: str = option("sequential", "Inner-loop engine: sequential (PEFT, one adapter at a time) or batched (a context's candidates train together).")
     dtype: str = option("float32", "float32, bfloat16 or float16.")
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     prompt_format: str = option("auto", "auto (chat template if the tokenizer has one), chat, or plain.")
     out: str = option("", "Run directory (default: a new one under runs/). Re-run into it to resume.")
 
     def passages(self) -> list[Passage]:
-        """The passages of ``--data``."""
+        """The passages of ``--data`` (after checking the settings, so a typo fails before any work)."""
+        if self.engine not in ENGINES:
+            raise ValueError(f"Unknown --engine '{self.engine}'. Available: {', '.join(ENGINES)}.")
         if not self.data:
             raise DataError("--data is required: a SQuAD v1.1 JSON, JSON list or JSONL file of passages with questions.")
         return load_passages(self.data)
@@ -59,6 +65,10 @@ class KnowledgeOptions:
             answer_max_tokens=self.answer_max_tokens,
             inner_loop=inner,
         )
+
+    def inner_loop(self, model, tokenizer) -> InnerLoopEngine:
+        """The inner-loop engine named by ``--engine``."""
+        return ENGINES[self.engine](model, tokenizer)
 
     def self_edit_generation(self) -> GenerationSettings:
         return GenerationSettings(

@@ -71,7 +71,15 @@ def train_knowledge(config: TrainKnowledgeConfig) -> str:
         return KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), config.knowledge_settings())
 
     policy = train_policy(
-        run, passages, load_policy, make_domain, config.model, settings, keep, measure_baseline=config.keep_rule == "positive-gain"
+        run,
+        passages,
+        load_policy,
+        make_domain,
+        config.model,
+        settings,
+        keep,
+        measure_baseline=config.keep_rule == "positive-gain",
+        make_inner_loop=config.inner_loop,
     )
     print(f"Final policy: {policy}\nEvaluate it with: seal eval knowledge --model {policy} --data ...")
     return policy

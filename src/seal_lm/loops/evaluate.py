@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
-from seal_lm.adapt.lora import InnerLoop, TrainPlan
+from seal_lm.adapt.lora import InnerLoopEngine, TrainPlan
 from seal_lm.domains.base import Domain, SelfEditRejected
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.runs.rundir import RunDir
@@ -43,7 +43,7 @@ def run_conditions(
     run: RunDir,
     domain: Domain,
     contexts: Sequence[Any],
-    inner_loop: InnerLoop,
+    inner_loop: InnerLoopEngine,
     *,
     conditions: Sequence[str],
     k: int,
@@ -54,21 +54,21 @@ def run_conditions(
     """Run every (context, condition, sample) unit not yet in ``run``; return all records."""
     conditions = _checked(conditions, external_self_edits)
     done = {record["unit"] for record in run.records(RECORDS)}
-    units = [
-        (context, condition, sample)
-        for context in contexts
-        for condition in conditions
-        for sample in range(k if condition in ("self-edit", "external") else 1)
-    ]
-    todo = [u for u in units if unit_key(domain.context_id(u[0]), u[1], u[2]) not in done]
+    groups = []  # (context, condition, samples not yet done): the k samples of a context train together
+    for context in contexts:
+        for condition in conditions:
+            samples = range(k if condition in ("self-edit", "external") else 1)
+            todo = [s for s in samples if unit_key(domain.context_id(context), condition, s) not in done]
+            if todo:
+                groups.append((context, condition, todo))
     if done:
-        log.info("Resuming %s: %d of %d units already done", run.path, len(units) - len(todo), len(units))
-    for context, condition, sample in tqdm(todo, desc="units", unit="unit"):
-        record = _run_unit(domain, context, condition, sample, inner_loop, self_edit_generation, external_self_edits)
-        if judge is not None:
-            for grade in record["grades"]:
-                grade["judge"] = judge(grade)
-        run.append(RECORDS, record)
+        log.info("Resuming %s: %d units already done", run.path, len(done))
+    for context, condition, samples in tqdm(groups, desc="units", unit="group"):
+        for record in _run_group(domain, context, condition, samples, inner_loop, self_edit_generation, external_self_edits):
+            if judge is not None:
+                for grade in record["grades"]:
+                    grade["judge"] = judge(grade)
+            run.append(RECORDS, record)
     return run.records(RECORDS)
 
 
@@ -76,7 +76,7 @@ def run_pooled_conditions(
     run: RunDir,
     domain: Domain,
     contexts: Sequence[Any],
-    inner_loop: InnerLoop,
+    inner_loop: InnerLoopEngine,
     *,
     conditions: Sequence[str],
     k: int,
@@ -175,39 +175,46 @@ def _checked(conditions: Sequence[str], external_self_edits) -> list[str]:
     return conditions
 
 
-def _run_unit(
+def _run_group(
     domain: Domain,
     context: Any,
     condition: str,
-    sample: int,
-    inner_loop: InnerLoop,
+    samples: Sequence[int],
+    inner_loop: InnerLoopEngine,
     self_edit_generation: GenerationSettings,
     external_self_edits: Callable[[Any], list[str]] | None,
-) -> dict:
+) -> list[dict]:
+    """One record per sample of ``condition`` on ``context``; the samples' adapters train in one call."""
     start = time.perf_counter()
     context_id = domain.context_id(context)
     prompts = domain.probe_prompts(context)
-    plan, self_edit, rejected = _plan_for(domain, context, condition, sample, inner_loop, self_edit_generation, external_self_edits)
-    record: dict[str, Any] = {
-        "unit": unit_key(context_id, condition, sample),
-        "context_id": context_id,
-        "condition": condition,
-        "sample": sample,
-        "self_edit": self_edit,
-        "rejected": rejected,
-        "train": None,
-    }
-    if rejected:
-        answers = [""] * len(prompts)  # an unusable self-edit earns nothing
-    elif plan is None:
+    records, plans = [], []
+    for sample in samples:
+        plan, self_edit, rejected = _plan_for(domain, context, condition, sample, inner_loop, self_edit_generation, external_self_edits)
+        record = {
+            "unit": unit_key(context_id, condition, sample),
+            "context_id": context_id,
+            "condition": condition,
+            "sample": sample,
+            "self_edit": self_edit,
+            "rejected": rejected,
+            "train": None,
+        }
+        records.append(record)
+        if plan is not None:
+            plans.append((record, plan))
+        elif rejected:
+            record["grades"] = domain.score(context, [""] * len(prompts))  # an unusable self-edit earns nothing
+    if condition == "base":
         answers = [g.text for g in inner_loop.generate_with_base(prompts, domain.answer_generation)]
-    else:
-        result = inner_loop.train_and_answer([plan], prompts, domain.answer_generation)[0]
-        answers = [g.text for g in result.answers]
+        records[0]["grades"] = domain.score(context, answers)
+    results = inner_loop.train_and_answer([plan for _, plan in plans], prompts, domain.answer_generation) if plans else []
+    for (record, plan), result in zip(plans, results):
         record["train"] = {"sequences": [e.prompt + e.completion for e in plan.examples], **vars(result.stats)}
-    record["grades"] = domain.score(context, answers)
-    record["seconds"] = round(time.perf_counter() - start, 3)
-    return record
+        record["grades"] = domain.score(context, [g.text for g in result.answers])
+    for record in records:
+        record["seconds"] = round((time.perf_counter() - start) / len(records), 3)
+    return records
 
 
 def _plan_for(
@@ -215,7 +222,7 @@ def _plan_for(
     context: Any,
     condition: str,
     sample: int,
-    inner_loop: InnerLoop,
+    inner_loop: InnerLoopEngine,
     self_edit_generation: GenerationSettings,
     external_self_edits: Callable[[Any], list[str]] | None,
 ) -> tuple[TrainPlan | None, dict | None, str | None]:
@@ -237,7 +244,7 @@ def _plan_for(
 
 
 def _write_self_edit(
-    domain: Domain, context: Any, inner_loop: InnerLoop, settings: GenerationSettings, sample: int
+    domain: Domain, context: Any, inner_loop: InnerLoopEngine, settings: GenerationSettings, sample: int
 ) -> dict:
     prompt = domain.self_edit_prompt(context)
     if prompt is None:

@@ -107,8 +107,12 @@ def train_policy(
     settings: RestemSettings,
     keep: KeepRule = best_of_k,
     measure_baseline: bool = False,
+    make_inner_loop: Callable = InnerLoop,
 ) -> str:
-    """Run (or resume) every round; returns the path of the final policy."""
+    """Run (or resume) every round; returns the path of the final policy.
+
+    ``make_inner_loop(model, tokenizer)`` builds the E-step engine (``InnerLoop`` or ``BatchedInnerLoop``).
+    """
     if len(contexts) < settings.contexts_per_round:
         raise ValueError(f"--contexts-per-round {settings.contexts_per_round} exceeds the {len(contexts)} contexts available.")
     policy = initial_model
@@ -126,10 +130,10 @@ def train_policy(
         if round_dir.exists() and not (round_dir / SAMPLES).exists() and any(round_dir.iterdir()):
             raise RunDirError(f"{round_dir} is incomplete or corrupt (no {SAMPLES}); move it away and re-run to redo the round.")
         loaded = load_policy(policy)
-        inner_loop = InnerLoop(loaded.model, loaded.tokenizer)
+        inner_loop = make_inner_loop(loaded.model, loaded.tokenizer)
         sample = random.Random(settings.seed * 1000 + round_number).sample(list(contexts), settings.contexts_per_round)
         records = _e_step(run, round_number, sample, inner_loop, make_domain(loaded), settings, keep, measure_baseline)
-        policy = _m_step(run, round_number, inner_loop, records, settings)
+        policy = _m_step(run, round_number, inner_loop.release(), loaded.tokenizer, records, settings)
     return policy
 
 
@@ -155,39 +159,40 @@ def _score_context(domain, context, inner_loop, settings, measure_baseline, roun
         raise ValueError("the self-edit style writes nothing (e.g. 'none'); choose a prompt that generates self-edits")
     generation = settings.self_edit_generation
     context_seed = generation.seed + zlib.crc32(f"{round_number}/{domain.context_id(context)}".encode())
-    samples = []
+    samples, plans, owners = [], [], []  # owners[i]: the sample index plans[i] scores, or None for the baseline
     for index in range(settings.k):
         edit = inner_loop.generate_with_base([edit_prompt], replace(generation, seed=context_seed + index))[0]
         sample = {"text": edit.text, "tokens": edit.tokens, "truncated": edit.truncated, "rejected": None, "seed_rewards": []}
         try:
-            plan = domain.parse_self_edit(context, edit.text, edit.truncated)
-            sample["seed_rewards"] = _rewards(domain, context, inner_loop, plan, prompts, settings.inner_seeds)
+            plans += _seeded(domain.parse_self_edit(context, edit.text, edit.truncated), settings.inner_seeds)
+            owners += [index] * settings.inner_seeds
         except SelfEditRejected as reason:
             sample["rejected"] = str(reason)
         samples.append(sample)
-    baseline = None
     if measure_baseline:
-        baseline = statistics.fmean(_rewards(domain, context, inner_loop, domain.context_plan(context), prompts, settings.inner_seeds))
+        plans += _seeded(domain.context_plan(context), settings.inner_seeds)
+        owners += [None] * settings.inner_seeds
+    baseline_rewards = []
+    for owner, result in zip(owners, inner_loop.train_and_answer(plans, prompts, domain.answer_generation)):
+        reward = statistics.fmean(g["correct"] for g in domain.score(context, [a.text for a in result.answers]))
+        (baseline_rewards if owner is None else samples[owner]["seed_rewards"]).append(reward)
     return {
         "context_id": domain.context_id(context),
         "prompt": edit_prompt,
         "samples": samples,
         "rewards": [None if s["rejected"] else statistics.fmean(s["seed_rewards"]) for s in samples],
-        "baseline": baseline,
+        "baseline": statistics.fmean(baseline_rewards) if baseline_rewards else None,
         "seconds": round(time.perf_counter() - start, 3),
     }
 
 
-def _rewards(domain, context, inner_loop, plan: TrainPlan, prompts, seeds: int) -> list[float]:
-    """The reward of one plan under each inner-loop seed: the share of probes answered correctly."""
-    plans = [replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + s)) for s in range(seeds)]
-    results = inner_loop.train_and_answer(plans, prompts, domain.answer_generation)
-    return [statistics.fmean(g["correct"] for g in domain.score(context, [a.text for a in r.answers])) for r in results]
+def _seeded(plan: TrainPlan, seeds: int) -> list[TrainPlan]:
+    """The plan once per inner-loop seed; all of a context's plans train in one engine call."""
+    return [replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + s)) for s in range(seeds)]
 
 
-def _m_step(run: RunDir, round_number: int, inner_loop: InnerLoop, records: list[dict], settings: RestemSettings) -> str:
+def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict], settings: RestemSettings) -> str:
     round_dir = run.path / f"round-{round_number}"
-    tokenizer = inner_loop.tokenizer
     eos = tokenizer.eos_token or ""
     pairs = [
         {"context_id": r["context_id"], "prompt": r["prompt"], "completion": r["samples"][i]["text"], "reward": r["rewards"][i]}
@@ -200,13 +205,12 @@ def _m_step(run: RunDir, round_number: int, inner_loop: InnerLoop, records: list
     plan = TrainPlan(tuple(TrainExample(p["completion"] + eos, prompt=p["prompt"]) for p in pairs), settings.policy_update)
     if not pairs:
         log.warning("Round %d kept no self-edit: the policy is carried over unchanged.", round_number)
-        model = inner_loop.release()
     elif settings.full_finetune:
-        model = inner_loop.release()
         stats = train_on_plan(model, tokenizer, plan, [p.requires_grad_() for p in model.parameters()])
     else:
-        stats = inner_loop.train_adapter(plan)
-        model = inner_loop.merge_adapter()
+        update = InnerLoop(model, tokenizer)
+        stats = update.train_adapter(plan)
+        model = update.merge_adapter()
     _save_policy(model, tokenizer, round_dir / "policy")
     rewards = [reward or 0.0 for r in records for reward in r["rewards"]]  # a rejected self-edit earns 0
     summary = {
