@@ -1,0 +1,165 @@
+"""Benchmark: the inner loop, k=5 candidate self-edits of one passage, reference style vs ours.
+
+A (reference): the SEAL code path, one candidate at a time: a fresh PEFT LoRA model, HF ``Trainer``
+  (batch 1, 10 epochs, lr 1e-3, linear decay), fp32, then a separate generation per candidate.
+  (SEAL's script also padded every sequence to 2048 tokens and took the loss on the padding; we use
+  dynamic padding instead, which makes A faster than the original, not slower.)
+B (ours): ``BatchedInnerLoop``, the 5 candidates trained and answered together.
+
+Both answer the passage's questions after training; the candidates are the 5 GPT-4.1 self-edits of
+eval200 passage 0, parsed our way (lines + the passage). Each side runs in its own process so that
+its peak RAM is its own. Appends the result to BENCHMARKS.md:
+
+    python benchmarks/inner_loop.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from seal_lm import GenerationSettings, InnerLoopSettings, KnowledgeDomain, PromptFormatter, TrainPlan, load_model, load_passages
+from seal_lm.adapt.batched import BatchedInnerLoop
+from seal_lm.domains.knowledge.data import load_external_self_edits
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
+SETTINGS = InnerLoopSettings(target_modules=("all-linear",))  # the paper's values otherwise (r32, a64, lr 1e-3, 10 ep, bs 1)
+
+
+def candidates(domain: KnowledgeDomain, passage, k: int) -> list[TrainPlan]:
+    completions = load_external_self_edits(SHARED / "self_edits_gpt41_eval200.json")[passage.context.strip()][:k]
+    plans = [domain.parse_self_edit(passage, text) for text in completions]
+    return [TrainPlan(plan.examples, SETTINGS) for plan in plans]
+
+
+def run_reference(model, tokenizer, plans, prompts, generation) -> tuple[list[list[str]], int]:
+    """One candidate at a time through PEFT + HF Trainer, as SEAL's TTT server does."""
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from seal_lm.model.generation import generate
+
+    answers, tokens = [], 0
+    for index, plan in enumerate(plans):
+        rows = []
+        for example in plan.examples:
+            ids = tokenizer(example.completion, add_special_tokens=False)["input_ids"]
+            rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)})
+            tokens += (len(ids) - 1) * plan.settings.epochs
+        config = LoraConfig(r=SETTINGS.rank, lora_alpha=SETTINGS.alpha, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+        lora_model = get_peft_model(model, config)
+        trainer = Trainer(
+            model=lora_model,
+            args=TrainingArguments(
+                output_dir=f"/tmp/seal-reference-{index}",
+                per_device_train_batch_size=1,
+                num_train_epochs=SETTINGS.epochs,
+                learning_rate=SETTINGS.lr,
+                logging_steps=1,
+                save_strategy="no",
+                report_to="none",
+                remove_unused_columns=False,
+                seed=index,
+                disable_tqdm=True,
+            ),
+            train_dataset=Dataset.from_list(rows),
+            data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
+        )
+        trainer.train()
+        lora_model.eval()
+        answers.append([g.text for g in generate(lora_model, tokenizer, prompts, generation)])
+        model = lora_model.unload()
+    return answers, tokens
+
+
+def run_ours(model, tokenizer, plans, prompts, generation) -> tuple[list[list[str]], int]:
+    results = BatchedInnerLoop(model, tokenizer).train_and_answer(plans, prompts, generation)
+    return [[g.text for g in r.answers] for r in results], sum(r.stats.tokens for r in results)
+
+
+def measure(side: str, k: int) -> dict:
+    loaded = load_model()
+    domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat))
+    passage = load_passages(SHARED / "eval200.json")[0]
+    plans = candidates(domain, passage, k)
+    prompts = domain.probe_prompts(passage)
+    generation = domain.answer_generation
+    start = time.perf_counter()
+    runner = run_reference if side == "reference" else run_ours
+    answers, trained_tokens = runner(loaded.model, loaded.tokenizer, plans, prompts, generation)
+    seconds = time.perf_counter() - start
+    correct = [sum(g["correct"] for g in domain.score(passage, a)) for a in answers]
+    prompt_tokens = sum(len(loaded.tokenizer(p)["input_ids"]) for p in prompts) * k
+    answer_tokens = sum(len(loaded.tokenizer(a)["input_ids"]) for group in answers for a in group)
+    params = sum(p.numel() for p in loaded.model.parameters())
+    flops = 4 * params * trained_tokens + 2 * params * (prompt_tokens + answer_tokens)
+    return {
+        "side": side,
+        "seconds": seconds,
+        "correct_per_candidate": correct,
+        "questions": len(prompts),
+        "trained_tokens": trained_tokens,
+        "flops": flops,
+        "peak_ram_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+    }
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    """Achieved float32 matmul FLOP/s on this machine (the best of ``repeats``)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--side", choices=["reference", "ours", "both"], default="both")
+    parser.add_argument("--k", type=int, default=5)
+    args = parser.parse_args()
+    if args.side != "both":
+        print(json.dumps(measure(args.side, args.k)))
+        return
+    results = {}
+    for side in ("reference", "ours"):
+        output = subprocess.run([sys.executable, __file__, "--side", side, "--k", str(args.k)], capture_output=True, text=True, check=True)
+        results[side] = json.loads(output.stdout.strip().splitlines()[-1])
+    peak = matmul_peak()
+    a, b = results["reference"], results["ours"]
+    section = f"""
+## Inner loop: {args.k} candidate self-edits of one passage, reference style vs ours ({dt.date.today()})
+
+Command: `python benchmarks/inner_loop.py --k {args.k}`. Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__},
+fp32, bundled SmolLM2-135M, LoRA r32/α64 on all linear layers, lr 1e-3, 10 epochs, batch 1; candidates = the
+GPT-4.1 self-edits of eval200 passage 0; {a['questions']} questions answered per candidate.
+
+| | wall time (s) | correct per candidate | trained tokens | achieved GFLOP/s | share of matmul peak | peak RAM (GiB) |
+|---|---|---|---|---|---|---|
+| A: reference (PEFT + Trainer, one at a time) | {a['seconds']:.1f} | {a['correct_per_candidate']} | {a['trained_tokens']} | {a['flops'] / a['seconds'] / 1e9:.1f} | {a['flops'] / a['seconds'] / peak:.0%} | {a['peak_ram_gib']:.2f} |
+| B: ours (batched engine) | {b['seconds']:.1f} | {b['correct_per_candidate']} | {b['trained_tokens']} | {b['flops'] / b['seconds'] / 1e9:.1f} | {b['flops'] / b['seconds'] / peak:.0%} | {b['peak_ram_gib']:.2f} |
+
+Speed-up A/B: **{a['seconds'] / b['seconds']:.2f}×**. Matmul peak measured here (fp32, 2048², best of 10): {peak / 1e9:.1f} GFLOP/s.
+FLOPs counted as 4·params·trained tokens + 2·params·(prompt + answer tokens).
+"""
+    with open(Path(__file__).resolve().parents[1] / "BENCHMARKS.md", "a") as f:
+        f.write(section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
