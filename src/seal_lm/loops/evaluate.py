@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
@@ -108,28 +109,22 @@ def run_pooled_conditions(
 def _run_pooled_unit(run, key, domain, contexts, condition, sample, inner_loop, self_edit_generation, external_self_edits) -> dict:
     start = time.perf_counter()
     cached = {(r["context_id"], r["sample"]): r["self_edit"] for r in run.records(POOLED_SELF_EDITS)}
+
+    def write_once(context: Any, sample: int) -> dict:
+        """Self-edits are saved as they are written, so a resumed unit does not write them again."""
+        key = (domain.context_id(context), sample)
+        if key not in cached:
+            cached[key] = _write_self_edit(domain, context, sample, inner_loop, self_edit_generation)
+            run.append(POOLED_SELF_EDITS, {"context_id": key[0], "sample": sample, "self_edit": cached[key]})
+        return cached[key]
+
     parts, examples, settings = [], [], None
     for context in tqdm(contexts, desc=f"{condition} data", unit="context", leave=False):
-        context_id = domain.context_id(context)
-        self_edit, rejected = cached.get((context_id, sample)), None
-        if condition == "self-edit" and self_edit is None:
-            self_edit = _write_self_edit(domain, context, inner_loop, self_edit_generation, sample)
-            run.append(POOLED_SELF_EDITS, {"context_id": context_id, "sample": sample, "self_edit": self_edit})
-        elif condition == "external":
-            self_edit = {"text": external_self_edits(context)[sample], "source": "external"}
-        if condition == "passage":
-            plan = domain.context_plan(context)
-        elif condition in ("self-edit", "external"):
-            try:
-                plan = domain.parse_self_edit(context, self_edit["text"], self_edit.get("truncated", False))
-            except SelfEditRejected as reason:
-                plan, rejected = None, str(reason)
-        else:
-            plan = None
+        plan, self_edit, rejected = _plan_for(domain, context, condition, sample, write_once, external_self_edits)
         if plan is not None:
             examples += plan.examples
-            settings = replace(plan.settings, seed=plan.settings.seed + sample)
-        parts.append({"context_id": context_id, "self_edit": self_edit if condition == "self-edit" else None, "rejected": rejected})
+            settings = plan.settings
+        parts.append({"context_id": domain.context_id(context), "self_edit": self_edit if condition == "self-edit" else None, "rejected": rejected})
     prompts = [domain.probe_prompts(context) for context in contexts]
     flat_prompts = [p for group in prompts for p in group]
     train = None
@@ -186,11 +181,12 @@ def _run_group(
 ) -> list[dict]:
     """One record per sample of ``condition`` on ``context``; the samples' adapters train in one call."""
     start = time.perf_counter()
+    write_self_edit = partial(_write_self_edit, domain, inner_loop=inner_loop, settings=self_edit_generation)
     context_id = domain.context_id(context)
     prompts = domain.probe_prompts(context)
     records, plans = [], []
     for sample in samples:
-        plan, self_edit, rejected = _plan_for(domain, context, condition, sample, inner_loop, self_edit_generation, external_self_edits)
+        plan, self_edit, rejected = _plan_for(domain, context, condition, sample, write_self_edit, external_self_edits)
         record = {
             "unit": unit_key(context_id, condition, sample),
             "context_id": context_id,
@@ -222,8 +218,7 @@ def _plan_for(
     context: Any,
     condition: str,
     sample: int,
-    inner_loop: InnerLoopEngine,
-    self_edit_generation: GenerationSettings,
+    write_self_edit: Callable[[Any, int], dict],
     external_self_edits: Callable[[Any], list[str]] | None,
 ) -> tuple[TrainPlan | None, dict | None, str | None]:
     """What ``condition`` trains on for this context: (plan or None, the self-edit, why it was rejected)."""
@@ -232,7 +227,7 @@ def _plan_for(
     if condition == "passage":
         return domain.context_plan(context), None, None
     if condition == "self-edit":
-        self_edit = _write_self_edit(domain, context, inner_loop, self_edit_generation, sample)
+        self_edit = write_self_edit(context, sample)
     else:
         self_edit = {"text": external_self_edits(context)[sample], "source": "external"}
     try:
@@ -244,7 +239,7 @@ def _plan_for(
 
 
 def _write_self_edit(
-    domain: Domain, context: Any, inner_loop: InnerLoopEngine, settings: GenerationSettings, sample: int
+    domain: Domain, context: Any, sample: int, inner_loop: InnerLoopEngine, settings: GenerationSettings
 ) -> dict:
     prompt = domain.self_edit_prompt(context)
     if prompt is None:
