@@ -28,6 +28,7 @@ from seal_lm.adapt.lora import (
     TrainStats,
     collate_batch,
     initial_lora_a,
+    mixed_precision,
     tokenize_example,
 )
 from seal_lm.model.generation import Generation, GenerationSettings, generate
@@ -108,12 +109,14 @@ def stacked_adapters(model: torch.nn.Module, count: int, settings: InnerLoopSett
 class BatchedInnerLoop:
     """Same interface as :class:`~seal_lm.adapt.lora.InnerLoop`; trains a context's plans together."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer):
+    def __init__(self, model: torch.nn.Module, tokenizer, compute_dtype: torch.dtype | None = None):
         self.base_model = model
         self.tokenizer = tokenizer
+        self.compute_dtype = compute_dtype  # autocast forward passes (e.g. bfloat16); weights stay as loaded
 
     def generate_with_base(self, prompts: Sequence[str], generation: GenerationSettings) -> list[Generation]:
-        return generate(self.base_model, self.tokenizer, prompts, generation)
+        with mixed_precision(self.base_model, self.compute_dtype):
+            return generate(self.base_model, self.tokenizer, prompts, generation)
 
     def release(self) -> torch.nn.Module:
         """The base model (adapters only exist inside ``train_and_answer``, so it is always plain)."""
@@ -131,7 +134,9 @@ class BatchedInnerLoop:
             groups.setdefault(tuple(getattr(plan.settings, f) for f in SHAPE_FIELDS), []).append(index)
         for indices in groups.values():
             group = [plans[i] for i in indices]
-            with stacked_adapters(self.base_model, len(group), group[0].settings) as (routing, layers):
+            with stacked_adapters(self.base_model, len(group), group[0].settings) as (routing, layers), mixed_precision(
+                self.base_model, self.compute_dtype
+            ):
                 _initialise(layers, group)
                 stats = _train_together(self.base_model, self.tokenizer, group, routing, layers)
                 answers = _answer_together(self.base_model, self.tokenizer, prompts, generation, routing, len(group))

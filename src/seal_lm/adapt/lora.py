@@ -11,6 +11,7 @@ loop without changing any caller.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -105,18 +106,20 @@ class InnerLoopEngine(Protocol):
 class InnerLoop:
     """Trains and probes fresh LoRA adapters on one frozen base model, one plan at a time."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, progress: bool = False):
+    def __init__(self, model: torch.nn.Module, tokenizer, progress: bool = False, compute_dtype: torch.dtype | None = None):
         self.tokenizer = tokenizer
         self.base_model = model
         self.peft_model: PeftModel | None = None
         self.progress = progress  # a progress bar over training steps
+        self.compute_dtype = compute_dtype  # autocast forward passes (e.g. bfloat16); weights stay as loaded
 
     def generate_with_base(self, prompts: Sequence[str], generation: GenerationSettings) -> list[Generation]:
         """Completions from the untouched base model (no adapter active)."""
-        if self.peft_model is None:
-            return generate(self.base_model, self.tokenizer, prompts, generation)
-        with self.peft_model.disable_adapter():
-            return generate(self.peft_model, self.tokenizer, prompts, generation)
+        with mixed_precision(self.base_model, self.compute_dtype):
+            if self.peft_model is None:
+                return generate(self.base_model, self.tokenizer, prompts, generation)
+            with self.peft_model.disable_adapter():
+                return generate(self.peft_model, self.tokenizer, prompts, generation)
 
     def train_and_answer(
         self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
@@ -125,7 +128,8 @@ class InnerLoop:
         results = []
         for plan in plans:
             stats = self.train_adapter(plan)
-            answers = generate(self.peft_model, self.tokenizer, prompts, generation)
+            with mixed_precision(self.base_model, self.compute_dtype):
+                answers = generate(self.peft_model, self.tokenizer, prompts, generation)
             state = {n: p.detach().clone() for n, p in self.peft_model.named_parameters() if ADAPTER_NAME in n}
             results.append(CandidateResult(stats=stats, answers=answers, adapter_state=state))
         return results
@@ -134,7 +138,8 @@ class InnerLoop:
         """Train a fresh adapter on ``plan``; it stays active until the next call."""
         model = self._fresh_adapter(plan.settings)
         parameters = [p for p in model.parameters() if p.requires_grad]
-        return train_on_plan(model, self.tokenizer, plan, parameters, progress=self.progress)
+        with mixed_precision(model, self.compute_dtype):
+            return train_on_plan(model, self.tokenizer, plan, parameters, progress=self.progress)
 
     def merge_adapter(self) -> torch.nn.Module:
         """Fold the active adapter into the base weights and return the plain model.
@@ -174,6 +179,13 @@ class InnerLoop:
                     a.copy_(initial_lora_a(a.shape, generator))
                     b.zero_()
         return self.peft_model
+
+
+def mixed_precision(model: torch.nn.Module, dtype: torch.dtype | None):
+    """Autocast forward passes to ``dtype`` (weights and optimiser state keep their dtype); a no-op for None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(next(model.parameters()).device.type, dtype=dtype)
 
 
 def initial_lora_a(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:

@@ -10,7 +10,7 @@ from seal_lm.cli.options import option
 from seal_lm.domains.knowledge.data import DataError, Passage, load_passages
 from seal_lm.domains.knowledge.domain import KnowledgeSettings
 from seal_lm.model.generation import GenerationSettings
-from seal_lm.model.loading import DEFAULT_MODEL
+from seal_lm.model.loading import DEFAULT_MODEL, DTYPES
 
 ENGINES = {"sequential": InnerLoop, "batched": BatchedInnerLoop}
 
@@ -34,7 +34,8 @@ class KnowledgeOptions:
     batch_size: int = option(1, "Inner-loop batch size (SEAL: 1).")
     seed: int = option(0, "Seed for adapters, shuffling and sampling.")
     engine: str = option("sequential", "Inner-loop engine: sequential (PEFT, one adapter at a time) or batched (a context's candidates train together).")
-    dtype: str = option("float32", "float32, bfloat16 or float16.")
+    dtype: str = option("float32", "Weights as loaded: float32, bfloat16 or float16.")
+    compute_dtype: str = option("float32", "Inner-loop compute: float32, or bfloat16 autocast (float32 weights and optimiser; faster where the hardware has bf16).")
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     prompt_format: str = option("auto", "auto (chat template if the tokenizer has one), chat, or plain.")
     out: str = option("", "Run directory (default: a new one under runs/). Re-run into it to resume.")
@@ -43,6 +44,8 @@ class KnowledgeOptions:
         """The passages of ``--data`` (after checking the settings, so a typo fails before any work)."""
         if self.engine not in ENGINES:
             raise ValueError(f"Unknown --engine '{self.engine}'. Available: {', '.join(ENGINES)}.")
+        if self.compute_dtype not in DTYPES:
+            raise ValueError(f"Unknown --compute-dtype '{self.compute_dtype}'. Available: {', '.join(DTYPES)}.")
         if not self.data:
             raise DataError("--data is required: a SQuAD v1.1 JSON, JSON list or JSONL file of passages with questions.")
         return load_passages(self.data)
@@ -68,7 +71,7 @@ class KnowledgeOptions:
 
     def inner_loop(self, model, tokenizer) -> InnerLoopEngine:
         """The inner-loop engine named by ``--engine``."""
-        return ENGINES[self.engine](model, tokenizer)
+        return ENGINES[self.engine](model, tokenizer, compute_dtype=None if self.compute_dtype == "float32" else DTYPES[self.compute_dtype])
 
     def self_edit_generation(self) -> GenerationSettings:
         return GenerationSettings(
