@@ -4,15 +4,13 @@
 candidate: each plan gets a fresh, seeded adapter, a short supervised fine-tune, and greedy answers
 to the probe prompts with that adapter active. The base weights are never modified.
 
-The API takes a *batch* of plans for one context (``train_and_answer(plans, prompts)``), so that an
-engine which trains the k candidates of a context together can replace the current one-by-one
-loop without changing any caller.
+The API takes a *batch* of plans for one context (``train_and_answer(plans, prompts)``); the batched
+engine (:mod:`seal_lm.adapt.batched`) trains such a batch together behind the same interface.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,8 +22,6 @@ from peft.tuners.lora import LoraLayer
 from tqdm.auto import tqdm
 
 from seal_lm.model.generation import Generation, GenerationSettings, generate
-
-log = logging.getLogger(__name__)
 
 ADAPTER_NAME = "candidate"
 
