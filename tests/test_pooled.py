@@ -67,7 +67,7 @@ def test_rerun_redoes_nothing_and_reuses_generated_self_edits(tmp_path, tiny_mod
     def no_generation(*args, **kwargs):
         raise AssertionError("a cached self-edit was generated again")
 
-    monkeypatch.setattr(evaluate, "_write_self_edit", no_generation)
+    monkeypatch.setattr(evaluate, "_write_self_edits", no_generation)
     assert run_cpt(tiny_model_dir, tmp_path, out, conditions="self-edit") == 0
     assert (out / evaluate.POOLED_SELF_EDITS).read_text() == cached
     assert len(records(out)) == 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from functools import partial
+from functools import cache
 from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
@@ -65,7 +65,7 @@ def run_conditions(
     if done:
         log.info("Resuming %s: %d units already done", run.path, len(done))
     for context, condition, samples in tqdm(groups, desc="units", unit="group"):
-        for record in _run_group(domain, context, condition, samples, inner_loop, self_edit_generation, external_self_edits):
+        for record in _run_group(domain, context, condition, samples, k, inner_loop, self_edit_generation, external_self_edits):
             if judge is not None:
                 for grade in record["grades"]:
                     grade["judge"] = judge(grade)
@@ -97,7 +97,7 @@ def run_pooled_conditions(
             key = f"pooled/{condition}/{sample}"
             if key not in done:
                 done[key] = _run_pooled_unit(
-                    run, key, domain, contexts, condition, sample, inner_loop, self_edit_generation, external_self_edits
+                    run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits
                 )
                 if judge is not None:
                     for grade in (g for part in done[key]["contexts"] for g in part["grades"]):
@@ -106,17 +106,18 @@ def run_pooled_conditions(
     return [per_context for record in done.values() for per_context in _expand(record)]
 
 
-def _run_pooled_unit(run, key, domain, contexts, condition, sample, inner_loop, self_edit_generation, external_self_edits) -> dict:
+def _run_pooled_unit(run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits) -> dict:
     start = time.perf_counter()
     cached = {(r["context_id"], r["sample"]): r["self_edit"] for r in run.records(POOLED_SELF_EDITS)}
 
     def write_once(context: Any, sample: int) -> dict:
         """Self-edits are saved as they are written, so a resumed unit does not write them again."""
-        key = (domain.context_id(context), sample)
-        if key not in cached:
-            cached[key] = _write_self_edit(domain, context, sample, inner_loop, self_edit_generation)
-            run.append(POOLED_SELF_EDITS, {"context_id": key[0], "sample": sample, "self_edit": cached[key]})
-        return cached[key]
+        context_id = domain.context_id(context)
+        if (context_id, sample) not in cached:
+            for index, self_edit in enumerate(_write_self_edits(domain, context, k, inner_loop, self_edit_generation)):
+                cached[context_id, index] = self_edit
+                run.append(POOLED_SELF_EDITS, {"context_id": context_id, "sample": index, "self_edit": self_edit})
+        return cached[context_id, sample]
 
     parts, examples, settings = [], [], None
     for context in tqdm(contexts, desc=f"{condition} data", unit="context", leave=False):
@@ -175,13 +176,18 @@ def _run_group(
     context: Any,
     condition: str,
     samples: Sequence[int],
+    k: int,
     inner_loop: InnerLoopEngine,
     self_edit_generation: GenerationSettings,
     external_self_edits: Callable[[Any], list[str]] | None,
 ) -> list[dict]:
     """One record per sample of ``condition`` on ``context``; the samples' adapters train in one call."""
     start = time.perf_counter()
-    write_self_edit = partial(_write_self_edit, domain, inner_loop=inner_loop, settings=self_edit_generation)
+    all_self_edits = cache(lambda: _write_self_edits(domain, context, k, inner_loop, self_edit_generation))
+
+    def write_self_edit(context: Any, sample: int) -> dict:
+        return all_self_edits()[sample]
+
     context_id = domain.context_id(context)
     prompts = domain.probe_prompts(context)
     records, plans = [], []
@@ -238,12 +244,12 @@ def _plan_for(
     return replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + sample)), self_edit, None
 
 
-def _write_self_edit(
-    domain: Domain, context: Any, sample: int, inner_loop: InnerLoopEngine, settings: GenerationSettings
-) -> dict:
+def _write_self_edits(
+    domain: Domain, context: Any, count: int, inner_loop: InnerLoopEngine, settings: GenerationSettings
+) -> list[dict]:
+    """``count`` self-edits for a context, sampled in one batched generation (reproducible for a given count)."""
     prompt = domain.self_edit_prompt(context)
     if prompt is None:
-        return {"prompt": None, "text": "", "tokens": 0, "truncated": False}
-    seeded = replace(settings, seed=settings.seed + sample)
-    generation = inner_loop.generate_with_base([prompt], seeded)[0]
-    return {"prompt": prompt, "text": generation.text, "tokens": generation.tokens, "truncated": generation.truncated}
+        return [{"prompt": None, "text": "", "tokens": 0, "truncated": False}] * count
+    generations = inner_loop.generate_with_base([prompt] * count, replace(settings, batch_size=max(count, settings.batch_size)))
+    return [{"prompt": prompt, "text": g.text, "tokens": g.tokens, "truncated": g.truncated} for g in generations]

@@ -160,8 +160,10 @@ def _score_context(domain, context, inner_loop, settings, measure_baseline, roun
     generation = settings.self_edit_generation
     context_seed = generation.seed + zlib.crc32(f"{round_number}/{domain.context_id(context)}".encode())
     samples, plans, owners = [], [], []  # owners[i]: the sample index plans[i] scores, or None for the baseline
-    for index in range(settings.k):
-        edit = inner_loop.generate_with_base([edit_prompt], replace(generation, seed=context_seed + index))[0]
+    edits = inner_loop.generate_with_base(  # the k samples in one batched generation
+        [edit_prompt] * settings.k, replace(generation, seed=context_seed, batch_size=max(settings.k, generation.batch_size))
+    )
+    for index, edit in enumerate(edits):
         sample = {"text": edit.text, "tokens": edit.tokens, "truncated": edit.truncated, "rejected": None, "seed_rewards": []}
         try:
             plans += _seeded(domain.parse_self_edit(context, edit.text, edit.truncated), settings.inner_seeds)
