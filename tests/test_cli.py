@@ -217,7 +217,7 @@ def test_results_table_matches_records(full_run):
         assert rows[condition]["questions"] == 3
         assert rows[condition]["units"] == (4 if condition in ("self-edit", "external") else 2)
     assert rows["external"]["rejected_self_edits"] == 1  # "Sure:" has no usable lines
-    assert "vs_passage" in rows["base"]
+    assert "vs_reference" in rows["base"]
     table = (out / "results.md").read_text().splitlines()
     assert [line.split("|")[1].strip() for line in table[2:]] == CONDITIONS
 

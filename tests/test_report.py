@@ -125,9 +125,9 @@ def test_exact_match_and_f1_are_means_over_questions():
 
 def test_difference_against_passage_and_its_interval(summary):
     rows = summary["conditions"]
-    assert "vs_passage" not in rows["passage"]
+    assert "vs_reference" not in rows["passage"]
     for condition, expected in [("base", (1 - 3) / 6), ("self-edit", (3.5 - 3) / 6)]:
-        diff = rows[condition]["vs_passage"]
+        diff = rows[condition]["vs_reference"]
         assert diff["difference"] == pytest.approx(expected)
         low, high = diff["ci95"]
         assert low <= diff["difference"] <= high
@@ -135,7 +135,7 @@ def test_difference_against_passage_and_its_interval(summary):
 
 
 def test_a_condition_identical_to_passage_differs_by_exactly_zero(summary):
-    diff = summary["conditions"]["external"]["vs_passage"]
+    diff = summary["conditions"]["external"]["vs_reference"]
     assert diff["difference"] == 0.0
     assert diff["ci95"] == [0.0, 0.0]
 
@@ -143,7 +143,7 @@ def test_a_condition_identical_to_passage_differs_by_exactly_zero(summary):
 def test_no_passage_condition_means_no_differences():
     records = [record(c, "base", v) for c, v in BASE.items()]
     row = summarize(records, bootstrap_samples=200)["conditions"]["base"]
-    assert "vs_passage" not in row
+    assert "vs_reference" not in row
 
 
 def test_rejected_and_truncated_self_edits_are_counted(summary):

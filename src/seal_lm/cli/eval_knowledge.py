@@ -11,7 +11,7 @@ from seal_lm.cli.options import option
 from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import LLMJudge
-from seal_lm.loops.evaluate import CONDITIONS, run_conditions, run_pooled_conditions
+from seal_lm.loops.evaluate import run_conditions, run_pooled_conditions
 from seal_lm.loops.report import markdown_table, summarize
 from seal_lm.model.loading import load_model
 from seal_lm.model.prompting import PromptFormatter
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class EvalKnowledgeConfig(KnowledgeOptions):
     setting: str = option("single", "single (a fresh adapter per passage) or cpt (continued pretraining: one adapter on all passages' data).")
-    conditions: tuple[str, ...] = option(("base", "passage", "self-edit"), f"Comma-separated, from: {', '.join(CONDITIONS)}.")
+    conditions: tuple[str, ...] = option(("base", "passage", "self-edit"), f"Comma-separated, from: {', '.join(KnowledgeDomain.conditions)}.")
     n_passages: int = option(0, "Use the first N passages of --data (0: all).")
     k: int = option(1, "Self-edits per passage for self-edit/external; each trains its own fresh adapter.")
     external: str = option("", "File of self-edits written elsewhere ({context, completions}), for the external condition.")

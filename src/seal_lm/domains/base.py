@@ -19,6 +19,9 @@ class SelfEditRejected(ValueError):
 class Domain(Protocol):
     name: str
     answer_generation: GenerationSettings  # how probe prompts are answered
+    # The evaluation conditions the domain offers, name → kind: "base" (no training), "context"
+    # (train on the context itself), "self-edit" (the model's own), "external" (read from a file).
+    conditions: dict[str, str]
 
 
     def context_id(self, context: Any) -> str:

@@ -6,9 +6,11 @@ training data of all contexts goes into one adapter, probed on all their questio
 unit's record is appended to ``records.jsonl`` the moment it is finished. The conditions:
 
 - ``base``: no training; the untouched model answers the probes.
-- ``passage``: a fresh adapter trained on the context alone.
+- ``context``: a fresh adapter trained on the context alone (knowledge: "passage"; ARC: "ttt-oracle").
 - ``self-edit``: the model writes ``k`` self-edits; each trains its own fresh adapter.
 - ``external``: ``k`` self-edits read from a file (for example GPT-4.1's), parsed the same way.
+
+A domain names its conditions and says which of these kinds each one is (``domain.conditions``).
 
 A re-run into the same directory skips finished units. At the end the per-answer files, official
 SQuAD prediction files and the results table are derived from the records.
@@ -31,7 +33,7 @@ from seal_lm.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-CONDITIONS = ("base", "passage", "self-edit", "external")
+KINDS = ("base", "context", "self-edit", "external")  # what a domain's named conditions train on
 RECORDS = "records.jsonl"
 POOLED_SELF_EDITS = "pooled_self_edits.jsonl"
 
@@ -53,12 +55,12 @@ def run_conditions(
     judge: Callable[[dict], bool] | None = None,
 ) -> list[dict]:
     """Run every (context, condition, sample) unit not yet in ``run``; return all records."""
-    conditions = _checked(conditions, external_self_edits)
+    conditions = _checked(domain, conditions, external_self_edits)
     done = {record["unit"] for record in run.records(RECORDS)}
     groups = []  # (context, condition, samples not yet done): the k samples of a context train together
     for context in contexts:
         for condition in conditions:
-            samples = range(k if condition in ("self-edit", "external") else 1)
+            samples = range(k if domain.conditions[condition] in ("self-edit", "external") else 1)
             todo = [s for s in samples if unit_key(domain.context_id(context), condition, s) not in done]
             if todo:
                 groups.append((context, condition, todo))
@@ -90,10 +92,10 @@ def run_pooled_conditions(
     Returns per-context records (the pooled training statistics on the first context's record), the
     same shape :func:`run_conditions` returns, so one report serves both settings.
     """
-    conditions = _checked(conditions, external_self_edits)
+    conditions = _checked(domain, conditions, external_self_edits)
     done = {record["unit"]: record for record in run.records(RECORDS)}
     for condition in conditions:
-        for sample in range(k if condition in ("self-edit", "external") else 1):
+        for sample in range(k if domain.conditions[condition] in ("self-edit", "external") else 1):
             key = f"pooled/{condition}/{sample}"
             if key not in done:
                 done[key] = _run_pooled_unit(
@@ -125,7 +127,8 @@ def _run_pooled_unit(run, key, domain, contexts, condition, sample, k, inner_loo
         if plan is not None:
             examples += plan.examples
             settings = plan.settings
-        parts.append({"context_id": domain.context_id(context), "self_edit": self_edit if condition == "self-edit" else None, "rejected": rejected})
+        written = self_edit if domain.conditions[condition] == "self-edit" else None
+        parts.append({"context_id": domain.context_id(context), "self_edit": written, "rejected": rejected})
     prompts = [domain.probe_prompts(context) for context in contexts]
     flat_prompts = [p for group in prompts for p in group]
     train = None
@@ -133,7 +136,7 @@ def _run_pooled_unit(run, key, domain, contexts, condition, sample, k, inner_loo
         result = inner_loop.train_and_answer([TrainPlan(tuple(examples), settings)], flat_prompts, domain.answer_generation)[0]
         answers = [g.text for g in result.answers]
         train = {"sequences": [e.prompt + e.completion for e in examples], **vars(result.stats)}
-    elif condition == "base":
+    elif domain.conditions[condition] == "base":
         answers = [g.text for g in inner_loop.generate_with_base(flat_prompts, domain.answer_generation)]
     else:
         answers = [""] * len(flat_prompts)  # every self-edit was unusable
@@ -161,12 +164,12 @@ def _expand(record: dict) -> list[dict]:
     ]
 
 
-def _checked(conditions: Sequence[str], external_self_edits) -> list[str]:
+def _checked(domain: Domain, conditions: Sequence[str], external_self_edits) -> list[str]:
     conditions = list(dict.fromkeys(conditions))  # a condition named twice runs once
-    unknown = set(conditions) - set(CONDITIONS)
+    unknown = set(conditions) - set(domain.conditions)
     if unknown:
-        raise ValueError(f"Unknown condition(s) {', '.join(sorted(unknown))}. Available: {', '.join(CONDITIONS)}.")
-    if "external" in conditions and external_self_edits is None:
+        raise ValueError(f"Unknown condition(s) {', '.join(sorted(unknown))}. Available: {', '.join(domain.conditions)}.")
+    if any(domain.conditions[c] == "external" for c in conditions) and external_self_edits is None:
         raise ValueError("The 'external' condition needs a file of self-edits (--external FILE).")
     return conditions
 
@@ -207,7 +210,7 @@ def _run_group(
             plans.append((record, plan))
         elif rejected:
             record["grades"] = domain.score(context, [""] * len(prompts))  # an unusable self-edit earns nothing
-    if condition == "base":
+    if domain.conditions[condition] == "base":
         answers = [g.text for g in inner_loop.generate_with_base(prompts, domain.answer_generation)]
         records[0]["grades"] = domain.score(context, answers)
     results = inner_loop.train_and_answer([plan for _, plan in plans], prompts, domain.answer_generation) if plans else []
@@ -228,11 +231,12 @@ def _plan_for(
     external_self_edits: Callable[[Any], list[str]] | None,
 ) -> tuple[TrainPlan | None, dict | None, str | None]:
     """What ``condition`` trains on for this context: (plan or None, the self-edit, why it was rejected)."""
-    if condition == "base":
+    kind = domain.conditions[condition]
+    if kind == "base":
         return None, None, None
-    if condition == "passage":
+    if kind == "context":
         return domain.context_plan(context), None, None
-    if condition == "self-edit":
+    if kind == "self-edit":
         self_edit = write_self_edit(context, sample)
     else:
         self_edit = {"text": external_self_edits(context)[sample], "source": "external"}

@@ -13,7 +13,6 @@ from typing import Sequence
 import numpy as np
 
 METRICS = ("correct", "exact_match", "f1")
-REFERENCE_CONDITION = "passage"
 
 
 def per_question_scores(records: Sequence[dict], metric: str) -> dict[str, dict[str, dict[str, float]]]:
@@ -35,10 +34,15 @@ def _context_totals(scores: dict[str, dict[str, float]], context_ids: list[str])
     return sums, counts
 
 
-def summarize(records: Sequence[dict], bootstrap_samples: int = 2000, seed: int = 0) -> dict:
-    """The results table as a dict: one row per condition, in the order the records first name them."""
+def summarize(
+    records: Sequence[dict], bootstrap_samples: int = 2000, seed: int = 0, reference: str | None = "passage", metrics=METRICS
+) -> dict:
+    """The results table as a dict: one row per condition, in the order the records first name them.
+
+    Each condition is compared with ``reference`` (paired bootstrap) when both are present.
+    """
     conditions = list(dict.fromkeys(r["condition"] for r in records))
-    scores = {metric: per_question_scores(records, metric) for metric in METRICS}
+    scores = {metric: per_question_scores(records, metric) for metric in metrics}
     if any("judge" in g for r in records for g in r["grades"]):
         scores["judge"] = per_question_scores(records, "judge")
     rng = np.random.default_rng(seed)
@@ -57,22 +61,21 @@ def summarize(records: Sequence[dict], bootstrap_samples: int = 2000, seed: int 
             "units": len(unit_records),
             "accuracy": float(sums.sum() / counts.sum()),
             "accuracy_se": float(boot.std(ddof=1)) if len(context_ids) > 1 else None,
-            "exact_match": _mean(scores["exact_match"][condition]),
-            "f1": _mean(scores["f1"][condition]),
+            **{metric: _mean(scores[metric][condition]) for metric in metrics if metric != "correct"},
             "judge_accuracy": _mean(scores["judge"][condition]) if "judge" in scores else None,
-            "mean_answer_words": float(np.mean([len(g["answer"].split()) for g in grades])) if grades else 0.0,
+            "mean_answer_words": float(np.mean([len(g["answer"].split()) for g in grades])) if all("answer" in g for g in grades) else None,
             "rejected_self_edits": sum(1 for r in unit_records if r["rejected"]),
             "truncated_self_edits": sum(1 for r in unit_records if (r["self_edit"] or {}).get("truncated")),
             "mean_trained_tokens": float(np.mean([t["tokens"] for t in trained])) if trained else 0.0,
             "mean_train_sequences": float(np.mean([len(t["sequences"]) for t in trained])) if trained else 0.0,
             "mean_unit_seconds": float(np.mean([r["seconds"] for r in unit_records])),
         }
-        if REFERENCE_CONDITION in scores["correct"] and condition != REFERENCE_CONDITION:
-            row["vs_passage"] = paired_difference(
-                scores["correct"][condition], scores["correct"][REFERENCE_CONDITION], bootstrap_samples, rng
+        if reference in scores["correct"] and condition != reference:
+            row["vs_reference"] = paired_difference(
+                scores["correct"][condition], scores["correct"][reference], bootstrap_samples, rng
             )
         rows[condition] = row
-    return {"conditions": rows, "bootstrap_samples": bootstrap_samples, "grading": "correct = normalised gold contained in the answer"}
+    return {"conditions": rows, "reference": reference, "bootstrap_samples": bootstrap_samples}
 
 
 def paired_difference(
@@ -95,27 +98,31 @@ def _mean(scores: dict[str, dict[str, float]]) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
-def markdown_table(summary: dict) -> str:
+METRIC_LABELS = {"exact_match": "exact match", "f1": "F1"}
+
+
+def markdown_table(summary: dict, accuracy_label: str = "accuracy (contains)") -> str:
     """The summary as a Markdown table (percentages)."""
-    has_judge = any(row["judge_accuracy"] is not None for row in summary["conditions"].values())
-    header = ["condition", "questions", "accuracy (contains)", "± SE", "exact match", "F1"]
+    rows = summary["conditions"].values()
+    extra = [m for m in METRIC_LABELS if all(m in row for row in rows)]
+    has_judge = any(row["judge_accuracy"] is not None for row in rows)
+    has_words = all(row["mean_answer_words"] is not None for row in rows)
+    header = ["condition", "probes", accuracy_label, "± SE", *(METRIC_LABELS[m] for m in extra)]
     header += ["judge"] if has_judge else []
-    header += ["Δ vs passage [95% CI]", "answer words", "trained tokens", "train seqs", "rejected", "truncated edits", "s / unit"]
+    header += [f"Δ vs {summary['reference']} [95% CI]"] if summary.get("reference") else []
+    header += ["answer words"] if has_words else []
+    header += ["trained tokens", "train seqs", "rejected", "truncated edits", "s / unit"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for condition, row in summary["conditions"].items():
-        diff = row.get("vs_passage")
-        cells = [
-            condition,
-            str(row["questions"]),
-            f"{100 * row['accuracy']:.1f}",
-            "" if row["accuracy_se"] is None else f"{100 * row['accuracy_se']:.1f}",
-            f"{100 * row['exact_match']:.1f}",
-            f"{100 * row['f1']:.1f}",
-        ]
+        diff = row.get("vs_reference")
+        cells = [condition, str(row["questions"]), f"{100 * row['accuracy']:.1f}"]
+        cells += ["" if row["accuracy_se"] is None else f"{100 * row['accuracy_se']:.1f}"]
+        cells += [f"{100 * row[m]:.1f}" for m in extra]
         cells += [f"{100 * row['judge_accuracy']:.1f}"] if has_judge else []
+        if summary.get("reference"):
+            cells += ["" if not diff else f"{100 * diff['difference']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]"]
+        cells += [f"{row['mean_answer_words']:.1f}"] if has_words else []
         cells += [
-            "" if not diff else f"{100 * diff['difference']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]",
-            f"{row['mean_answer_words']:.1f}",
             f"{row['mean_trained_tokens']:.0f}",
             f"{row['mean_train_sequences']:.1f}",
             str(row["rejected_self_edits"]),

@@ -84,6 +84,7 @@ class ArcDomain:
     """ARC tasks in, augmented leave-one-out plans out, voted predictions graded against test outputs."""
 
     name = "arc"
+    conditions = {"icl": "base", "ttt-oracle": "context", "self-edit": "self-edit"}
 
     def __init__(self, formatter: PromptFormatter, settings: ArcSettings = ArcSettings()):
         self.formatter = formatter

@@ -64,6 +64,7 @@ class KnowledgeDomain:
     """Passages in, title-prefixed training sequences out, questions graded against gold answers."""
 
     name = "knowledge"
+    conditions = {"base": "base", "passage": "context", "self-edit": "self-edit", "external": "external"}
 
     def __init__(self, formatter: PromptFormatter, settings: KnowledgeSettings = KnowledgeSettings()):
         self.formatter = formatter
