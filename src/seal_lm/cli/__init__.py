@@ -1,4 +1,4 @@
-"""The ``seal`` command: ``seal demo``, ``seal eval knowledge`` and ``seal train knowledge``.
+"""The ``seal`` command: ``seal demo``, ``seal eval knowledge|arc`` and ``seal train knowledge``.
 
 Each command is a function over a config dataclass; its fields are the command's flags.
 """
@@ -11,15 +11,14 @@ import sys
 import warnings
 
 from seal_lm.cli.demo import DemoConfig, demo
+from seal_lm.cli.eval_arc import EvalArcConfig, eval_arc
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig, eval_knowledge
 from seal_lm.cli.options import add_config_flags, config_from_args
 from seal_lm.cli.train_knowledge import TrainKnowledgeConfig, train_knowledge
-from seal_lm.domains.knowledge.data import DataError
 from seal_lm.domains.knowledge.grading import JudgeError
-from seal_lm.model.loading import ModelError
 from seal_lm.runs.rundir import RunDirError
 
-USER_ERRORS = (DataError, ModelError, RunDirError, JudgeError, ValueError)
+USER_ERRORS = (ValueError, RunDirError, JudgeError)  # bad data, models, settings and self-edits are ValueErrors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="Evaluate the paper's conditions on a domain.")
     domains = evaluate.add_subparsers(dest="domain", required=True)
     add_config_flags(domains.add_parser("knowledge", help="Single-passage knowledge incorporation (SQuAD)."), EvalKnowledgeConfig)
+    add_config_flags(domains.add_parser("arc", help="Few-shot abstract reasoning with test-time training (ARC)."), EvalArcConfig)
     train = commands.add_parser("train", help="Train the self-edit policy with ReST-EM.")
     train_domains = train.add_subparsers(dest="domain", required=True)
     add_config_flags(train_domains.add_parser("knowledge", help="Knowledge incorporation (SQuAD)."), TrainKnowledgeConfig)
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             demo(config_from_args(DemoConfig, args))
         elif args.command == "eval" and args.domain == "knowledge":
             eval_knowledge(config_from_args(EvalKnowledgeConfig, args))
+        elif args.command == "eval" and args.domain == "arc":
+            eval_arc(config_from_args(EvalArcConfig, args))
         elif args.command == "train" and args.domain == "knowledge":
             train_knowledge(config_from_args(TrainKnowledgeConfig, args))
     except USER_ERRORS as err:

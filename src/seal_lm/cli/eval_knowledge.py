@@ -6,14 +6,13 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from seal_lm.cli.knowledge_options import KnowledgeOptions
+from seal_lm.cli.shared_options import KnowledgeOptions
 from seal_lm.cli.options import option
 from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import LLMJudge
 from seal_lm.loops.evaluate import run_conditions, run_pooled_conditions
 from seal_lm.loops.report import markdown_table, summarize
-from seal_lm.model.loading import load_model
 from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -44,7 +43,7 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     external = _external_lookup(config, passages) if "external" in config.conditions else None
     run = RunDir.open(config.out or default_run_path("eval-knowledge"), asdict(config) | {"out": None})
     log.info("Run directory: %s", run.path)
-    loaded = load_model(config.model, dtype=config.dtype, device=config.device, prompt_format=config.prompt_format)
+    loaded = config.load()
     domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), config.knowledge_settings())
     judge = None
     if config.judge_url:

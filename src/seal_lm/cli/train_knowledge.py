@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from seal_lm.adapt.lora import InnerLoopSettings
-from seal_lm.cli.knowledge_options import KnowledgeOptions
+from seal_lm.cli.shared_options import KnowledgeOptions
 from seal_lm.cli.options import option
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.loops.restem import KeepRule, RestemSettings, best_of_k, positive_gain, threshold, train_policy
-from seal_lm.model.loading import LoadedModel, load_model
+from seal_lm.model.loading import LoadedModel
 from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -65,7 +65,7 @@ def train_knowledge(config: TrainKnowledgeConfig) -> str:
     )
 
     def load_policy(spec: str) -> LoadedModel:
-        return load_model(spec, dtype=config.dtype, device=config.device, prompt_format=config.prompt_format)
+        return replace(config, model=spec).load()
 
     def make_domain(loaded: LoadedModel) -> KnowledgeDomain:
         return KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), config.knowledge_settings())

@@ -1,0 +1,66 @@
+"""``seal eval arc``: few-shot abstract reasoning with test-time training (SEAL domain 2).
+
+Conditions: ``icl`` (no training, demonstrations in the prompt), ``ttt-oracle`` (test-time training
+with a fixed configuration, ``--oracle-config``), ``self-edit`` (``--k`` configurations sampled from
+the model, each its own adapter; with ``--model runs/<id>/round-N/policy`` a trained policy).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from seal_lm.cli.options import option
+from seal_lm.cli.shared_options import ArcOptions
+from seal_lm.domains.arc.config import parse_config
+from seal_lm.domains.arc.domain import ArcDomain
+from seal_lm.domains.arc.submission import write_submission
+from seal_lm.loops.evaluate import run_conditions
+from seal_lm.loops.report import markdown_table, summarize
+from seal_lm.model.prompting import PromptFormatter
+from seal_lm.runs.rundir import RunDir, default_run_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalArcConfig(ArcOptions):
+    conditions: tuple[str, ...] = option(("icl", "ttt-oracle", "self-edit"), f"Comma-separated, from: {', '.join(ArcDomain.conditions)}.")
+    k: int = option(5, "Configurations sampled per task for self-edit (SEAL: 15).")
+    oracle_config: str = option("", "The ttt-oracle configuration: JSON text or a .json file (default: basic augmentations, all tokens, lr 1e-4, 2 epochs).")
+    bootstrap_samples: int = option(2000, "Bootstrap resamples for standard errors.")
+
+
+def eval_arc(config: EvalArcConfig) -> Path:
+    """Run the conditions on the tasks and write the run directory; returns its path."""
+    if config.k < 1:
+        raise ValueError("--k must be at least 1.")
+    tasks = config.arc_tasks()
+    settings = config.arc_settings()
+    if config.oracle_config:
+        text = Path(config.oracle_config).read_text() if config.oracle_config.endswith(".json") else config.oracle_config
+        settings = replace(settings, default_config=parse_config(text))
+    run = RunDir.open(config.out or default_run_path("eval-arc"), asdict(config) | {"out": None})
+    log.info("Run directory: %s", run.path)
+    loaded = config.load()
+    domain = ArcDomain(PromptFormatter(loaded.tokenizer, loaded.chat), settings)
+    records = run_conditions(
+        run,
+        domain,
+        tasks,
+        config.inner_loop(loaded.model, loaded.tokenizer),
+        conditions=config.conditions,
+        k=config.k,
+        self_edit_generation=config.self_edit_generation(),
+    )
+    for condition, sample in dict.fromkeys((r["condition"], r["sample"]) for r in records):
+        chosen = [r for r in records if (r["condition"], r["sample"]) == (condition, sample)]
+        write_submission(run.path / "submissions" / f"{condition}-{sample}.json", {r["context_id"]: r["grades"] for r in chosen})
+    run.write_jsonl("self_edits.jsonl", ({"unit": r["unit"], "rejected": r["rejected"], **r["self_edit"]} for r in records if r["self_edit"]))
+    summary = summarize(records, config.bootstrap_samples, reference="ttt-oracle", metrics=("correct",))
+    table = markdown_table(summary, accuracy_label="solved (share of test inputs)")
+    run.write_json("results.json", summary)
+    run.write_text("results.md", table)
+    print(f"\n{table}\nWritten to {run.path}")
+    return run.path

