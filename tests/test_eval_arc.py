@@ -53,3 +53,23 @@ def test_a_bad_oracle_config_is_a_user_error(tmp_path, tiny_model_dir, capsys):
                  "--oracle-config", '{"training": {"learning_rate": 5}}', "--out", str(tmp_path / "run")])
     assert code == 2
     assert "seal: error:" in capsys.readouterr().err
+
+
+def test_train_arc_runs_a_round_and_carries_the_policy_over_when_nothing_solves(tmp_path, tiny_model_dir):
+    """The tiny model writes no valid configuration, so nothing reaches reward 1: a round still
+    completes, records every sample with its rejection reason, and saves the policy unchanged."""
+    (tmp_path / "mirror.json").write_text(json.dumps(TASK))
+    code = main([
+        "train", "arc", "--tasks", str(tmp_path / "mirror.json"), "--model", str(tiny_model_dir),
+        "--contexts-per-round", "1", "--k", "2", "--views", "2", "--max-examples", "6", "--lora-rank", "4",
+        "--self-edit-max-tokens", "24", "--out", str(tmp_path / "run"),
+    ])
+
+    assert code == 0
+    round_dir = tmp_path / "run" / "round-1"
+    [record] = [json.loads(line) for line in (round_dir / "samples.jsonl").read_text().splitlines()]
+    assert record["context_id"] == "mirror" and len(record["samples"]) == 2
+    assert all(s["rejected"] for s in record["samples"] if record["rewards"][record["samples"].index(s)] is None)
+    summary = json.loads((round_dir / "summary.json").read_text())
+    assert summary["kept"] == 0 and summary["policy_carried_over"]
+    assert (round_dir / "policy" / "config.json").is_file()

