@@ -69,7 +69,21 @@ def test_train_arc_runs_a_round_and_carries_the_policy_over_when_nothing_solves(
     round_dir = tmp_path / "run" / "round-1"
     [record] = [json.loads(line) for line in (round_dir / "samples.jsonl").read_text().splitlines()]
     assert record["context_id"] == "mirror" and len(record["samples"]) == 2
-    assert all(s["rejected"] for s in record["samples"] if record["rewards"][record["samples"].index(s)] is None)
+    assert all(sample["rejected"] for sample, reward in zip(record["samples"], record["rewards"]) if reward is None)
     summary = json.loads((round_dir / "summary.json").read_text())
     assert summary["kept"] == 0 and summary["policy_carried_over"]
     assert (round_dir / "policy" / "config.json").is_file()
+
+
+def test_select_subset_tries_small_grid_tasks_and_writes_the_solved_ids(tmp_path, tiny_model_dir):
+    big = {"train": [{"input": [[1] * 12] * 12, "output": [[1]]}] * 2, "test": [{"input": [[1] * 12] * 12, "output": [[1]]}]}
+    (tmp_path / "tasks.json").write_text(json.dumps({"mirror": TASK, "big": big}))
+    code = main([
+        "arc", "select-subset", "--tasks", str(tmp_path / "tasks.json"), "--model", str(tiny_model_dir),
+        "--max-grid-side", "10", "--views", "2", "--max-examples", "4", "--lora-rank", "4", "--out", str(tmp_path / "run"),
+    ])
+
+    assert code == 0
+    subset = json.loads((tmp_path / "run" / "subset.json").read_text())
+    assert subset["tried"] == ["mirror"], "the 12x12 task is not a candidate"
+    assert subset["selected"] in ([], ["mirror"])

@@ -10,6 +10,7 @@ import logging
 import sys
 import warnings
 
+from seal_lm.cli.arc_subset import SelectSubsetConfig, select_subset
 from seal_lm.cli.demo import DemoConfig, demo
 from seal_lm.cli.eval_arc import EvalArcConfig, eval_arc
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig, eval_knowledge
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     domains = evaluate.add_subparsers(dest="domain", required=True)
     add_config_flags(domains.add_parser("knowledge", help="Single-passage knowledge incorporation (SQuAD)."), EvalKnowledgeConfig)
     add_config_flags(domains.add_parser("arc", help="Few-shot abstract reasoning with test-time training (ARC)."), EvalArcConfig)
+    arc = commands.add_parser("arc", help="ARC utilities.")
+    arc_commands = arc.add_subparsers(dest="domain", required=True)
+    add_config_flags(arc_commands.add_parser("select-subset", help="Tasks an oracle TTT configuration solves."), SelectSubsetConfig)
     train = commands.add_parser("train", help="Train the self-edit policy with ReST-EM.")
     train_domains = train.add_subparsers(dest="domain", required=True)
     add_config_flags(train_domains.add_parser("knowledge", help="Knowledge incorporation (SQuAD)."), TrainKnowledgeConfig)
@@ -51,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             eval_knowledge(config_from_args(EvalKnowledgeConfig, args))
         elif args.command == "eval" and args.domain == "arc":
             eval_arc(config_from_args(EvalArcConfig, args))
+        elif args.command == "arc" and args.domain == "select-subset":
+            select_subset(config_from_args(SelectSubsetConfig, args))
         elif args.command == "train" and args.domain == "knowledge":
             train_knowledge(config_from_args(TrainKnowledgeConfig, args))
         elif args.command == "train" and args.domain == "arc":

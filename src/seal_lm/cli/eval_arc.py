@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 from seal_lm.cli.options import option
 from seal_lm.cli.shared_options import ArcOptions
 from seal_lm.domains.arc.config import parse_config
+from seal_lm.domains.arc.data import ArcTask
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.arc.submission import write_submission
 from seal_lm.loops.evaluate import run_conditions
@@ -32,11 +34,11 @@ class EvalArcConfig(ArcOptions):
     bootstrap_samples: int = option(2000, "Bootstrap resamples for standard errors.")
 
 
-def eval_arc(config: EvalArcConfig) -> Path:
-    """Run the conditions on the tasks and write the run directory; returns its path."""
+def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> Path:
+    """Run the conditions on the tasks (default: those ``--tasks`` names) and write the run directory."""
     if config.k < 1:
         raise ValueError("--k must be at least 1.")
-    tasks = config.arc_tasks()
+    tasks = config.arc_tasks() if tasks is None else tasks
     settings = config.arc_settings()
     if config.oracle_config:
         text = Path(config.oracle_config).read_text() if config.oracle_config.endswith(".json") else config.oracle_config
