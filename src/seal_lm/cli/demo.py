@@ -48,7 +48,8 @@ def demo(config: DemoConfig) -> None:
     _show("Before: answers with no passage in the prompt", before)
 
     prompt = domain.self_edit_prompt(passage)
-    edit = loop.generate_with_base([prompt], GenerationSettings(max_new_tokens=320, temperature=1.0, top_p=0.95, seed=config.seed))[0] if prompt else None
+    sampling = GenerationSettings(max_new_tokens=320, temperature=0.7, top_p=0.95, seed=config.seed)  # as seal eval knowledge
+    edit = loop.generate_with_base([prompt], sampling)[0] if prompt else None
     print(f"Self-edit written by the model ({config.self_edit_prompt}{', cut at the token budget' if edit and edit.truncated else ''}):")
     print((edit.text if edit else "(none)") + "\n")
     try:
