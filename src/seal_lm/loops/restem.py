@@ -214,7 +214,7 @@ def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict
         stats = update.train_adapter(plan)
         model = update.merge_adapter()
     _save_policy(model, tokenizer, round_dir / "policy")
-    rewards = [reward or 0.0 for r in records for reward in r["rewards"]]  # a rejected self-edit earns 0
+    rewards = [reward for r in records for reward in _zeroed(r)]
     summary = {
         "round": round_number,
         "contexts": len(records),
@@ -241,6 +241,7 @@ def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict
 
 
 def _zeroed(record: dict) -> list[float]:
+    """A context's rewards with the rejected self-edits' None counted as 0."""
     return [reward or 0.0 for reward in record["rewards"]]
 
 
