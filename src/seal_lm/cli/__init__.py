@@ -21,22 +21,28 @@ from seal_lm.runs.rundir import RunDirError
 
 USER_ERRORS = (ValueError, RunDirError, JudgeError)  # bad data, models, settings and self-edits are ValueErrors
 
+GROUPS = {
+    "eval": "Evaluate the paper's conditions on a domain.",
+    "train": "Train the self-edit policy with ReST-EM.",
+    "arc": "ARC utilities.",
+}
+# (group or None, command) → (help, config dataclass, function)
+COMMANDS = {
+    (None, "demo"): ("Learn one passage from a self-edit, before/after.", DemoConfig, demo),
+    ("eval", "knowledge"): ("Single-passage knowledge incorporation (SQuAD).", EvalKnowledgeConfig, eval_knowledge),
+    ("eval", "arc"): ("Few-shot abstract reasoning with test-time training (ARC).", EvalArcConfig, eval_arc),
+    ("train", "knowledge"): ("Knowledge incorporation (SQuAD).", TrainKnowledgeConfig, train_knowledge),
+    ("train", "arc"): ("ARC test-time-training configurations.", TrainArcConfig, train_arc),
+    ("arc", "select-subset"): ("Tasks an oracle TTT configuration solves.", SelectSubsetConfig, select_subset),
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seal", description="Self-adapting language models (SEAL).")
-    commands = parser.add_subparsers(dest="command", required=True)
-    add_config_flags(commands.add_parser("demo", help="Learn one passage from a self-edit, before/after."), DemoConfig)
-    evaluate = commands.add_parser("eval", help="Evaluate the paper's conditions on a domain.")
-    domains = evaluate.add_subparsers(dest="domain", required=True)
-    add_config_flags(domains.add_parser("knowledge", help="Single-passage knowledge incorporation (SQuAD)."), EvalKnowledgeConfig)
-    add_config_flags(domains.add_parser("arc", help="Few-shot abstract reasoning with test-time training (ARC)."), EvalArcConfig)
-    arc = commands.add_parser("arc", help="ARC utilities.")
-    arc_commands = arc.add_subparsers(dest="domain", required=True)
-    add_config_flags(arc_commands.add_parser("select-subset", help="Tasks an oracle TTT configuration solves."), SelectSubsetConfig)
-    train = commands.add_parser("train", help="Train the self-edit policy with ReST-EM.")
-    train_domains = train.add_subparsers(dest="domain", required=True)
-    add_config_flags(train_domains.add_parser("knowledge", help="Knowledge incorporation (SQuAD)."), TrainKnowledgeConfig)
-    add_config_flags(train_domains.add_parser("arc", help="ARC test-time-training configurations."), TrainArcConfig)
+    top = parser.add_subparsers(dest="command", required=True)
+    groups = {name: top.add_parser(name, help=text).add_subparsers(dest="domain", required=True) for name, text in GROUPS.items()}
+    for (group, name), (text, config_class, _) in COMMANDS.items():
+        add_config_flags((groups[group] if group else top).add_parser(name, help=text), config_class)
     return parser
 
 
@@ -49,18 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)  # raised inside peft
     try:
-        if args.command == "demo":
-            demo(config_from_args(DemoConfig, args))
-        elif args.command == "eval" and args.domain == "knowledge":
-            eval_knowledge(config_from_args(EvalKnowledgeConfig, args))
-        elif args.command == "eval" and args.domain == "arc":
-            eval_arc(config_from_args(EvalArcConfig, args))
-        elif args.command == "arc" and args.domain == "select-subset":
-            select_subset(config_from_args(SelectSubsetConfig, args))
-        elif args.command == "train" and args.domain == "knowledge":
-            train_knowledge(config_from_args(TrainKnowledgeConfig, args))
-        elif args.command == "train" and args.domain == "arc":
-            train_arc(config_from_args(TrainArcConfig, args))
+        _, config_class, command = COMMANDS[(args.command, args.domain) if args.command in GROUPS else (None, args.command)]
+        command(config_from_args(config_class, args))
     except USER_ERRORS as err:
         print(f"seal: error: {err}", file=sys.stderr)
         return 2
