@@ -11,7 +11,7 @@ from seal_lm.cli.options import option
 from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import LLMJudge
-from seal_lm.loops.evaluate import run_conditions, run_pooled_conditions
+from seal_lm.loops.evaluate import run_conditions
 from seal_lm.loops.report import markdown_table, summarize
 from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.rundir import RunDir, default_run_path
@@ -49,8 +49,7 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     if config.judge_url:
         llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env)
         judge = lambda grade: llm(grade["question"], grade["gold"], grade["answer"])  # noqa: E731
-    run_setting = run_conditions if config.setting == "single" else run_pooled_conditions
-    records = run_setting(
+    records = run_conditions(
         run,
         domain,
         passages,
@@ -60,6 +59,7 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
         self_edit_generation=config.self_edit_generation(),
         external_self_edits=external,
         judge=judge,
+        pooled=config.setting == "cpt",
     )
     write_outputs(run, passages, records, config.bootstrap_samples)
     return run.path

@@ -53,9 +53,15 @@ def run_conditions(
     self_edit_generation: GenerationSettings,
     external_self_edits: Callable[[Any], list[str]] | None = None,
     judge: Callable[[dict], bool] | None = None,
+    pooled: bool = False,
 ) -> list[dict]:
-    """Run every (context, condition, sample) unit not yet in ``run``; return all records."""
+    """Run every unit not yet in ``run``; return all records, one per (context, condition, sample).
+
+    ``pooled`` selects the continued-pretraining setting (:func:`_run_pooled`).
+    """
     conditions = _checked(domain, conditions, external_self_edits)
+    if pooled:
+        return _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits, judge)
     done = {record["unit"] for record in run.records(RECORDS)}
     groups = []  # (context, condition, samples not yet done): the k samples of a context train together
     for context in contexts:
@@ -75,24 +81,12 @@ def run_conditions(
     return run.records(RECORDS)
 
 
-def run_pooled_conditions(
-    run: RunDir,
-    domain: Domain,
-    contexts: Sequence[Any],
-    inner_loop: InnerLoopEngine,
-    *,
-    conditions: Sequence[str],
-    k: int,
-    self_edit_generation: GenerationSettings,
-    external_self_edits: Callable[[Any], list[str]] | None = None,
-    judge: Callable[[dict], bool] | None = None,
-) -> list[dict]:
+def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits, judge) -> list[dict]:
     """Continued pretraining: one adapter per (condition, sample) on the pooled data of all contexts.
 
     Returns per-context records (the pooled training statistics on the first context's record), the
-    same shape :func:`run_conditions` returns, so one report serves both settings.
+    same shape as the single setting's, so one report serves both settings.
     """
-    conditions = _checked(domain, conditions, external_self_edits)
     done = {record["unit"]: record for record in run.records(RECORDS)}
     for condition in conditions:
         for sample in range(k if domain.conditions[condition] in ("self-edit", "external") else 1):
