@@ -8,6 +8,9 @@ about one forward/backward of K times the batch instead of K separate passes.
 The result is the same as training the candidates one by one with :class:`~seal_lm.adapt.lora.InnerLoop`
 (same seeds, same initial adapters, same shuffling, per-adapter loss, gradient clipping, AdamW and
 learning-rate schedule), up to floating-point reassociation; a test holds the two engines together.
+Training calls the decoder and the output layer separately, so the vocabulary-sized logits are made
+only at labelled positions; this assumes a causal LM whose logits are its output layer applied to the
+decoder's last hidden state (true of Llama, Qwen, Mistral, SmolLM; not of models that soft-cap logits).
 """
 
 from __future__ import annotations
@@ -185,12 +188,16 @@ def _train_together(model, tokenizer, plans, routing, layers) -> list[TrainStats
             batch += rows + [([tokenizer.pad_token_id], [-100])] * (rows_per_adapter - len(rows))  # pad the block
         input_ids, labels, attention = collate_batch(batch, tokenizer.pad_token_id, device)
         routing.active = torch.tensor(active, device=device)
-        logits = model(input_ids=input_ids, attention_mask=attention).logits.float()
-        token_losses = F.cross_entropy(
-            logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none"
-        ).view(len(active), rows_per_adapter, -1)
-        counts = (labels[:, 1:] != -100).view(len(active), rows_per_adapter, -1).sum(dim=(1, 2))
-        per_adapter = token_losses.sum(dim=(1, 2)) / counts
+        # The output layer runs only where a label is predicted: padding costs no vocabulary-sized logits.
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attention).last_hidden_state[:, :-1]
+        targets = labels[:, 1:]
+        labelled = targets != -100
+        logits = model.get_output_embeddings()(hidden[labelled]).float()
+        token_losses = F.cross_entropy(logits, targets[labelled], reduction="none")
+        row_of_token = torch.arange(len(batch), device=device).unsqueeze(1).expand_as(targets)[labelled]
+        adapter_of_token = torch.div(row_of_token, rows_per_adapter, rounding_mode="floor")
+        counts = torch.bincount(adapter_of_token, minlength=len(active))
+        per_adapter = torch.zeros(len(active), device=device).index_add(0, adapter_of_token, token_losses) / counts
         per_adapter.sum().backward()  # adapters share no parameter: each gets its own gradient
         optimizer.step(
             active,
