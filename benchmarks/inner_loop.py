@@ -4,7 +4,8 @@ A (reference): the SEAL code path, one candidate at a time: a fresh PEFT LoRA mo
   (batch 1, 10 epochs, lr 1e-3, linear decay), fp32, then a separate generation per candidate.
   (SEAL's script also padded every sequence to 2048 tokens and took the loss on the padding; we use
   dynamic padding instead, which makes A faster than the original, not slower.)
-B (ours): ``BatchedInnerLoop``, the 5 candidates trained and answered together.
+B (ours): ``BatchedInnerLoop``, the 5 candidates trained (packed, padding-free) and answered together,
+  once with float32 weights and once with bfloat16 weights (adapters and optimiser in float32).
 
 Both answer the passage's questions after training; the candidates are the 5 GPT-4.1 self-edits of
 eval200 passage 0, parsed our way (lines + the passage). Each side runs in its own process so that
@@ -31,6 +32,7 @@ import torch
 from seal_lm import GenerationSettings, InnerLoopSettings, KnowledgeDomain, PromptFormatter, TrainPlan, load_model, load_passages
 from seal_lm.adapt.batched import BatchedInnerLoop
 from seal_lm.domains.knowledge.data import load_external_self_edits
+from seal_lm.model.loading import DTYPES
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
 SETTINGS = InnerLoopSettings(target_modules=("all-linear",))  # the paper's values otherwise (r32, a64, lr 1e-3, 10 ep, bs 1)
@@ -88,8 +90,8 @@ def run_ours(model, tokenizer, plans, prompts, generation) -> tuple[list[list[st
     return [[g.text for g in r.answers] for r in results], sum(r.stats.tokens for r in results)
 
 
-def measure(side: str, k: int) -> dict:
-    loaded = load_model()
+def measure(side: str, k: int, dtype: str) -> dict:
+    loaded = load_model(dtype=dtype)
     domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat))
     passage = load_passages(SHARED / "eval200.json")[0]
     plans = candidates(domain, passage, k)
@@ -106,6 +108,7 @@ def measure(side: str, k: int) -> dict:
     flops = 4 * params * trained_tokens + 2 * params * (prompt_tokens + answer_tokens)
     return {
         "side": side,
+        "dtype": dtype,
         "seconds": seconds,
         "correct_per_candidate": correct,
         "questions": len(prompts),
@@ -115,9 +118,9 @@ def measure(side: str, k: int) -> dict:
     }
 
 
-def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
-    """Achieved float32 matmul FLOP/s on this machine (the best of ``repeats``)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak(dtype: str, size: int = 2048, repeats: int = 10) -> float:
+    """Achieved matmul FLOP/s in ``dtype`` on this machine (the best of ``repeats``)."""
+    a, b = torch.randn(size, size, dtype=DTYPES[dtype]), torch.randn(size, size, dtype=DTYPES[dtype])
     a @ b
     best = float("inf")
     for _ in range(repeats):
@@ -127,33 +130,43 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / best
 
 
+RUNS = [("reference", "float32"), ("ours", "float32"), ("ours", "bfloat16")]
+LABELS = {"reference": "A: reference (PEFT + Trainer, one at a time)", "ours": "B: ours (batched engine)"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--side", choices=["reference", "ours", "both"], default="both")
+    parser.add_argument("--side", choices=["reference", "ours", "all"], default="all")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="weights' dtype of one --side")
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args()
-    if args.side != "both":
-        print(json.dumps(measure(args.side, args.k)))
+    if args.side != "all":
+        print(json.dumps(measure(args.side, args.k, args.dtype)))
         return
-    results = {}
-    for side in ("reference", "ours"):
-        output = subprocess.run([sys.executable, __file__, "--side", side, "--k", str(args.k)], capture_output=True, text=True, check=True)
-        results[side] = json.loads(output.stdout.strip().splitlines()[-1])
-    peak = matmul_peak()
-    a, b = results["reference"], results["ours"]
+    results = []
+    for side, dtype in RUNS:
+        command = [sys.executable, __file__, "--side", side, "--dtype", dtype, "--k", str(args.k)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True)
+        results.append(json.loads(output.stdout.strip().splitlines()[-1]))
+    peaks = {dtype: matmul_peak(dtype) for dtype in {r["dtype"] for r in results}}
+    reference = results[0]
+    rows = "\n".join(
+        f"| {LABELS[r['side']]}, {r['dtype']} | {r['seconds']:.1f} | {reference['seconds'] / r['seconds']:.2f}× | {r['correct_per_candidate']} "
+        f"| {r['trained_tokens']} | {r['flops'] / r['seconds'] / 1e9:.1f} | {r['flops'] / r['seconds'] / peaks[r['dtype']]:.0%} | {r['peak_ram_gib']:.2f} |"
+        for r in results
+    )
     section = f"""
 ## Inner loop: {args.k} candidate self-edits of one passage, reference style vs ours ({dt.date.today()})
 
 Command: `python benchmarks/inner_loop.py --k {args.k}`. Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__},
-fp32, bundled SmolLM2-135M, LoRA r32/α64 on all linear layers, lr 1e-3, 10 epochs, batch 1; candidates = the
-GPT-4.1 self-edits of eval200 passage 0; {a['questions']} questions answered per candidate.
+bundled SmolLM2-135M, LoRA r32/α64 on all linear layers, lr 1e-3, 10 epochs, batch 1; candidates = the
+GPT-4.1 self-edits of eval200 passage 0; {reference['questions']} questions answered per candidate.
 
-| | wall time (s) | correct per candidate | trained tokens | achieved GFLOP/s | share of matmul peak | peak RAM (GiB) |
-|---|---|---|---|---|---|---|
-| A: reference (PEFT + Trainer, one at a time) | {a['seconds']:.1f} | {a['correct_per_candidate']} | {a['trained_tokens']} | {a['flops'] / a['seconds'] / 1e9:.1f} | {a['flops'] / a['seconds'] / peak:.0%} | {a['peak_ram_gib']:.2f} |
-| B: ours (batched engine) | {b['seconds']:.1f} | {b['correct_per_candidate']} | {b['trained_tokens']} | {b['flops'] / b['seconds'] / 1e9:.1f} | {b['flops'] / b['seconds'] / peak:.0%} | {b['peak_ram_gib']:.2f} |
+| | wall time (s) | speed-up vs A | correct per candidate | trained tokens | achieved GFLOP/s | share of matmul peak (same dtype) | peak RAM (GiB) |
+|---|---|---|---|---|---|---|---|
+{rows}
 
-Speed-up A/B: **{a['seconds'] / b['seconds']:.2f}×**. Matmul peak measured here (fp32, 2048², best of 10): {peak / 1e9:.1f} GFLOP/s.
+Matmul peak measured here (2048², best of 10): {", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in peaks.items())}.
 FLOPs counted as 4·params·trained tokens + 2·params·(prompt + answer tokens).
 """
     with open(Path(__file__).resolve().parents[1] / "BENCHMARKS.md", "a") as f:

@@ -59,6 +59,29 @@ def test_batched_training_matches_one_by_one(engines):
         assert [a.text for a in joint.answers] == [a.text for a in alone.answers]
 
 
+def test_packed_batches_of_several_sequences_match_one_by_one(engines):
+    """Batch size 2, prompt tokens masked out, uneven sequence counts: each adapter's packed stretch
+    holds up to two sequences of different lengths, and still trains as it would alone."""
+    sequential, batched = engines
+    question = "Question: Where is it?\nAnswer:"
+    plans = [
+        TrainPlan(
+            (TrainExample(" In Paris.", prompt=question), TrainExample(" Since 1889, by the river.", prompt=question), TrainExample(" Yes.")),
+            InnerLoopSettings(target_modules=("all-linear",), rank=4, alpha=8, lr=1e-2, epochs=2, batch_size=2, loss_on="completion", seed=5),
+        ),
+        plan(["Genghis Khan founded the Mongol Empire.", "The Shah fled."], seed=6, batch_size=2),
+    ]
+
+    one_by_one = sequential.train_and_answer(plans, PROMPTS, GREEDY)
+    together = batched.train_and_answer(plans, PROMPTS, GREEDY)
+
+    for alone, joint in zip(one_by_one, together):
+        for name, tensor in as_sequential_names(alone.adapter_state).items():
+            torch.testing.assert_close(joint.adapter_state[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+        assert (joint.stats.steps, joint.stats.tokens) == (alone.stats.steps, alone.stats.tokens)
+        assert joint.stats.last_loss == pytest.approx(alone.stats.last_loss, rel=1e-4)
+
+
 def test_each_adapter_learns_only_its_own_plan(engines):
     """Adapters are independent: a plan's result does not depend on which plans train beside it."""
     _, batched = engines

@@ -1,9 +1,11 @@
 """The batched inner loop: K candidate LoRA adapters trained and probed together over one frozen base.
 
 Every targeted ``nn.Linear`` is wrapped by a :class:`StackedLoRALinear` holding K adapters as
-stacked tensors. A batch is laid out adapter-major (the rows of adapter 0, then adapter 1, ...), and
-each row goes through its own adapter with one batched matrix product, so K small fine-tunes cost
-about one forward/backward of K times the batch instead of K separate passes.
+stacked tensors. A training step packs the current sequence of every adapter into one padding-free
+row (adapter-major: adapter 0's tokens, then adapter 1's, ...; positions restart at each sequence, so
+attention stays within it), and each adapter's stretch of tokens goes through its own adapter. K
+small fine-tunes then cost about one forward/backward over their real tokens instead of K separate
+passes. Generation lays the prompts out adapter-major in equal row blocks instead.
 
 The result is the same as training the candidates one by one with :class:`~seal_lm.adapt.lora.InnerLoop`
 (same seeds, same initial adapters, same shuffling, per-adapter loss, gradient clipping, AdamW and
@@ -29,7 +31,6 @@ from seal_lm.adapt.lora import (
     InnerLoopSettings,
     TrainPlan,
     TrainStats,
-    collate_batch,
     initial_lora_a,
     mixed_precision,
     tokenize_example,
@@ -37,14 +38,15 @@ from seal_lm.adapt.lora import (
 from seal_lm.model.generation import Generation, GenerationSettings, generate
 
 # Settings that must agree for adapters to share one stacked computation.
-SHAPE_FIELDS = ("rank", "alpha", "target_modules", "batch_size")
+SHAPE_FIELDS = ("rank", "alpha", "target_modules")
 
 
 @dataclass
 class Routing:
-    """Which adapters the rows of the current batch use (adapter-major, equal rows per adapter)."""
+    """Which adapters the tokens of the current batch use, in adapter-major order."""
 
     active: torch.Tensor | None = None  # adapter ids; None: no adapter (the base model)
+    tokens: list[int] | None = None  # tokens per active adapter (packed); None: equal row blocks
 
 
 class StackedLoRALinear(torch.nn.Module):
@@ -63,13 +65,15 @@ class StackedLoRALinear(torch.nn.Module):
         active = self.routing.active
         if active is None:
             return output
-        adapters = len(active)
-        rows, length, width = x.shape
         a = self.lora_a.index_select(0, active).to(x.dtype)  # [k, r, in]
         b = self.lora_b.index_select(0, active).to(x.dtype)  # [k, out, r]
-        per_adapter = x.reshape(adapters, (rows // adapters) * length, width)
-        update = torch.bmm(torch.bmm(per_adapter, a.transpose(1, 2)), b.transpose(1, 2))
-        return output + self.scaling * update.reshape(rows, length, -1)
+        tokens = x.reshape(-1, x.shape[-1])
+        if self.routing.tokens is None:  # equal blocks: one batched product
+            per_adapter = tokens.reshape(len(active), -1, tokens.shape[-1])
+            update = torch.bmm(torch.bmm(per_adapter, a.transpose(1, 2)), b.transpose(1, 2))
+        else:  # packed stretches of different lengths
+            update = torch.cat([part @ a[j].T @ b[j].T for j, part in enumerate(tokens.split(self.routing.tokens))])
+        return output + self.scaling * update.reshape(output.shape)
 
 
 def target_names(model: torch.nn.Module, target_modules: tuple[str, ...]) -> list[str]:
@@ -176,26 +180,22 @@ def _train_together(model, tokenizer, plans, routing, layers) -> list[TrainStats
         raise ValueError("a training plan needs at least one example")
     schedules = [_schedule(plan, len(s)) for plan, s in zip(plans, sequences)]
     optimizer = _StackedAdamW([p for layer in layers.values() for p in (layer.lora_a, layer.lora_b)], len(plans))
-    rows_per_adapter = plans[0].settings.batch_size
     losses: list[list[float]] = [[] for _ in plans]
     tokens = [0] * len(plans)
     model.train()
     for step in range(max(len(s) for s in schedules)):
         active = [j for j, schedule in enumerate(schedules) if step < len(schedule)]
-        batch = []
-        for j in active:
-            rows = [sequences[j][i] for i in schedules[j][step]]
-            batch += rows + [([tokenizer.pad_token_id], [-100])] * (rows_per_adapter - len(rows))  # pad the block
-        input_ids, labels, attention = collate_batch(batch, tokenizer.pad_token_id, device)
+        input_ids, labels, positions, slots = _pack([[sequences[j][i] for i in schedules[j][step]] for j in active], device)
         routing.active = torch.tensor(active, device=device)
-        # The output layer runs only where a label is predicted: padding costs no vocabulary-sized logits.
-        hidden = model.base_model(input_ids=input_ids, attention_mask=attention).last_hidden_state[:, :-1]
-        targets = labels[:, 1:]
+        routing.tokens = torch.bincount(slots, minlength=len(active)).tolist()
+        # Positions restart at every sequence and no attention mask is given: transformers then keeps
+        # attention within each packed sequence. The output layer runs only where a label is predicted.
+        hidden = model.base_model(input_ids=input_ids, position_ids=positions, use_cache=False).last_hidden_state[0, :-1]
+        targets = labels[1:]
         labelled = targets != -100
         logits = model.get_output_embeddings()(hidden[labelled]).float()
         token_losses = F.cross_entropy(logits, targets[labelled], reduction="none")
-        row_of_token = torch.arange(len(batch), device=device).unsqueeze(1).expand_as(targets)[labelled]
-        adapter_of_token = torch.div(row_of_token, rows_per_adapter, rounding_mode="floor")
+        adapter_of_token = slots[1:][labelled]
         counts = torch.bincount(adapter_of_token, minlength=len(active))
         per_adapter = torch.zeros(len(active), device=device).index_add(0, adapter_of_token, token_losses) / counts
         per_adapter.sum().backward()  # adapters share no parameter: each gets its own gradient
@@ -208,7 +208,7 @@ def _train_together(model, tokenizer, plans, routing, layers) -> list[TrainStats
             losses[j].append(per_adapter[slot].item())
             tokens[j] += int(counts[slot])
     model.eval()
-    routing.active = None
+    routing.active, routing.tokens = None, None
     seconds = (time.perf_counter() - start) / len(plans)  # the shared wall time, split evenly
     return [
         TrainStats(
@@ -221,6 +221,22 @@ def _train_together(model, tokenizer, plans, routing, layers) -> list[TrainStats
         )
         for j in range(len(plans))
     ]
+
+
+def _pack(batches: list[list[tuple[list[int], list[int]]]], device: torch.device):
+    """One padding-free row of every adapter's sequences: ids, labels, positions and adapter slot per token.
+
+    A sequence's first label is dropped: alone, nothing predicts it; packed, the previous sequence's
+    last token would.
+    """
+    ids, labels, positions, slots = [], [], [], []
+    for slot, batch in enumerate(batches):
+        for sequence_ids, sequence_labels in batch:
+            ids += sequence_ids
+            labels += [-100] + sequence_labels[1:]
+            positions += range(len(sequence_ids))
+            slots += [slot] * len(sequence_ids)
+    return tuple(torch.tensor(values, device=device) for values in ([ids], labels, [positions], slots))
 
 
 def _answer_together(model, tokenizer, prompts, generation, routing, count) -> list[list[Generation]]:
