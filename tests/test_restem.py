@@ -8,6 +8,7 @@ import json
 import shutil
 import statistics
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import torch
 import seal_lm.loops.restem as restem
 from seal_lm.adapt.lora import InnerLoopSettings
 from seal_lm.cli import main
+from seal_lm.cli.shared_options import ModelOptions
 from seal_lm.domains.knowledge.data import Passage, Question
 from seal_lm.domains.knowledge.domain import KnowledgeDomain, KnowledgeSettings
 from seal_lm.loops.restem import Kept, RestemSettings, Scored, best_of_k, positive_gain, threshold, train_policy
@@ -103,17 +105,31 @@ class RawTextKnowledgeDomain(KnowledgeDomain):
         return self._plan([f"{passage.title}\n{text}", f"{passage.title}\n{passage.context}"])
 
 
-def make_domain(loaded) -> KnowledgeDomain:
+def make_domain(formatter: PromptFormatter) -> KnowledgeDomain:
     settings = KnowledgeSettings(answer_max_tokens=4, inner_loop=InnerLoopSettings(rank=4, alpha=8, epochs=1))
-    return RawTextKnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), settings)
+    return RawTextKnowledgeDomain(formatter, settings)
 
 
-def recording_loader(calls: list[str]):
-    def load_policy(spec: str):
+def recording(calls: list[str], load):
+    """``load`` (of a model spec), recording each spec it is called with."""
+
+    def recorded(spec: str):
         calls.append(spec)
-        return load_model(spec)
+        return load(spec)
 
-    return load_policy
+    return recorded
+
+
+def recording_workers(calls: list[str]):
+    """The CLI's E-step workers, recording which policy each one loads."""
+    return recording(calls, partial(ModelOptions().worker, make_domain))
+
+
+def train(run, model_dir, settings, keep=best_of_k, workers=None, load_policy=load_model):
+    """``train_policy`` on PASSAGES, starting from ``model_dir``, with the CLI's workers unless given."""
+    options = ModelOptions(model=str(model_dir))
+    workers = workers or partial(options.worker, make_domain)
+    return train_policy(run, PASSAGES, options.domain(make_domain), workers, load_policy, str(model_dir), settings, keep)
 
 
 def keep_first(scored: Scored) -> Kept:
@@ -140,7 +156,7 @@ def kept_round(request, tmp_path_factory, tiny_model_dir):
     run = RunDir.open(tmp_path_factory.mktemp("restem") / "run", {"test": "kept-round", "full": request.param})
     loads: list[str] = []
     settings = replace(SETTINGS, full_finetune=request.param)
-    policy = train_policy(run, PASSAGES, recording_loader(loads), make_domain, str(tiny_model_dir), settings, keep=keep_first)
+    policy = train(run, tiny_model_dir, settings, keep_first, workers=recording_workers(loads))
     return {"run": run, "policy": policy, "loads": loads, "settings": settings}
 
 
@@ -205,9 +221,7 @@ def test_a_finished_round_is_not_redone(kept_round, tiny_model_dir, monkeypatch)
     calls = []
     monkeypatch.setattr(restem, "_score_context", lambda *a, **kw: calls.append(a))
     loads: list[str] = []
-    policy = train_policy(
-        kept_round["run"], PASSAGES, recording_loader(loads), make_domain, str(tiny_model_dir), kept_round["settings"], keep=keep_first
-    )
+    policy = train(kept_round["run"], tiny_model_dir, kept_round["settings"], keep_first, workers=recording_workers(loads), load_policy=recording(loads, load_model))
     assert policy == kept_round["policy"]
     assert calls == [] and loads == []
 
@@ -222,7 +236,7 @@ def test_kill_between_e_step_and_m_step_redoes_only_the_m_step(kept_round, tmp_p
     calls = []
     monkeypatch.setattr(restem, "_score_context", lambda *a, **kw: calls.append(a))
 
-    policy = train_policy(run, PASSAGES, load_model, make_domain, str(tiny_model_dir), kept_round["settings"], keep=keep_first)
+    policy = train(run, tiny_model_dir, kept_round["settings"], keep_first)
 
     assert calls == []
     assert (run.path / "round-1" / "summary.json").is_file()
@@ -234,7 +248,7 @@ def test_a_round_that_keeps_nothing_carries_the_policy_over(tmp_path, tiny_model
     """The E-step put LoRA layers into the model; with nothing kept, the saved policy must still be
     exactly the starting model."""
     run = RunDir.open(tmp_path / "run", {"test": "nothing-kept"})
-    policy = train_policy(run, PASSAGES, load_model, make_domain, str(tiny_model_dir), SETTINGS, keep=lambda s: Kept([], "x"))
+    policy = train(run, tiny_model_dir, SETTINGS, lambda s: Kept([], "x"))
 
     saved = state_dict(policy)
     assert set(saved) == set(start_weights)
@@ -250,7 +264,7 @@ def test_the_next_round_samples_from_the_previous_rounds_policy(tmp_path, tiny_m
     run = RunDir.open(tmp_path / "run", {"test": "two-rounds"})
     loads: list[str] = []
     settings = replace(SETTINGS, rounds=2, contexts_per_round=1, k=1)
-    policy = train_policy(run, PASSAGES, recording_loader(loads), make_domain, str(tiny_model_dir), settings, keep=keep_first)
+    policy = train(run, tiny_model_dir, settings, keep_first, workers=recording_workers(loads))
 
     assert loads == [str(tiny_model_dir), str(run.path / "round-1" / "policy")]
     assert policy == str(run.path / "round-2" / "policy")
@@ -267,7 +281,7 @@ def test_round_2_without_the_round_1_policy_is_refused(tmp_path, tiny_model_dir)
         raise AssertionError(f"loaded {spec} for an inconsistent run")
 
     with pytest.raises(RunDirError, match="inconsistent") as caught:
-        train_policy(run, PASSAGES, must_not_load, make_domain, str(tiny_model_dir), replace(SETTINGS, rounds=2))
+        train(run, tiny_model_dir, replace(SETTINGS, rounds=2), workers=must_not_load, load_policy=must_not_load)
     assert "round-1" in str(caught.value) and "policy" in str(caught.value)
 
 
@@ -277,7 +291,7 @@ def test_a_round_folder_without_samples_is_refused(tmp_path, tiny_model_dir):
     (run.path / "round-1" / "kept.jsonl").write_text("")
 
     with pytest.raises(RunDirError, match="samples.jsonl"):
-        train_policy(run, PASSAGES, load_model, make_domain, str(tiny_model_dir), SETTINGS)
+        train(run, tiny_model_dir, SETTINGS)
 
 
 # ---------------------------------------------------------------------------------------------

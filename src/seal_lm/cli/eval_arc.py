@@ -8,26 +8,26 @@ the model, each its own adapter; with ``--model runs/<id>/round-N/policy`` a tra
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 from seal_lm.cli.options import option
-from seal_lm.cli.shared_options import ArcOptions
+from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions
 from seal_lm.domains.arc.config import parse_config
 from seal_lm.domains.arc.data import ArcTask
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.arc.submission import write_submission
 from seal_lm.loops.evaluate import run_conditions
 from seal_lm.loops.report import markdown_table, summarize
-from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.rundir import RunDir, default_run_path
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class EvalArcConfig(ArcOptions):
+class EvalArcConfig(ExecutorOptions, ArcOptions):
     conditions: tuple[str, ...] = option(("icl", "ttt-oracle", "self-edit"), f"Comma-separated, from: {', '.join(ArcDomain.conditions)}.")
     k: int = option(5, "Configurations sampled per task for self-edit (SEAL: 15).")
     oracle_config: str = option("", "The ttt-oracle configuration: JSON text or a .json file (default: basic augmentations, all tokens, lr 1e-4, 2 epochs).")
@@ -43,18 +43,19 @@ def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> P
     if config.oracle_config:
         text = Path(config.oracle_config).read_text() if config.oracle_config.endswith(".json") else config.oracle_config
         settings = replace(settings, default_config=parse_config(text))
-    run = RunDir.open(config.out or default_run_path("eval-arc"), asdict(config) | {"out": None})
+    executor = config.start_executor()
+    run = RunDir.open(config.out or default_run_path("eval-arc"), config.run_config())
     log.info("Run directory: %s", run.path)
-    loaded = config.load()
-    domain = ArcDomain(PromptFormatter(loaded.tokenizer, loaded.chat), settings)
+    make_domain = partial(ArcDomain, settings=settings)
     records = run_conditions(
         run,
-        domain,
+        config.domain(make_domain),
         tasks,
-        config.inner_loop(loaded.model, loaded.tokenizer),
+        partial(config.worker, make_domain),
         conditions=config.conditions,
         k=config.k,
         self_edit_generation=config.self_edit_generation(),
+        executor=executor,
     )
     for condition, sample in dict.fromkeys((r["condition"], r["sample"]) for r in records):
         chosen = [r for r in records if (r["condition"], r["sample"]) == (condition, sample)]

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from seal_lm.cli.shared_options import KnowledgeOptions
+from seal_lm.cli.shared_options import ExecutorOptions, KnowledgeOptions
 from seal_lm.cli.options import option
 from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import LLMJudge
 from seal_lm.loops.evaluate import run_conditions
 from seal_lm.loops.report import markdown_table, summarize
-from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.rundir import RunDir, default_run_path
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class EvalKnowledgeConfig(KnowledgeOptions):
+class EvalKnowledgeConfig(ExecutorOptions, KnowledgeOptions):
     setting: str = option("single", "single (a fresh adapter per passage) or cpt (continued pretraining: one adapter on all passages' data).")
     conditions: tuple[str, ...] = option(("base", "passage", "self-edit"), f"Comma-separated, from: {', '.join(KnowledgeDomain.conditions)}.")
     n_passages: int = option(0, "Use the first N passages of --data (0: all).")
@@ -38,28 +38,31 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
         raise ValueError("--n-passages must be 0 (all) or positive, and --k at least 1.")
     if config.setting not in ("single", "cpt"):
         raise ValueError(f"Unknown --setting '{config.setting}'. Available: single, cpt.")
+    if config.setting == "cpt" and config.executor != "in-process":
+        raise ValueError("--setting cpt trains one adapter at a time on all passages, in-process: drop --executor.")
     passages = config.passages()
     passages = passages[: config.n_passages] if config.n_passages else passages
     external = _external_lookup(config, passages) if "external" in config.conditions else None
-    run = RunDir.open(config.out or default_run_path("eval-knowledge"), asdict(config) | {"out": None})
+    executor = config.start_executor()
+    run = RunDir.open(config.out or default_run_path("eval-knowledge"), config.run_config())
     log.info("Run directory: %s", run.path)
-    loaded = config.load()
-    domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), config.knowledge_settings())
+    make_domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
     judge = None
     if config.judge_url:
         llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env)
         judge = lambda grade: llm(grade["question"], grade["gold"], grade["answer"])  # noqa: E731
     records = run_conditions(
         run,
-        domain,
+        config.domain(make_domain),
         passages,
-        config.inner_loop(loaded.model, loaded.tokenizer),
+        partial(config.worker, make_domain),
         conditions=config.conditions,
         k=config.k,
         self_edit_generation=config.self_edit_generation(),
         external_self_edits=external,
         judge=judge,
         pooled=config.setting == "cpt",
+        executor=executor,
     )
     write_outputs(run, passages, records, config.bootstrap_samples)
     return run.path

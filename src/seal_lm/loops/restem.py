@@ -8,8 +8,11 @@ Each round, on-policy:
 - **M-step**: the policy is fine-tuned on (self-edit prompt → kept self-edit) pairs, merged into a
   new full checkpoint ``round-N/policy`` that the next round samples from.
 
-Everything is recorded as it happens (``round-N/samples.jsonl``, one line per context), so a killed
-run resumes at the context where it stopped. Nothing here knows which domain it runs on.
+Each context of the E-step is one job for an executor (:mod:`seal_lm.runs.executor`): in this process,
+or spread over Ray workers that each load the round's policy; the M-step runs here. Everything is
+recorded as it happens (``round-N/samples.jsonl``, one line per context, in the order contexts
+finish), so a killed run resumes at the contexts not yet scored. Nothing here knows which domain it
+runs on.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import tempfile
 import time
 import zlib
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -28,8 +32,10 @@ from tqdm.auto import tqdm
 
 from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, TrainPlan, train_on_plan
 from seal_lm.domains.base import Domain, SelfEditRejected
+from seal_lm.loops.worker import Worker
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.loading import LoadedModel
+from seal_lm.runs.executor import Executor, InProcessExecutor
 from seal_lm.runs.rundir import RunDir, RunDirError
 
 log = logging.getLogger(__name__)
@@ -101,17 +107,20 @@ class RestemSettings:
 def train_policy(
     run: RunDir,
     contexts: Sequence[Any],
+    domain: Domain,
+    make_worker: Callable[[str], Worker],
     load_policy: Callable[[str], LoadedModel],
-    make_domain: Callable[[LoadedModel], Domain],
     initial_model: str,
     settings: RestemSettings,
     keep: KeepRule = best_of_k,
     measure_baseline: bool = False,
-    make_inner_loop: Callable = InnerLoop,
+    executor: Executor | None = None,
 ) -> str:
     """Run (or resume) every round; returns the path of the final policy.
 
-    ``make_inner_loop(model, tokenizer)`` builds the E-step engine (``InnerLoop`` or ``BatchedInnerLoop``).
+    ``domain`` names the contexts here. ``make_worker(policy)`` builds an E-step worker on a round's
+    policy (picklable for a Ray ``executor``; default: in this process); ``load_policy(policy)`` loads
+    it here for the M-step.
     """
     if len(contexts) < settings.contexts_per_round:
         raise ValueError(f"--contexts-per-round {settings.contexts_per_round} exceeds the {len(contexts)} contexts available.")
@@ -129,26 +138,30 @@ def train_policy(
             )
         if round_dir.exists() and not (round_dir / SAMPLES).exists() and any(round_dir.iterdir()):
             raise RunDirError(f"{round_dir} is incomplete or corrupt (no {SAMPLES}); move it away and re-run to redo the round.")
-        loaded = load_policy(policy)
-        inner_loop = make_inner_loop(loaded.model, loaded.tokenizer)
         sample = random.Random(settings.seed * 1000 + round_number).sample(list(contexts), settings.contexts_per_round)
-        records = _e_step(run, round_number, sample, inner_loop, make_domain(loaded), settings, keep, measure_baseline)
-        policy = _m_step(run, round_number, inner_loop.release(), loaded.tokenizer, records, settings)
+        workers = partial(make_worker, policy)
+        records = _e_step(run, round_number, sample, domain, workers, executor or InProcessExecutor(), settings, keep, measure_baseline)
+        loaded = load_policy(policy)
+        policy = _m_step(run, round_number, loaded.model, loaded.tokenizer, records, settings)
     return policy
 
 
-def _e_step(run, round_number, contexts, inner_loop, domain, settings, keep, measure_baseline) -> list[dict]:
+def _e_step(run, round_number, contexts, domain, make_worker, executor, settings, keep, measure_baseline) -> list[dict]:
     samples_file = f"round-{round_number}/{SAMPLES}"
     done = {r["context_id"]: r for r in run.records(samples_file)}
-    for context in tqdm(contexts, desc=f"round {round_number}", unit="context"):
-        if domain.context_id(context) in done:
-            continue
-        record = _score_context(domain, context, inner_loop, settings, measure_baseline, round_number)
+    todo = [context for context in contexts if domain.context_id(context) not in done]
+    job = partial(_score_job, settings=settings, measure_baseline=measure_baseline, round_number=round_number)
+    for _, record in tqdm(executor.run(make_worker, job, todo), desc=f"round {round_number}", unit="context", total=len(todo)):
         chosen = keep(Scored(record["rewards"], record["baseline"]))
         record |= {"kept": chosen.indices, "keep_note": chosen.note}
         run.append(samples_file, record)
         done[record["context_id"]] = record
     return [done[domain.context_id(c)] for c in contexts]
+
+
+def _score_job(worker: Worker, context: Any, *, settings: RestemSettings, measure_baseline: bool, round_number: int) -> dict:
+    """A job: the record of one context, its self-edits written and scored on ``worker``."""
+    return _score_context(worker.domain, context, worker.inner_loop, settings, measure_baseline, round_number)
 
 
 def _score_context(domain, context, inner_loop, settings, measure_baseline, round_number) -> dict:

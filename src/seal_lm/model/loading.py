@@ -14,6 +14,7 @@ rebuild it as a plain model so that it can be trained and saved like any other.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -97,28 +98,42 @@ def load_model(
     ``prompt_format`` is ``chat`` (use the tokenizer's chat template), ``plain`` (completion
     prompts, for base models) or ``auto`` (chat when the tokenizer has a template).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise ModelError(f"Unknown dtype '{dtype}'. Available: {', '.join(DTYPES)}.")
+    tokenizer, chat = load_tokenizer(spec, prompt_format)
+    with _loading(spec):
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(spec), dtype=DTYPES[dtype])
+    resolved_device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    model.to(resolved_device).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, chat=chat)
+
+
+def load_tokenizer(spec: str = DEFAULT_MODEL, prompt_format: str = "auto") -> tuple[object, bool]:
+    """``spec``'s tokenizer (with a pad token) and whether prompts use its chat template, without the weights."""
+    from transformers import AutoTokenizer
+
     if prompt_format not in ("auto", "chat", "plain"):
         raise ModelError(f"Unknown prompt format '{prompt_format}'. Available: auto, chat, plain.")
-    source = resolve_model(spec)
+    with _loading(spec):
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(spec))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, bool(tokenizer.chat_template) if prompt_format == "auto" else prompt_format == "chat"
+
+
+@contextlib.contextmanager
+def _loading(spec: str):
+    """Turn a failed ``from_pretrained`` into a :class:`ModelError` that says what ``--model`` accepts."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+        yield
     except OSError as err:
         available = ", ".join(f"bundled:{name}" for name in BUNDLED_MODELS)
         raise ModelError(
             f"Could not load model '{spec}': {str(err).splitlines()[0]} "
             f"Use a local folder, a .gguf file, a reachable hub id, or one of: {available}."
         ) from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    resolved_device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    model.to(resolved_device).eval()
-    chat = bool(tokenizer.chat_template) if prompt_format == "auto" else prompt_format == "chat"
-    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, chat=chat)
 
 
 def _bundled_folder(name: str) -> Path:
