@@ -18,12 +18,9 @@ import platform
 import resource
 import shlex
 import sys
-import time
 from pathlib import Path
 
-from seal_lm.cli import main as seal_main
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
+from common import SQUAD, run_seal
 
 
 def main() -> None:
@@ -35,21 +32,17 @@ def main() -> None:
     args = parser.parse_args()
     seal_args = [
         "eval", "knowledge",
-        "--data", str(SHARED / "eval200.json"),
+        "--data", str(SQUAD / "eval200.json"),
         "--n-passages", str(args.n_passages),
         "--conditions", "base,passage,self-edit,external",
-        "--external", str(SHARED / "self_edits_gpt41_eval200.json"),
+        "--external", str(SQUAD / "self_edits_gpt41_eval200.json"),
         "--self-edit-prompt", "implications",
         "--k", "1",
         "--target-modules", args.target_modules,
         "--out", args.out,
         *shlex.split(args.extra),
     ]
-    start = time.time()
-    code = seal_main(seal_args)
-    if code != 0:
-        sys.exit(code)
-    wall = time.time() - start
+    wall = run_seal(seal_args)
     peak_ram_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     records = [json.loads(line) for line in (Path(args.out) / "records.jsonl").read_text().splitlines()]
     inner = [r["train"]["seconds"] for r in records if r["train"]]

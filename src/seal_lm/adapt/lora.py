@@ -14,7 +14,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -134,8 +134,24 @@ class InnerLoop:
         """Train a fresh adapter on ``plan``; it stays active until the next call."""
         model = self._fresh_adapter(plan.settings)
         parameters = [p for p in model.parameters() if p.requires_grad]
+        torch.manual_seed(plan.settings.seed)  # LoRA dropout draws here: the adapter never depends on what ran before in this process
         with mixed_precision(model, self.compute_dtype):
             return train_on_plan(model, self.tokenizer, plan, parameters, progress=self.progress)
+
+    def load_adapter(self, state: Mapping[str, torch.Tensor], settings: InnerLoopSettings) -> None:
+        """Make ``state`` (a :attr:`CandidateResult.adapter_state`) the active adapter, e.g. to merge it."""
+        parameters = dict(self._fresh_adapter(settings).named_parameters())
+        adapter = {name for name in parameters if ADAPTER_NAME in name}
+        if adapter != set(state):
+            raise ValueError(
+                f"the adapter state does not fit this model and settings ({len(set(state) - adapter)} unknown, "
+                f"{len(adapter - set(state))} missing tensors)"
+            )
+        with torch.no_grad():
+            for name, tensor in state.items():
+                if parameters[name].shape != tensor.shape:
+                    raise ValueError(f"adapter tensor {name} has shape {tuple(tensor.shape)}, this adapter needs {tuple(parameters[name].shape)}")
+                parameters[name].copy_(tensor)
 
     def merge_adapter(self) -> torch.nn.Module:
         """Fold the active adapter into the base weights and return the plain model.

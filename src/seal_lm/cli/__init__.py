@@ -1,4 +1,5 @@
-"""The ``seal`` command: ``seal demo``, ``seal eval knowledge|arc`` and ``seal train knowledge|arc``.
+"""The ``seal`` command: ``seal demo``, ``seal eval knowledge|arc|continual``, ``seal train knowledge|arc``,
+``seal adapt``, ``seal ledger list|show|diff|export`` and ``seal rollback``.
 
 Each command is a function over a config dataclass; its fields are the command's flags.
 """
@@ -10,21 +11,38 @@ import logging
 import sys
 import warnings
 
+from seal_lm.cli.adapt import AdaptConfig, adapt
 from seal_lm.cli.arc_subset import SelectSubsetConfig, select_subset
 from seal_lm.cli.demo import DemoConfig, demo
 from seal_lm.cli.eval_arc import EvalArcConfig, eval_arc
+from seal_lm.cli.eval_continual import EvalContinualConfig, eval_continual
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig, eval_knowledge
+from seal_lm.cli.ledger import (
+    LedgerDiffConfig,
+    LedgerExportConfig,
+    LedgerListConfig,
+    LedgerShowConfig,
+    RollbackConfig,
+    ledger_diff,
+    ledger_export,
+    ledger_list,
+    ledger_show,
+    rollback,
+)
 from seal_lm.cli.options import add_config_flags, config_from_args
 from seal_lm.cli.train import TrainArcConfig, TrainKnowledgeConfig, train_arc, train_knowledge
+from seal_lm.continual.ledger import LedgerError
 from seal_lm.domains.knowledge.grading import JudgeError
+from seal_lm.runs.executor import ExecutorError
 from seal_lm.runs.rundir import RunDirError
 
-USER_ERRORS = (ValueError, RunDirError, JudgeError)  # bad data, models, settings and self-edits are ValueErrors
+USER_ERRORS = (ValueError, RunDirError, JudgeError, ExecutorError, LedgerError)  # bad data, models, settings and self-edits are ValueErrors
 
 GROUPS = {
     "eval": "Evaluate the paper's conditions on a domain.",
     "train": "Train the self-edit policy with ReST-EM.",
     "arc": "ARC utilities.",
+    "ledger": "Inspect (and export versions of) the update ledger of a seal adapt run.",
 }
 # (group or None, command) → (help, config dataclass, function)
 COMMANDS = {
@@ -34,6 +52,13 @@ COMMANDS = {
     ("train", "knowledge"): ("Knowledge incorporation (SQuAD).", TrainKnowledgeConfig, train_knowledge),
     ("train", "arc"): ("ARC test-time-training configurations.", TrainArcConfig, train_arc),
     ("arc", "select-subset"): ("Tasks an oracle TTT configuration solves.", SelectSubsetConfig, select_subset),
+    (None, "adapt"): ("Learn documents from a stream, one verified update (model version) at a time.", AdaptConfig, adapt),
+    ("eval", "continual"): ("Forgetting under sequential updates: the accuracy matrix (SQuAD).", EvalContinualConfig, eval_continual),
+    ("ledger", "list"): ("Every update attempt and rollback.", LedgerListConfig, ledger_list),
+    ("ledger", "show"): ("One version and the update that made it.", LedgerShowConfig, ledger_show),
+    ("ledger", "diff"): ("Tensor changes and updates between two versions.", LedgerDiffConfig, ledger_diff),
+    ("ledger", "export"): ("Write a version as a Hugging Face model folder.", LedgerExportConfig, ledger_export),
+    (None, "rollback"): ("Make an earlier model version current again.", RollbackConfig, rollback),
 }
 
 

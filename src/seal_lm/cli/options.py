@@ -1,7 +1,9 @@
 """Config dataclasses as command-line flags: each field is a ``--flag`` whose help is its description.
 
 Values come from, in increasing priority: the field defaults, a YAML file given with ``--config``,
-and the flags typed on the command line.
+and the flags typed on the command line. A field made with :func:`positional` is a positional
+argument instead (``seal ledger show 3``); fields a config class names in ``without_flags`` (a
+class attribute) are not settable and keep their defaults.
 """
 
 from __future__ import annotations
@@ -20,11 +22,25 @@ def option(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
 
 
+def positional(help: str) -> Any:
+    """A required positional argument of the command (its field default is None until parsed)."""
+    return dataclasses.field(default=None, metadata={"help": help, "positional": True})
+
+
+def settable_fields(config_class: type) -> list[dataclasses.Field]:
+    """The fields of ``config_class`` that flags and ``--config`` may set."""
+    hidden = getattr(config_class, "without_flags", ())
+    return [field for field in dataclasses.fields(config_class) if field.name not in hidden]
+
+
 def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> None:
     """One flag per field of ``config_class`` (``n_passages`` → ``--n-passages``), plus ``--config``."""
     parser.add_argument("--config", help="YAML file of field values (flags override it).")
     hints = typing.get_type_hints(config_class)
-    for field in dataclasses.fields(config_class):
+    for field in settable_fields(config_class):
+        if field.metadata.get("positional"):
+            parser.add_argument(field.name, help=field.metadata["help"], metavar=field.name.upper())
+            continue
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
         default_text = ",".join(field.default) if isinstance(field.default, tuple) else field.default
@@ -48,15 +64,15 @@ def config_from_args(config_class: type, args: argparse.Namespace) -> Any:
         values.update({key.replace("-", "_"): value for key, value in loaded.items()})
     values.update({key: value for key, value in vars(args).items() if value is not None})
     hints = typing.get_type_hints(config_class)
-    names = {f.name for f in dataclasses.fields(config_class)}
-    unknown = set(values) - names - {"config", "command", "domain"}
+    fields = {f.name: f for f in settable_fields(config_class)}
+    unknown = set(values) - set(fields) - {"config", "command", "domain"}
     if unknown:
-        raise ValueError(f"Unknown setting(s) {', '.join(sorted(unknown))} in --config. Available: {', '.join(sorted(names))}.")
-    return config_class(**{name: _convert(name, values[name], hints[name]) for name in names if name in values})
+        raise ValueError(f"Unknown setting(s) {', '.join(sorted(unknown))} in --config. Available: {', '.join(sorted(fields))}.")
+    return config_class(**{name: _convert(field, values[name], hints[name]) for name, field in fields.items() if name in values})
 
 
-def _convert(name: str, value: Any, kind: Any) -> Any:
-    flag = "--" + name.replace("_", "-")
+def _convert(field: dataclasses.Field, value: Any, kind: Any) -> Any:
+    flag = field.name.upper() if field.metadata.get("positional") else "--" + field.name.replace("_", "-")
     if typing.get_origin(kind) is tuple:
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(item.strip() for item in items if str(item).strip())

@@ -107,10 +107,10 @@ def read_stream(
     """
     seen = set(seen)
     cursors: dict[Path, _Cursor] = {}
-    if not follow and not _files(source):
+    if not follow and not stream_files(source):
         raise DataError(f"{source}: no such file, or no files match. Pass a file, a folder or a glob pattern.")
     while True:
-        for path in _files(source):
+        for path in stream_files(source):
             cursor = cursors.setdefault(path, _Cursor())
             for item in _read_new(path, cursor, final=not follow):
                 if _is_set(stop):
@@ -133,7 +133,8 @@ class _Cursor:
     signature: tuple[int, int] | None = None
 
 
-def _files(source: str | Path) -> list[Path]:
+def stream_files(source: str | Path) -> list[Path]:
+    """The files ``source`` names now (a file, a folder's files, or a glob's matches), in name order, hidden ones left out."""
     text = str(source)
     if glob.has_magic(text):
         matches = (Path(m) for m in glob.glob(text, recursive=True))

@@ -1,0 +1,46 @@
+"""What every benchmark section names: the command, the machine, and where the section goes."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from seal_lm.cli import main as seal_main
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
+
+
+def run_seal(seal_args: list[str]) -> float:
+    """Run ``seal`` with ``seal_args`` in this process, exiting with its code if it fails; returns the wall time in seconds."""
+    start = time.time()
+    code = seal_main(seal_args)
+    if code != 0:
+        sys.exit(code)
+    return time.time() - start
+
+
+def command() -> str:
+    """The command line that ran this script, quoted to be pasted back."""
+    return "python " + " ".join(shlex.quote(arg) for arg in sys.argv)
+
+
+def machine() -> str:
+    """CPU architecture and count, Python and torch versions, and this process's peak RAM so far."""
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}; peak RAM {peak_gib:.2f} GiB"
+
+
+def publish(section: str, append: bool) -> None:
+    """Print the section and, if ``append``, add it to the end of BENCHMARKS.md."""
+    print(section)
+    if append:
+        with open(BENCHMARKS, "a", encoding="utf-8") as f:
+            f.write(section)

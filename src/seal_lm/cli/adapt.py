@@ -1,0 +1,107 @@
+"""``seal adapt``: learn documents from a stream, one verified update at a time, each a new model version.
+
+Stopping is safe at any moment: Ctrl-C abandons the current document, SIGTERM finishes it first, and
+even ``kill -9`` leaves the ledger at the last committed version (its commit is one transaction).
+Re-running the same command continues after the last decided document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar, Iterator
+
+from seal_lm.cli.continual_options import ContinualOptions
+from seal_lm.cli.options import option
+from seal_lm.continual.ledger import Ledger, UpdateRecord
+from seal_lm.continual.stream import StreamError, stream_files
+from seal_lm.domains.knowledge.data import DataError
+from seal_lm.loops.continual import Outcome, learn_stream
+from seal_lm.runs.rundir import RunDir, default_run_path
+
+log = logging.getLogger(__name__)
+
+STREAM_ERRORS = "stream_errors.jsonl"
+LEDGER = "ledger"
+# Settings that may differ between runs into one --out: where documents come from and how it waits for them.
+UNCHECKED = ("out", "stream", "follow", "poll_interval")
+
+
+@dataclass
+class AdaptConfig(ContinualOptions):
+    without_flags: ClassVar[tuple[str, ...]] = (*ContinualOptions.without_flags, "data")
+
+    stream: str = option("", "Documents to learn, in order: a file, a folder or a glob (SQuAD JSON, JSON list, JSONL, .txt/.md) (required).")
+    follow: bool = option(False, "Keep watching --stream for new files and lines until stopped (Ctrl-C, SIGTERM).")
+    poll_interval: float = option(2.0, "Seconds between looks for new documents with --follow.")
+
+
+def adapt(config: AdaptConfig) -> Path:
+    """Learn the stream's new documents into the run's ledger; returns the run directory."""
+    if not config.stream:
+        raise DataError("--stream is required: a file, folder or glob pattern of documents.")
+    if not config.follow and not stream_files(config.stream):
+        raise DataError(f"--stream {config.stream}: no such file, or no files match. Pass a file, a folder or a glob pattern.")
+    settings = config.continual_settings()
+    run = RunDir.open(config.out or default_run_path("adapt"), asdict(config) | {name: None for name in UNCHECKED})
+    log.info("Run directory: %s", run.path)
+    reported = {(error["location"], error["message"]) for error in run.records(STREAM_ERRORS)}
+    counts: Counter[str] = Counter()
+    stop = threading.Event()
+    with Ledger.open(run.path / LEDGER) as ledger, _finish_then_stop_on_sigterm(stop):
+        learner = config.open_learner(ledger, settings)
+        print(f"Starting from version {ledger.current().id}; ledger: {ledger.folder}")
+        for item in learn_stream(learner, config.stream, follow=config.follow, stop=stop, poll_interval=config.poll_interval):
+            if isinstance(item, StreamError):
+                counts["unreadable"] += 1
+                print(f"skipped {item}")
+                if (str(item.location), item.message) not in reported:
+                    reported.add((str(item.location), item.message))
+                    run.append(STREAM_ERRORS, {"location": str(item.location), "message": item.message})
+            else:
+                counts[item.record.decision] += 1
+                print(describe(item))
+        current = ledger.current().id
+    print(f"Done: {', '.join(f'{n} {what}' for what, n in sorted(counts.items())) or 'no new documents'}; current version {current}.")
+    if stop.is_set():
+        print("Stopped by SIGTERM after the current document; re-run the same command to continue.")
+    return run.path
+
+
+def describe(outcome: Outcome) -> str:
+    """One line about a decided document."""
+    record = outcome.record
+    made = f" → version {outcome.version}" if outcome.version else ""
+    parts = [f"{record.decision}{made}: {record.details['title']!r} ({location_text(record)})"]
+    if record.scores_before:
+        parts.append(f"probes {mean_text(record.scores_before)} → {mean_text(record.scores_after)} ({record.details['probe_source']})")
+    if record.retention_before:
+        parts.append(f"retention {mean_text(record.retention_before)} → {mean_text(record.retention_after)}")
+    if record.details["unfaithful_dropped"]:
+        parts.append(f"{record.details['unfaithful_dropped']} unfaithful lines dropped")
+    return f"{', '.join(parts)}; {record.reason}"
+
+
+def location_text(record: UpdateRecord) -> str:
+    """Where the record's document came from (file#record), or its id when it came from no file."""
+    return f"{record.document_path}#{record.document_index}" if record.document_path else record.document_id[:12]
+
+
+def mean_text(scores: list[float]) -> str:
+    """The mean of per-probe scores as text, or '-' for none."""
+    return f"{sum(scores) / len(scores):.2f}" if scores else "-"
+
+
+@contextlib.contextmanager
+def _finish_then_stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+    """While inside: SIGTERM sets ``stop`` (the current document is finished, then the stream ends)."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

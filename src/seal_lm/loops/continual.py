@@ -1,0 +1,456 @@
+"""Continual self-adaptation: learn documents one at a time, each update verified and committed to a ledger.
+
+For each document, :meth:`ContinualLearner.learn`:
+
+1. finds its *probes*: the gold questions it came with, or question/answer pairs the model writes with
+   the document in its prompt (:mod:`seal_lm.continual.probes`), as ``ContinualSettings.probe_source`` says;
+2. answers them, and the *retention set* (the probes of earlier documents kept in the replay buffer),
+   with the current model and without the document: the scores before;
+3. writes ``k`` self-edits with the knowledge domain's prompt (an unusable one falls back to the
+   document alone; lines the document does not support are dropped if asked), trains a fresh LoRA
+   adapter on each and answers the same probes: the scores after. The candidate with the best
+   retention-aware reward (gain minus weighted retention drop) is the update;
+4. decides by the :class:`~seal_lm.continual.guards.RetentionPolicy`: accept, reject, or retry once
+   with the training sequences of earlier documents from the replay buffer mixed in;
+5. merges an accepted adapter into the model and commits the new version to the ledger. Every attempt,
+   accepted or not, is recorded there with its probes, scores, self-edit and training sequences.
+
+The ledger is the learner's whole state. Its first version records the base model (its spec, and
+a SHA-256 fingerprint of the layers LoRA adapts, so a ledger is never applied to another base
+model) and how versions are stored:
+
+- ``merge``: a version holds the adapted layers' weights after merging (the first version too);
+- ``stack``: a version holds only its own adapter; the model is the base plus the adapters of the
+  version's ancestry, merged in order (a fraction of the disk of ``merge``).
+
+:meth:`ContinualLearner.open` restores the current version bit for bit, and rebuilds the replay
+buffer from the accepted updates that led to it, so a killed run resumes exactly and a rollback
+takes the retention set back with the weights. The model is the same in both modes: each accepted
+adapter is merged into the running model, the stack is a way of storing it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import random
+import shutil
+import tempfile
+import time
+import zlib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+
+from seal_lm.adapt.batched import target_names
+from seal_lm.adapt.lora import CandidateResult, InnerLoop, InnerLoopSettings, TrainExample, TrainPlan
+from seal_lm.continual.guards import (
+    DroppedLine,
+    ReplayBuffer,
+    ReplayEntry,
+    RetentionPolicy,
+    UpdateDecision,
+    check_faithfulness,
+    decide_update,
+    retention_aware_reward,
+)
+from seal_lm.continual.ledger import ACCEPTED, INITIAL, RETRY_WITH_REPLAY, Ledger, LedgerError, UpdateRecord, Version
+from seal_lm.continual.probes import WrittenProbes, parse_probes, probe_prompt
+from seal_lm.continual.stream import Location, StreamError, StopCondition, read_stream
+from seal_lm.domains.base import SelfEditRejected
+from seal_lm.domains.knowledge.data import Passage, Question
+from seal_lm.domains.knowledge.domain import KnowledgeDomain
+from seal_lm.model.generation import Generation, GenerationSettings
+from seal_lm.model.loading import load_model
+
+log = logging.getLogger(__name__)
+
+COMMIT_MODES = ("merge", "stack")
+PROBE_SOURCES = ("auto", "gold", "model")
+BASE_FINGERPRINT = "base_model.sha256"  # in the first version: identifies the base model's adapted layers
+Scores = tuple[list[float], list[float]]  # per-probe scores on the new document, and on the retention set
+
+
+@dataclass(frozen=True)
+class ContinualSettings:
+    """How documents are learned, checked and committed (the inner loop's settings are the domain's)."""
+
+    commit: str = "merge"  # what a version stores: "merge" or "stack" (see the module docstring)
+    k: int = 1  # self-edits per document, each a candidate update
+    retention_weight: float = 1.0  # candidate reward: gain - retention_weight × retention drop
+    policy: RetentionPolicy = RetentionPolicy()
+    verify: bool = True  # False: accept every update without probes (the paper's naive sequential merging)
+    probe_source: str = "auto"  # "auto" (gold questions if the document has them, else model-written), "gold", "model"
+    probe_count: int = 5
+    probe_generation: GenerationSettings = GenerationSettings(max_new_tokens=256)
+    self_edit_generation: GenerationSettings = GenerationSettings(max_new_tokens=320, temperature=0.7, top_p=0.95)
+    drop_unfaithful: bool = False
+    replay_capacity: int = 16
+    replay_strategy: str = "reservoir"
+    replay_mix: int = 4  # earlier documents whose training sequences a retried update also trains on
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.commit not in COMMIT_MODES:
+            raise ValueError(f"Unknown --commit '{self.commit}'. Available: {', '.join(COMMIT_MODES)}.")
+        if self.probe_source not in PROBE_SOURCES:
+            raise ValueError(f"Unknown --probes '{self.probe_source}'. Available: {', '.join(PROBE_SOURCES)}.")
+        for name in ("k", "probe_count"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
+        if self.replay_mix < 0 or self.retention_weight < 0:
+            raise ValueError("--replay-mix and --retention-weight must be zero or positive.")
+        if not self.verify and self.k > 1:
+            raise ValueError("choosing among --k candidates needs verification (probe scores).")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One self-edit and the plan it became."""
+
+    self_edit: Generation
+    rejected: str | None  # why the self-edit was unusable (the plan is then the document alone)
+    unfaithful: tuple[DroppedLine, ...]  # sequences dropped by the faithfulness check
+    plan: TrainPlan
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one document: its final ledger record, and the version it made (None: rejected)."""
+
+    record: UpdateRecord
+    version: int | None
+
+
+class ContinualLearner:
+    """A model that learns documents one at a time, every attempt recorded in a :class:`Ledger`. Use :meth:`open`."""
+
+    def __init__(self, ledger: Ledger, inner_loop: InnerLoop, domain: KnowledgeDomain, settings: ContinualSettings, replay: ReplayBuffer):
+        self.ledger = ledger
+        self.inner_loop = inner_loop
+        self.domain = domain
+        self.settings = settings
+        self.replay = replay
+
+    @classmethod
+    def open(
+        cls, ledger: Ledger, inner_loop: InnerLoop, domain: KnowledgeDomain, settings: ContinualSettings, model_spec: str
+    ) -> "ContinualLearner":
+        """Continue from the ledger's current version, or start an empty ledger with the model as its first version.
+
+        ``inner_loop`` wraps the freshly loaded base model (``model_spec``); its weights become the current version's.
+        """
+        targets = domain.settings.inner_loop.target_modules
+        current = ledger.current()
+        if current is None:
+            model = inner_loop.base_model
+            setup = {
+                "model": model_spec,
+                "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+                "commit": settings.commit,
+                "inner_loop": asdict(domain.settings.inner_loop),
+            }
+            ledger.commit(_initial_weights(model, targets, settings.commit), UpdateRecord(INITIAL, reason="the base model", details=setup))
+            lineage = []
+        else:
+            setup = ledger_setup(ledger)
+            if setup["commit"] != settings.commit:
+                raise LedgerError(f"{ledger.folder} stores '{setup['commit']}' versions; re-run with --commit {setup['commit']}.")
+            if tuple(setup["inner_loop"]["target_modules"]) != tuple(targets):
+                adapted = ",".join(setup["inner_loop"]["target_modules"])
+                raise LedgerError(f"{ledger.folder} adapts {adapted}; re-run with --target-modules {adapted}.")
+            restore(ledger, current.id, inner_loop)
+            lineage = _lineage(ledger, current.id)[1:]
+        replay = ReplayBuffer(settings.replay_capacity, settings.replay_strategy, settings.seed)
+        for version in lineage:
+            replay.add(_replay_entry(version.update.record))
+        return cls(ledger, inner_loop, domain, settings, replay)
+
+    # -- learning -------------------------------------------------------------------------------
+
+    def learn(self, document: Passage, location: Location | None = None) -> Outcome:
+        """Write self-edits for ``document``, train, verify, decide, and record (and commit) the update."""
+        started, clock = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+        probes, probe_notes = self._probes(document)
+        retained = [entry for entry in self.replay.entries if entry.probes] if self.settings.verify else []
+        checked = [replace(document, questions=probes), *(entry.as_passage() for entry in retained)]
+        prompts = [prompt for passage in checked for prompt in self.domain.probe_prompts(passage)]
+        generation = self.domain.answer_generation
+        before = _split(self._scores(checked, self.inner_loop.generate_with_base(prompts, generation)))
+
+        candidates = self._candidates(document)
+        results = self.inner_loop.train_and_answer([c.plan for c in candidates], prompts, generation)
+        afters = [_split(self._scores(checked, result.answers)) for result in results]
+        rewards = [self._reward(before, after) for after in afters] if len(candidates) > 1 else [None]
+        best = max(range(len(candidates)), key=lambda i: rewards[i]) if len(candidates) > 1 else 0  # ties: the first
+        candidate, result, after = candidates[best], results[best], afters[best]
+        decision = self._decide(before, after)
+        details = {
+            **probe_notes,
+            "retention_documents": [entry.document_id for entry in retained],
+            "candidates": len(candidates),
+            "chosen": best,
+            "rewards": rewards,
+        }
+        if decision.verdict == RETRY_WITH_REPLAY:
+            attempt = self._record(decision, document, location, probes, before, after, candidate, result, started, clock, details)
+            details["retry_of"] = self.ledger.reject(attempt)
+            plan, details["replayed_documents"] = self._with_replay(candidate.plan, document)
+            result = self.inner_loop.train_and_answer([plan], prompts, generation)[0]
+            after = _split(self._scores(checked, result.answers))
+            decision = self._decide(before, after, retried=True)
+        else:
+            plan = candidate.plan
+        record = self._record(decision, document, location, probes, before, after, candidate, result, started, clock, details)
+        if decision.verdict != ACCEPTED:
+            self.ledger.reject(record)
+            self.inner_loop.release()  # the model stays the current version, as a plain module
+            return Outcome(record, None)
+        self.inner_loop.load_adapter(result.adapter_state, plan.settings)
+        model = self.inner_loop.merge_adapter()
+        targets = self.domain.settings.inner_loop.target_modules
+        weights = result.adapter_state if self.settings.commit == "stack" else adapted_weights(model, targets)
+        version = self.ledger.commit(weights, record)
+        self.replay.add(_replay_entry(record))
+        return Outcome(record, version)
+
+    def accuracies(self, passages: Sequence[Passage]) -> list[float]:
+        """The current model's share of correct answers to each passage's questions (closed book)."""
+        prompts = [prompt for passage in passages for prompt in self.domain.probe_prompts(passage)]
+        answers = self.inner_loop.generate_with_base(prompts, self.domain.answer_generation)
+        return [sum(scores) / len(scores) if scores else 0.0 for scores in self._scores(passages, answers)]
+
+    def _probes(self, document: Passage) -> tuple[tuple[Question, ...], dict[str, Any]]:
+        """The document's probes and notes for the record: gold questions or model-written ones."""
+        source = self.settings.probe_source
+        if not self.settings.verify:
+            return (), {"probe_source": None}
+        if source == "gold" or (source == "auto" and document.questions):
+            return document.questions, {"probe_source": "gold"}
+        generation = replace(self.settings.probe_generation, seed=self._seed(document))
+        written, text = write_probes(self.inner_loop, self.domain, document, self.settings.probe_count, generation)
+        notes = {
+            "probe_source": "model",
+            "probe_text": text.text,
+            "probe_counts": written.summary(),
+            "probes_dropped": [asdict(d) for d in written.dropped],
+        }
+        return written.probes, notes
+
+    def _candidates(self, document: Passage) -> list[Candidate]:
+        """``k`` self-edits sampled in one batched generation, each parsed into a plan with its own seed."""
+        k = self.settings.k
+        prompt = self.domain.self_edit_prompt(document)
+        if prompt is None:  # the "none" style: the document alone
+            edits = [Generation("", 0, False)] * k
+        else:
+            generation = self.settings.self_edit_generation
+            generation = replace(generation, seed=self._seed(document), batch_size=max(k, generation.batch_size))
+            edits = self.inner_loop.generate_with_base([prompt] * k, generation)
+        candidates = []
+        for index, edit in enumerate(edits):
+            rejected = None
+            try:
+                plan = self.domain.parse_self_edit(document, edit.text, edit.truncated)
+            except SelfEditRejected as reason:
+                plan, rejected = self.domain.context_plan(document), str(reason)
+            unfaithful: tuple[DroppedLine, ...] = ()
+            if self.settings.drop_unfaithful:
+                plan, unfaithful = drop_unfaithful(plan, document)
+            plan = replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + index))
+            candidates.append(Candidate(edit, rejected, unfaithful, plan))
+        return candidates
+
+    def _with_replay(self, plan: TrainPlan, document: Passage) -> tuple[TrainPlan, list[str]]:
+        """``plan`` plus the training sequences of up to ``replay_mix`` earlier documents (a seeded sample)."""
+        entries = list(self.replay.entries)
+        chosen = random.Random(self._seed(document)).sample(entries, min(self.settings.replay_mix, len(entries)))
+        replayed = tuple(TrainExample(text) for entry in chosen for text in entry.train_texts)
+        return replace(plan, examples=plan.examples + replayed), [entry.document_id for entry in chosen]
+
+    def _scores(self, passages: Sequence[Passage], answers: Sequence[Generation]) -> list[list[float]]:
+        """Per passage, 1.0 or 0.0 per question, from the answers to all their probe prompts in order."""
+        scores, start = [], 0
+        for passage in passages:
+            end = start + len(passage.questions)
+            grades = self.domain.score(passage, [answer.text for answer in answers[start:end]])
+            scores.append([float(grade["correct"]) for grade in grades])
+            start = end
+        return scores
+
+    def _reward(self, before: Scores, after: Scores) -> float:
+        """Retention-aware reward of a candidate (a document without probes counts as no gain)."""
+        return retention_aware_reward(before[0] or [0.0], after[0] or [0.0], before[1], after[1], self.settings.retention_weight)
+
+    def _decide(self, before: Scores, after: Scores, retried: bool = False) -> UpdateDecision:
+        if not self.settings.verify:
+            return UpdateDecision(ACCEPTED, "accepted unverified (naive sequential updates)", None, None)
+        return decide_update(before[0], after[0], before[1], after[1], self.settings.policy, retried=retried)
+
+    def _seed(self, document: Passage) -> int:
+        """A seed per document, so a resumed run samples what the interrupted one would have."""
+        return self.settings.seed + zlib.crc32(document.id.encode())
+
+    def _record(
+        self, decision, document, location, probes, before, after, candidate: Candidate, result: CandidateResult, started, clock, details
+    ) -> UpdateRecord:
+        own_sequences = [example.prompt + example.completion for example in candidate.plan.examples]
+        return UpdateRecord(
+            decision=decision.verdict,
+            reason=decision.reason,
+            document_id=document.id,
+            document_path=location.path if location else "",
+            document_index=location.index if location else None,
+            self_edit=candidate.self_edit.text,
+            probes=[{"id": q.id, "question": q.question, "answers": list(q.answers)} for q in probes],
+            scores_before=before[0],
+            scores_after=after[0],
+            retention_before=before[1],
+            retention_after=after[1],
+            adapter_sha256=tensors_sha256(result.adapter_state),
+            started=started,
+            details={
+                "title": document.title,
+                "gain": decision.gain,
+                "retention_drop": decision.retention_drop,
+                "self_edit_truncated": candidate.self_edit.truncated,
+                "self_edit_rejected": candidate.rejected,
+                "unfaithful_dropped": len(candidate.unfaithful),
+                "unfaithful": [asdict(line) for line in candidate.unfaithful],
+                "train_sequences": own_sequences,
+                "train": vars(result.stats),
+                "seconds": round(time.perf_counter() - clock, 3),
+                **details,
+            },
+        )
+
+
+def learn_stream(
+    learner: ContinualLearner, source: str, *, follow: bool = False, stop: StopCondition = None, poll_interval: float = 1.0
+) -> Iterator[Outcome | StreamError]:
+    """Learn every document of ``source`` the ledger has not decided yet, in order; yields each outcome,
+    and each unreadable file or record (skipped: the stream goes on)."""
+    seen = learner.ledger.decided_documents()
+    for item in read_stream(source, follow=follow, stop=stop, seen=seen, poll_interval=poll_interval):
+        yield item if isinstance(item, StreamError) else learner.learn(item.as_passage(), item.location)
+
+
+def write_probes(
+    inner_loop: InnerLoop, domain: KnowledgeDomain, passage: Passage, count: int, generation: GenerationSettings
+) -> tuple[WrittenProbes, Generation]:
+    """The current model writes up to ``count`` probes about ``passage`` (shown in its prompt); the kept ones and the raw text."""
+    prompt = probe_prompt(domain.formatter, passage.title, passage.context, count)
+    text = inner_loop.generate_with_base([prompt], generation)[0]
+    written = parse_probes(
+        text.text, passage.context, title=passage.title, id_prefix=passage.id[:12], max_probes=count, truncated=text.truncated
+    )
+    return written, text
+
+
+def drop_unfaithful(plan: TrainPlan, document: Passage) -> tuple[TrainPlan, tuple[DroppedLine, ...]]:
+    """``plan`` without the sequences naming things the document does not (see :func:`check_faithfulness`)."""
+    check = check_faithfulness([example.completion for example in plan.examples], document.context, document.title)
+    kept = set(check.kept)
+    return replace(plan, examples=tuple(e for e in plan.examples if e.completion in kept)), check.dropped
+
+
+# ---------------------------------------------------------------------------------------------
+# Versions: what is stored, and how a version's weights are put back
+# ---------------------------------------------------------------------------------------------
+
+
+def adapted_weights(model: torch.nn.Module, target_modules: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The weights of the layers LoRA adapts (what a ``merge`` version stores), by state-dict name."""
+    modules = dict(model.named_modules())
+    return {f"{name}.weight": modules[name].weight for name in target_names(model, tuple(target_modules))}
+
+
+def ledger_setup(ledger: Ledger) -> dict[str, Any]:
+    """What the ledger's first version says about the model: spec, dtype, commit mode, inner-loop settings."""
+    versions = ledger.versions()
+    if not versions or "commit" not in versions[0].update.record.details:
+        raise LedgerError(f"{ledger.folder} was not written by seal adapt or seal eval continual (no model setup in version 1).")
+    return versions[0].update.record.details
+
+
+def restore(ledger: Ledger, version: int, inner_loop: InnerLoop) -> torch.nn.Module:
+    """Set the freshly loaded base model of ``inner_loop`` to ``version``'s weights, bit for bit; returns it.
+
+    Refuses a base model whose adapted layers differ from the ledger's first version.
+    """
+    setup = ledger_setup(ledger)
+    lineage = _lineage(ledger, version)
+    model = inner_loop.base_model
+    recorded = ledger.load_weights(lineage[0].id)[BASE_FINGERPRINT]
+    if not torch.equal(_fingerprint(adapted_weights(model, setup["inner_loop"]["target_modules"])), recorded):
+        raise LedgerError(f"{ledger.folder} was started from another model than {setup['model']!r} as loaded now (its adapted layers differ).")
+    if setup["commit"] == "stack":
+        settings = InnerLoopSettings(**{**setup["inner_loop"], "target_modules": tuple(setup["inner_loop"]["target_modules"])})
+        for step in lineage[1:]:
+            inner_loop.load_adapter(ledger.load_weights(step.id), settings)
+            model = inner_loop.merge_adapter()
+    elif len(lineage) > 1:
+        unexpected = model.load_state_dict(ledger.load_weights(version), strict=False).unexpected_keys
+        if unexpected:
+            raise LedgerError(f"version {version} has tensors this model lacks ({', '.join(unexpected[:3])}).")
+    return model
+
+
+def export_version(ledger: Ledger, version: int, target: str | Path) -> Path:
+    """Write ``version`` as a Hugging Face model folder (``--model`` accepts it), atomically; returns it."""
+    target = Path(target)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ValueError(f"{target} exists and is not an empty folder; pass a new folder to export into.")
+    setup = ledger_setup(ledger)
+    loaded = load_model(setup["model"], dtype=setup["dtype"], device="cpu")
+    model = restore(ledger, version, InnerLoop(loaded.model, loaded.tokenizer))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        loaded.tokenizer.save_pretrained(staging)
+        if target.exists():
+            target.rmdir()
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors serialised as safetensors (identifies an adapter whether or not it was kept)."""
+    return hashlib.sha256(safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()})).hexdigest()
+
+
+def _lineage(ledger: Ledger, version: int) -> list[Version]:
+    """``version`` and its ancestors, the first version first."""
+    chain = [ledger.get(version)]
+    while chain[-1].parent is not None:
+        chain.append(ledger.get(chain[-1].parent))
+    return chain[::-1]
+
+
+def _initial_weights(model: torch.nn.Module, target_modules: Sequence[str], commit: str) -> dict[str, torch.Tensor]:
+    """The first version: the base model's fingerprint, and in ``merge`` mode its adapted layers (to diff against)."""
+    weights = adapted_weights(model, target_modules)
+    return {BASE_FINGERPRINT: _fingerprint(weights), **(weights if commit == "merge" else {})}
+
+
+def _fingerprint(weights: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The SHA-256 of the weights, as 32 bytes in a tensor."""
+    return torch.tensor(list(bytes.fromhex(tensors_sha256(weights))), dtype=torch.uint8)
+
+
+def _replay_entry(record: UpdateRecord) -> ReplayEntry:
+    probes = tuple(Question(p["id"], p["question"], tuple(p["answers"])) for p in record.probes)
+    return ReplayEntry(record.document_id, record.details["title"], probes, tuple(record.details["train_sequences"]))
+
+
+def _split(scores: list[list[float]]) -> Scores:
+    """The first passage's scores (the new document), and all the others' (the retention set) in one list."""
+    return scores[0], [score for part in scores[1:] for score in part]
