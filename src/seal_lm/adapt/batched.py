@@ -10,9 +10,11 @@ passes. Generation lays the prompts out adapter-major in equal row blocks instea
 The result is the same as training the candidates one by one with :class:`~seal_lm.adapt.lora.InnerLoop`
 (same seeds, same initial adapters, same shuffling, per-adapter loss, gradient clipping, AdamW and
 learning-rate schedule), up to floating-point reassociation; a test holds the two engines together.
-Training calls the decoder and the output layer separately, so the vocabulary-sized logits are made
-only at labelled positions; this assumes a causal LM whose logits are its output layer applied to the
-decoder's last hidden state (true of Llama, Qwen, Mistral, SmolLM; not of models that soft-cap logits).
+Training calls the decoder and the output layer separately (:mod:`seal_lm.adapt.packed_ops`):
+attention runs within each packed sequence, and the loss is computed only at labelled positions,
+chunk by chunk, without keeping vocabulary-sized logits. This assumes a causal LM whose logits are
+its bias-free output layer applied to the decoder's last hidden state (true of Llama, Qwen, Mistral,
+SmolLM; not of models that soft-cap logits).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from seal_lm.adapt.lora import (
     CandidateResult,
@@ -35,6 +36,7 @@ from seal_lm.adapt.lora import (
     mixed_precision,
     tokenize_example,
 )
+from seal_lm.adapt.packed_ops import frozen_head_token_losses, per_sequence_attention, sequence_boundaries
 from seal_lm.model.generation import Generation, GenerationSettings, generate
 
 # Settings that must agree for adapters to share one stacked computation.
@@ -65,14 +67,17 @@ class StackedLoRALinear(torch.nn.Module):
         active = self.routing.active
         if active is None:
             return output
-        a = self.lora_a.index_select(0, active).to(x.dtype)  # [k, r, in]
-        b = self.lora_b.index_select(0, active).to(x.dtype)  # [k, out, r]
+        a, b = self.lora_a, self.lora_b  # [k, r, in], [k, out, r]
+        if len(active) < len(a):  # gather only when some adapters sit out (it costs a full-size zero fill in backward)
+            a, b = a.index_select(0, active), b.index_select(0, active)
+        a, b = a.to(x.dtype), b.to(x.dtype)
         tokens = x.reshape(-1, x.shape[-1])
         if self.routing.tokens is None:  # equal blocks: one batched product
             per_adapter = tokens.reshape(len(active), -1, tokens.shape[-1])
             update = torch.bmm(torch.bmm(per_adapter, a.transpose(1, 2)), b.transpose(1, 2))
         else:  # packed stretches of different lengths
-            update = torch.cat([part @ a[j].T @ b[j].T for j, part in enumerate(tokens.split(self.routing.tokens))])
+            stretches = tokens.split(self.routing.tokens)
+            update = torch.cat([part @ a_j.T @ b_j.T for part, a_j, b_j in zip(stretches, a.unbind(), b.unbind())])
         return output + self.scaling * update.reshape(output.shape)
 
 
@@ -145,7 +150,8 @@ class BatchedInnerLoop:
                 self.base_model, self.compute_dtype
             ):
                 _initialise(layers, group)
-                stats = _train_together(self.base_model, self.tokenizer, group, routing, layers)
+                with per_sequence_attention(self.base_model):
+                    stats = _train_together(self.base_model, self.tokenizer, group, routing, layers)
                 answers = _answer_together(self.base_model, self.tokenizer, prompts, generation, routing, len(group))
                 for slot, index in enumerate(indices):
                     state = {f"{name}.{part}": getattr(layer, part)[slot].detach().clone() for name, layer in layers.items() for part in ("lora_a", "lora_b")}
@@ -188,13 +194,12 @@ def _train_together(model, tokenizer, plans, routing, layers) -> list[TrainStats
         input_ids, labels, positions, slots = _pack([[sequences[j][i] for i in schedules[j][step]] for j in active], device)
         routing.active = torch.tensor(active, device=device)
         routing.tokens = torch.bincount(slots, minlength=len(active)).tolist()
-        # Positions restart at every sequence and no attention mask is given: transformers then keeps
-        # attention within each packed sequence. The output layer runs only where a label is predicted.
-        hidden = model.base_model(input_ids=input_ids, position_ids=positions, use_cache=False).last_hidden_state[0, :-1]
+        # Attention stays within each packed sequence; the output layer runs only where a label is predicted.
+        boundaries = sequence_boundaries(positions)
+        hidden = model.base_model(input_ids=input_ids, position_ids=positions, cu_seq_lens_q=boundaries, use_cache=False).last_hidden_state[0, :-1]
         targets = labels[1:]
         labelled = targets != -100
-        logits = model.get_output_embeddings()(hidden[labelled]).float()
-        token_losses = F.cross_entropy(logits, targets[labelled], reduction="none")
+        token_losses = frozen_head_token_losses(hidden[labelled], model.get_output_embeddings(), targets[labelled])
         adapter_of_token = slots[1:][labelled]
         counts = torch.bincount(adapter_of_token, minlength=len(active))
         per_adapter = torch.zeros(len(active), device=device).index_add(0, adapter_of_token, token_losses) / counts
@@ -271,7 +276,16 @@ class _StackedAdamW:
     @torch.no_grad()
     def step(self, active: list[int], lrs: list[float], max_grad_norms: list[float]) -> None:
         index = torch.tensor(active, device=self.parameters[0].device)
-        norms = torch.sqrt(sum(p.grad.index_select(0, index).pow(2).flatten(1).sum(1) for p in self.parameters))
+        everyone = len(active) == len(self.steps)  # then update the stacked tensors in place, without gathers
+
+        def rows(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor if everyone else tensor.index_select(0, index)
+
+        def write(tensor: torch.Tensor, values: torch.Tensor) -> None:
+            if values is not tensor:
+                tensor.index_copy_(0, index, values)
+
+        norms = torch.sqrt(sum(rows(p.grad).pow(2).flatten(1).sum(1) for p in self.parameters))
         clip = torch.clamp(torch.tensor(max_grad_norms, device=norms.device) / (norms + 1e-6), max=1.0)
         for j in active:
             self.steps[j] += 1
@@ -281,12 +295,13 @@ class _StackedAdamW:
         bias2 = torch.sqrt(1 - beta2**steps).to(norms.device)
         for parameter, (first, second) in zip(self.parameters, self.moments):
             shape = (-1,) + (1,) * (parameter.dim() - 1)
-            grad = parameter.grad.index_select(0, index) * clip.view(shape).to(parameter.dtype)
-            m = first.index_select(0, index).mul_(beta1).add_(grad, alpha=1 - beta1)
-            v = second.index_select(0, index).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            first.index_copy_(0, index, m)
-            second.index_copy_(0, index, v)
-            denominator = v.sqrt() / bias2.view(shape).to(v.dtype) + self.eps
-            update = m / denominator * step_sizes.view(shape).to(m.dtype)
-            parameter.index_copy_(0, index, parameter.index_select(0, index) - update)
+            grad = rows(parameter.grad).mul_(clip.view(shape).to(parameter.dtype))
+            m = rows(first).mul_(beta1).add_(grad, alpha=1 - beta1)
+            v = rows(second).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            write(first, m)
+            write(second, v)
+            denominator = (v.sqrt() / bias2.view(shape).to(v.dtype)).add_(self.eps)
+            target = rows(parameter)
+            target.sub_(m / denominator * step_sizes.view(shape).to(m.dtype))
+            write(parameter, target)
             parameter.grad = None
