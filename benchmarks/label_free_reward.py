@@ -1,8 +1,9 @@
-"""Benchmark: does a label-free reward (model-written probes) rank candidate self-edits like the gold reward?
+"""Benchmark: does a label-free reward (probes made without labels) rank candidate self-edits like the gold reward?
 
-For each of the first ``--n-passages`` eval200 passages: the model writes up to ``--probe-count``
-question/answer pairs with the passage in its prompt (kept only if the passage supports the answer,
-see ``seal_lm.continual.probes``), and ``--k`` self-edits. Each usable self-edit trains a fresh
+For each of the first ``--n-passages`` eval200 passages: up to ``--probe-count`` probes (``--probe-source
+model``: question/answer pairs the model writes with the passage in its prompt, kept only if the
+passage supports the answer; ``cloze``: fill-in-the-blank sentences of the passage; see
+``seal_lm.continual.probes``), and ``--k`` self-edits. Each usable self-edit trains a fresh
 adapter (the paper's inner loop), which then answers, without the passage, both the gold questions
 (the gold reward: share correct) and the model's probes (the label-free reward: share of the
 model's own reference answers matched). Reported, with the Spearman rank correlation of
@@ -15,7 +16,7 @@ model's own reference answers matched). Reported, with the Spearman rank correla
   reward lost when it is not.
 
 Unusable self-edits are left out of the correlations (both rewards would be 0 by rule, not by
-measurement), and so are passages whose probes were all dropped. Records go to a resumable run
+measurement), and so are passages whose probes were all dropped (their candidates are not trained). Records go to a resumable run
 directory, and the table is appended to BENCHMARKS.md:
 
     python benchmarks/label_free_reward.py --n-passages 20 --k 5 --out runs/bench-label-free-20
@@ -34,6 +35,7 @@ from common import SQUAD, command, machine, publish
 
 from seal_lm import InnerLoop, InnerLoopSettings, KnowledgeDomain, KnowledgeSettings, PromptFormatter, load_model, load_passages
 from seal_lm.continual.metrics import estimate, spearman
+from seal_lm.continual.probes import cloze_probes
 from seal_lm.domains.base import SelfEditRejected
 from seal_lm.loops.continual import write_probes
 from seal_lm.model.generation import GenerationSettings
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--n-passages", type=int, default=20)
     parser.add_argument("--k", type=int, default=5, help="Candidate self-edits per passage.")
     parser.add_argument("--probe-count", type=int, default=5)
+    parser.add_argument("--probe-source", choices=["model", "cloze"], default="model", help="model: pairs the model writes; cloze: fill-in-the-blank sentences of the passage.")
     parser.add_argument("--temperature", type=float, default=1.0, help="Self-edit sampling temperature (SEAL's RL: 1.0).")
     parser.add_argument("--model", default="bundled:smollm2-135m-instruct")
     parser.add_argument("--target-modules", default="all-linear")
@@ -80,8 +83,16 @@ def score_passage(passage, domain: KnowledgeDomain, loop: InnerLoop, args) -> di
     """Probes and k candidates for one passage; every candidate's gold and label-free reward, and the base model's."""
     clock = time.perf_counter()
     probe_generation = GenerationSettings(max_new_tokens=args.max_tokens, seed=args.seed)
-    written, _ = write_probes(loop, domain, passage, args.probe_count, probe_generation)
-    probes = replace(passage, questions=written.probes)
+    if args.probe_source == "cloze":
+        written, probe_text = cloze_probes(passage.context, title=passage.title, count=args.probe_count), None
+        probe_counts = {"kept": len(written), "malformed": 0, "dropped": 0}
+    else:
+        written_by_model, raw = write_probes(loop, domain, passage, args.probe_count, probe_generation)
+        written, probe_text, probe_counts = written_by_model.probes, raw.text, written_by_model.summary()
+    if not written:  # nothing to compare the gold reward with: the passage is left out, untrained
+        return {"passage_id": passage.id, "probes": [], "probe_counts": probe_counts, "probe_text": probe_text,
+                "rejected_self_edits": 0, "base": None, "gold": [], "label_free": [], "seconds": round(time.perf_counter() - clock, 1)}
+    probes = replace(passage, questions=written)
     prompts = domain.probe_prompts(passage) + domain.probe_prompts(probes)
     sampling = GenerationSettings(max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=0.95, seed=args.seed, batch_size=args.k)
     edits = loop.generate_with_base([domain.self_edit_prompt(passage)] * args.k, sampling)
@@ -102,8 +113,8 @@ def score_passage(passage, domain: KnowledgeDomain, loop: InnerLoop, args) -> di
         label_free.append(share_correct(domain, probes, texts[len(passage.questions) :]))
     return {
         "passage_id": passage.id,
-        "probes": [asdict(q) for q in written.probes],
-        "probe_counts": written.summary(),
+        "probes": [asdict(q) for q in written],
+        "probe_counts": probe_counts,
         "rejected_self_edits": rejected,
         "base": {"gold": gold[0], "label_free": label_free[0]},
         "gold": gold[1:],
@@ -165,7 +176,7 @@ def section(args, summary: dict, wall: float) -> str:
 Command: `{command()}`
 Machine: {machine()}; wall time of this invocation {wall / 60:.1f} min ({fmt(summary['seconds_per_passage'])} s per passage).
 Model {args.model}, LoRA on {args.target_modules}, {args.epochs} epochs; self-edits at temperature {args.temperature};
-up to {args.probe_count} model-written probes per passage. Records: `{args.out}/records.jsonl`.
+up to {args.probe_count} probes per passage ({"written by the model" if args.probe_source == "model" else "fill-in-the-blank sentences of the passage"}). Records: `{args.out}/records.jsonl`.
 
 {table}
 """

@@ -177,13 +177,39 @@ def test_a_document_without_questions_is_checked_on_the_probes_the_model_writes(
         later = learner.learn(EIFFEL)
 
     record = outcome.record
-    assert [(p["question"], p["answers"]) for p in record.probes] == [("Where does water boil at 100 degrees?", ["sea level"])]
-    assert record.details["probe_source"] == "model"
+    assert [(p["question"], p["answers"]) for p in record.probes] == [
+        ("Where does water boil at 100 degrees?", ["sea level"]),  # the model's own probe first
+        ("Fill in the blank: Water boils at ____ degrees at sea level.", ["100"]),  # then cloze probes up to --probe-count
+    ]
+    assert record.details["probe_source"] == "model (1) + cloze (1)"
     assert record.details["probe_counts"] == {"kept": 1, "malformed": 1, "dropped": 1}
     assert record.details["probes_dropped"][0]["reason"] == "answer not in the document"
-    assert len(record.scores_before) == len(record.scores_after) == 1
+    assert len(record.scores_before) == len(record.scores_after) == 2
     assert later.record.details["probe_source"] == "gold"  # gold questions win under probes=auto
-    assert later.record.details["retention_documents"] == ["water"] and len(later.record.retention_before) == 1
+    assert later.record.details["retention_documents"] == ["water"] and len(later.record.retention_before) == 2  # its two probes
+
+
+@pytest.mark.parametrize("source", ["model", "cloze"])
+def test_probe_sources_model_and_cloze_are_used_alone(tmp_path, tiny_model_dir, monkeypatch, source):
+    original = InnerLoop.generate_with_base
+    probe_prompts = []
+
+    def writes_probes(self, prompts, generation):
+        if len(prompts) == 1 and prompts[0].endswith("Question 1:"):
+            probe_prompts.append(prompts[0])
+            return [Generation(" Where is the tower?\nAnswer: Paris", 12, False)]
+        return original(self, prompts, generation)
+
+    monkeypatch.setattr(InnerLoop, "generate_with_base", writes_probes)
+    with learner_on(tmp_path / "ledger", tiny_model_dir, probe_source=source) as learner:
+        record = learner.learn(EIFFEL).record  # gold questions are ignored unless probes are gold or auto
+
+    questions = [p["question"] for p in record.probes]
+    if source == "model":
+        assert len(probe_prompts) == 1 and questions == ["Where is the tower?"] and record.details["probe_source"] == "model"
+    else:
+        assert not probe_prompts and record.details["probe_source"] == "cloze"
+        assert questions == ["Fill in the blank: The Eiffel Tower is in ____.", "Fill in the blank: It was completed in ____ for the World's Fair."]
 
 
 def test_unfaithful_sequences_are_dropped_and_the_document_always_kept():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from seal_lm.continual.probes import PROBE_PROMPT, parse_probes, probe_prompt
+from seal_lm.continual.probes import PROBE_PROMPT, cloze_probes, parse_probes, probe_prompt
 from seal_lm.domains.knowledge.data import Question
 from seal_lm.model.prompting import PromptFormatter
 
@@ -140,3 +140,30 @@ def test_words_like_question_inside_a_sentence_are_not_markers():
     result = parse_probes(text, DOCUMENT)
     assert kept(result) == [("What question did the fair answer about Paris?", "World's Fair")]
     assert (result.dropped, result.malformed) == ((), 0)
+
+
+HISTORY = (
+    "Genghis Khan founded the Mongol Empire in 1206. The empire grew quickly. It was ruled from Karakorum by his son Ögedei. "
+    "By 1279 Kublai Khan had conquered the Song dynasty. Trade along the Silk Road flourished under Mongol rule."
+)
+
+
+def test_cloze_probes_blank_a_number_first_else_a_name_that_is_not_the_title():
+    probes = cloze_probes(HISTORY, title="Mongol Empire", count=10, id_prefix="doc")
+    assert [(p.question, p.answers) for p in probes] == [
+        ("Fill in the blank: Genghis Khan founded the Mongol Empire in ____.", ("1206",)),
+        ("Fill in the blank: It was ruled from ____ by his son Ögedei.", ("Karakorum",)),  # the longest name
+        ("Fill in the blank: By ____ Kublai Khan had conquered the Song dynasty.", ("1279",)),  # a number before names
+        ("Fill in the blank: Trade along the ____ flourished under Mongol rule.", ("Silk Road",)),
+    ]  # "The empire grew quickly." has nothing to blank
+    assert [p.id for p in probes] == ["doc-c00", "doc-c01", "doc-c02", "doc-c03"]
+    for probe in probes:
+        assert probe.answers[0] in HISTORY and probe.answers[0] not in probe.question
+
+
+def test_cloze_probes_are_spread_over_the_document_and_capped():
+    sentences = " ".join(f"Report {n} counted {100 + n} ships." for n in range(9))
+    probes = cloze_probes(sentences, count=3)
+    assert [p.answers[0] for p in probes] == ["100", "104", "108"]  # first, middle and last sentence
+    assert cloze_probes(sentences, count=1)[0].answers == ("100",)
+    assert cloze_probes("no names or numbers here.", count=3) == ()

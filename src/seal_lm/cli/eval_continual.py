@@ -24,7 +24,7 @@ class EvalContinualConfig(ContinualOptions):
     sequences: int = option(3, "Sequences, each a seeded sample of --n-passages passages of --data in random order.")
     guard: bool = option(False, "Also run the guarded condition (retention guard, replay; --on-forgetting etc.) beside naive merging.")
     commit: str = option("stack", "What each step's ledger version stores: stack (its adapter; small) or merge (the merged layers).")
-    probes: str = option("model", "The guard's probes: model (written by the model; the gold questions are only used to evaluate), gold (an oracle guard), or auto.")
+    probes: str = option("model", "The guard's probes: model (written by the model; the gold questions are only used to evaluate), cloze (fill-in-the-blank sentences of the passage), gold (an oracle guard), or auto.")
     on_forgetting: str = option("retry-with-replay", "When the guard sees retention drop more than --retention-tolerance: reject, retry-with-replay or accept.")
 
 

@@ -14,12 +14,19 @@ turns the model's text into probes and keeps only the usable ones:
   normalisation: lower case, no punctuation or articles) occurs in the normalised document as whole
   words; it has at most ``max_answer_words`` words; the question does not already contain it; and
   the question was not asked before. Each dropped pair keeps its reason.
+
+A small model may write few usable pairs (measured in BENCHMARKS.md: SmolLM2-135M kept a probe for
+1 passage of 12). :func:`cloze_probes` needs no model: fill-in-the-blank questions made from the
+document's own sentences, a name or number blanked out. They test recall of the document's wording
+rather than understanding, so they are a weaker, but always available, label-free check.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from seal_lm.continual.guards import NOT_NAMES
 
 from seal_lm.domains.knowledge.data import Question
 from seal_lm.domains.knowledge.grading import contains_answer, normalize_answer
@@ -161,3 +168,40 @@ def _unusable(question: str, answer: str, source: str, asked: set[str], max_answ
     if normalize_answer(question) in asked:
         return "duplicate question"
     return None
+
+
+# Sentences end at . ! or ? followed by space and a capital letter, digit or quote.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“])")
+# Numbers (1,548 or 3.5 or 1889), and runs of capitalised words joined by of/the/de/and (Kublai Khan, Bank of England).
+_CAPITAL = "A-ZÀ-ÖØ-Þ"
+_BLANKABLE = re.compile(rf"\d+(?:[.,]\d+)*|[{_CAPITAL}][\w'’-]*(?:\s+(?:(?:of|the|de|and)\s+)?[{_CAPITAL}][\w'’-]*)*")
+BLANK = "____"
+
+
+def cloze_probes(document: str, *, title: str = "", count: int = 5, id_prefix: str = "probe", max_sentence_words: int = 40) -> tuple[Question, ...]:
+    """Up to ``count`` fill-in-the-blank probes from ``document``'s sentences, spread over the document.
+
+    Each probe is a sentence with one span blanked: its last number, else its longest capitalised name
+    that does not open the sentence, is not a common word and is not the title; the span is the answer.
+    Sentences without such a span, or longer than ``max_sentence_words``, are skipped.
+    """
+    candidates = []
+    for sentence in _SENTENCE_BREAK.split(" ".join(document.split())):
+        if len(sentence.split()) > max_sentence_words:
+            continue
+        spans = [m for m in _BLANKABLE.finditer(sentence) if m.start() > 0 and _blankable(m.group(0), title)]
+        numbers = [m for m in spans if m.group(0)[0].isdigit()]
+        if spans:
+            chosen = numbers[-1] if numbers else max(reversed(spans), key=lambda m: len(m.group(0)))
+            question = f"Fill in the blank: {sentence[: chosen.start()]}{BLANK}{sentence[chosen.end() :]}"
+            candidates.append((question, chosen.group(0)))
+    if len(candidates) > count:  # evenly spaced over the document
+        candidates = [candidates[round(i * (len(candidates) - 1) / (count - 1))] for i in range(count)] if count > 1 else candidates[:1]
+    return tuple(Question(f"{id_prefix}-c{i:02d}", question, (answer,)) for i, (question, answer) in enumerate(candidates))
+
+
+def _blankable(span: str, title: str) -> bool:
+    """A span worth asking for: a number, or a name that is not a common word and not the document's title."""
+    if span[0].isdigit():
+        return True
+    return span.lower() not in NOT_NAMES and normalize_answer(span) != normalize_answer(title)

@@ -2,8 +2,9 @@
 
 For each document, :meth:`ContinualLearner.learn`:
 
-1. finds its *probes*: the gold questions it came with, or question/answer pairs the model writes with
-   the document in its prompt (:mod:`seal_lm.continual.probes`), as ``ContinualSettings.probe_source`` says;
+1. finds its *probes*: the gold questions it came with, question/answer pairs the model writes with
+   the document in its prompt, or fill-in-the-blank questions made from the document's sentences
+   (:mod:`seal_lm.continual.probes`), as ``ContinualSettings.probe_source`` says;
 2. answers them, and the *retention set* (the probes of earlier documents kept in the replay buffer),
    with the current model and without the document: the scores before;
 3. writes ``k`` self-edits with the knowledge domain's prompt (an unusable one falls back to the
@@ -59,7 +60,7 @@ from seal_lm.continual.guards import (
     retention_aware_reward,
 )
 from seal_lm.continual.ledger import ACCEPTED, INITIAL, RETRY_WITH_REPLAY, Ledger, LedgerError, UpdateRecord, Version
-from seal_lm.continual.probes import WrittenProbes, parse_probes, probe_prompt
+from seal_lm.continual.probes import WrittenProbes, cloze_probes, parse_probes, probe_prompt
 from seal_lm.continual.stream import Location, StreamError, StopCondition, read_stream
 from seal_lm.domains.base import SelfEditRejected
 from seal_lm.domains.knowledge.data import Passage, Question
@@ -70,7 +71,7 @@ from seal_lm.model.loading import load_model
 log = logging.getLogger(__name__)
 
 COMMIT_MODES = ("merge", "stack")
-PROBE_SOURCES = ("auto", "gold", "model")
+PROBE_SOURCES = ("auto", "gold", "model", "cloze")
 BASE_FINGERPRINT = "base_model.sha256"  # in the first version: identifies the base model's adapted layers
 Scores = tuple[list[float], list[float]]  # per-probe scores on the new document, and on the retention set
 
@@ -84,7 +85,7 @@ class ContinualSettings:
     retention_weight: float = 1.0  # candidate reward: gain - retention_weight × retention drop
     policy: RetentionPolicy = RetentionPolicy()
     verify: bool = True  # False: accept every update without probes (the paper's naive sequential merging)
-    probe_source: str = "auto"  # "auto" (gold questions if the document has them, else model-written), "gold", "model"
+    probe_source: str = "auto"  # "auto" (gold questions if any, else model-written filled up with cloze), "gold", "model", "cloze"
     probe_count: int = 5
     probe_generation: GenerationSettings = GenerationSettings(max_new_tokens=256)
     self_edit_generation: GenerationSettings = GenerationSettings(max_new_tokens=320, temperature=0.7, top_p=0.95)
@@ -231,15 +232,22 @@ class ContinualLearner:
             return (), {"probe_source": None}
         if source == "gold" or (source == "auto" and document.questions):
             return document.questions, {"probe_source": "gold"}
+        count = self.settings.probe_count
+        cloze = cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12])
+        if source == "cloze":
+            return cloze, {"probe_source": "cloze"}
         generation = replace(self.settings.probe_generation, seed=self._seed(document))
-        written, text = write_probes(self.inner_loop, self.domain, document, self.settings.probe_count, generation)
+        written, text = write_probes(self.inner_loop, self.domain, document, count, generation)
+        probes = written.probes
+        if source == "auto":  # the model's own probes first, fill-in-the-blank ones for the rest
+            probes += cloze[: count - len(probes)]
         notes = {
-            "probe_source": "model",
+            "probe_source": "model" if source == "model" else f"model ({len(written.probes)}) + cloze ({len(probes) - len(written.probes)})",
             "probe_text": text.text,
             "probe_counts": written.summary(),
             "probes_dropped": [asdict(d) for d in written.dropped],
         }
-        return written.probes, notes
+        return probes, notes
 
     def _candidates(self, document: Passage) -> list[Candidate]:
         """``k`` self-edits sampled in one batched generation, each parsed into a plan with its own seed."""
