@@ -14,7 +14,7 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from common import BENCHMARKS, command, machine
+from common import command, machine, publish
 
 from seal_lm.loops.evaluate import RECORDS
 from seal_lm.loops.report import markdown_table, summarize
@@ -27,26 +27,27 @@ def main() -> None:
     parser.add_argument("--condition", default="self-edit", help="the condition of each run to compare")
     parser.add_argument("--no-append", action="store_true", help="Print the section only; leave BENCHMARKS.md alone.")
     args = parser.parse_args()
+    runs = [(label, Path(path)) for label, _, path in (run.partition("=") for run in args.runs)]
+    publish(compare_rounds(runs, args.condition), append=not args.no_append)
+
+
+def compare_rounds(runs: list[tuple[str, Path]], condition: str = "self-edit") -> str:
+    """A BENCHMARKS section: one row per (label, run directory), each compared with the first."""
     records = []
-    for label, _, path in (run.partition("=") for run in args.runs):
-        found = [r for r in RunDir(Path(path)).records(RECORDS) if r["condition"] == args.condition]
+    for label, path in runs:
+        found = [r for r in RunDir(path).records(RECORDS) if r["condition"] == condition]
         if not found:
-            raise SystemExit(f"{path} has no '{args.condition}' records: run its seal eval knowledge first.")
+            raise SystemExit(f"{path} has no '{condition}' records: run its seal eval knowledge first.")
         records += [r | {"condition": label} for r in found]
-    first = args.runs[0].partition("=")[0]
+    first = runs[0][0]
     summary = summarize(records, reference=first)
-    section = f"""
-## ReST-EM rounds compared: {args.condition} condition per policy ({dt.date.today()})
+    return f"""
+## ReST-EM rounds compared: {condition} condition per policy ({dt.date.today()})
 
 Command: `{command()}`. Machine: {machine()}. Δ is each row minus `{first}`, 95% paired bootstrap over passages.
 
 {markdown_table(summary)}
 """
-    if not args.no_append:
-        with open(BENCHMARKS, "a") as f:
-            f.write(section)
-    print(section)
-
 
 if __name__ == "__main__":
     main()

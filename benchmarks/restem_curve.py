@@ -1,0 +1,68 @@
+"""Benchmark: SEAL's RL curve on the bundled model, end to end: ReST-EM rounds, then each round's policy evaluated.
+
+Runs, each step resumable (re-run the same command after an interruption; finished steps are skipped
+by the run directories themselves):
+
+1. ``seal train knowledge``: ``--rounds`` rounds of ``--contexts-per-round`` train_pool passages × ``--k``
+   self-edits (best-of-k, the paper's rule), into ``OUT/train``;
+2. ``seal eval knowledge`` on the first ``--n-passages`` eval200 passages for the round-0 policy (the
+   bundled model: conditions base, passage and self-edit) and for every round's policy (self-edit), into
+   ``OUT/eval-round-N``;
+3. the rounds compared pairwise (``restem_rounds.compare_rounds``), appended to BENCHMARKS.md;
+4. with ``--cpt``, the continued-pretraining setting (all passages pooled into one adapter) for the
+   round-0 and the last policy, into ``OUT/cpt-round-N``, also appended.
+
+    python benchmarks/restem_curve.py --contexts-per-round 10 --k 4 --n-passages 50 --out runs/restem-curve
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shlex
+from pathlib import Path
+
+from common import SQUAD, command, machine, publish, run_seal
+from restem_rounds import compare_rounds
+
+BUNDLED = "bundled:smollm2-135m-instruct"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--contexts-per-round", type=int, default=10)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--n-passages", type=int, default=50, help="eval200 passages each policy is evaluated on")
+    parser.add_argument("--engine", default="sequential")
+    parser.add_argument("--target-modules", default="all-linear", help="LoRA targets of the inner loop (all-linear: what learns a passage at 135M).")
+    parser.add_argument("--cpt", action="store_true", help="Also run the continued-pretraining setting for the first and last policy.")
+    parser.add_argument("--out", default="runs/restem-curve")
+    parser.add_argument("--extra", default="", help="More flags for every seal command, quoted.")
+    parser.add_argument("--no-append", action="store_true", help="Print the sections only; leave BENCHMARKS.md alone.")
+    args = parser.parse_args()
+    out = Path(args.out)
+    shared = ["--target-modules", args.target_modules, "--engine", args.engine, *shlex.split(args.extra)]
+    run_seal(["train", "knowledge", "--data", str(SQUAD / "train_pool.json"), "--rounds", str(args.rounds),
+              "--contexts-per-round", str(args.contexts_per_round), "--k", str(args.k), "--out", str(out / "train"), *shared])
+    policies = [BUNDLED] + [str(out / "train" / f"round-{r}" / "policy") for r in range(1, args.rounds + 1)]
+    evaluations = []
+    for round_, policy in enumerate(policies):
+        conditions = "base,passage,self-edit" if round_ == 0 else "self-edit"
+        run = out / f"eval-round-{round_}"
+        run_seal(["eval", "knowledge", "--model", policy, "--data", str(SQUAD / "eval200.json"), "--n-passages", str(args.n_passages),
+                  "--conditions", conditions, "--out", str(run), *shared])
+        evaluations.append((f"round-{round_}", run))
+    publish(compare_rounds(evaluations), append=not args.no_append)
+    if args.cpt:
+        for round_ in (0, args.rounds):
+            run = out / f"cpt-round-{round_}"
+            conditions = "base,passage,self-edit" if round_ == 0 else "self-edit"
+            run_seal(["eval", "knowledge", "--setting", "cpt", "--model", policies[round_], "--data", str(SQUAD / "eval200.json"),
+                      "--n-passages", str(args.n_passages), "--conditions", conditions, "--out", str(run), *shared])
+            publish(f"\n## Continued pretraining, {args.n_passages} eval200 passages pooled: round-{round_} policy ({dt.date.today()})\n\n"
+                    f"Command: `{command()}` (its step `{run}`). Machine: {machine()}.\n\n{(run / 'results.md').read_text()}", append=not args.no_append)
+
+
+if __name__ == "__main__":
+    main()
