@@ -45,8 +45,15 @@ AttentionInterface.register(PACKED_ATTENTION, _attention_within_sequences)
 
 @contextlib.contextmanager
 def per_sequence_attention(model: torch.nn.Module) -> Iterator[None]:
-    """Within the block, ``model`` attends within packed sequences; pass ``cu_seq_lens_q`` to its forward."""
+    """Within the block, ``model`` attends within packed sequences; pass ``cu_seq_lens_q`` to its forward.
+
+    Only SDPA and eager attention are replaced: flash-attention implementations already run packed rows
+    sequence by sequence (variable-length kernels) from the same arguments.
+    """
     previous = model.config._attn_implementation
+    if previous not in ("sdpa", "eager"):
+        yield
+        return
     model.set_attn_implementation(PACKED_ATTENTION)
     try:
         yield
