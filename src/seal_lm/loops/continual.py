@@ -233,14 +233,13 @@ class ContinualLearner:
         if source == "gold" or (source == "auto" and document.questions):
             return document.questions, {"probe_source": "gold"}
         count = self.settings.probe_count
-        cloze = cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12])
         if source == "cloze":
-            return cloze, {"probe_source": "cloze"}
+            return cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12]), {"probe_source": "cloze"}
         generation = replace(self.settings.probe_generation, seed=self._seed(document))
         written, text = write_probes(self.inner_loop, self.domain, document, count, generation)
         probes = written.probes
-        if source == "auto":  # the model's own probes first, fill-in-the-blank ones for the rest
-            probes += cloze[: count - len(probes)]
+        if source == "auto" and len(probes) < count:  # the model's own probes first, fill-in-the-blank ones for the rest
+            probes += cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12])[: count - len(probes)]
         notes = {
             "probe_source": "model" if source == "model" else f"model ({len(written.probes)}) + cloze ({len(probes) - len(written.probes)})",
             "probe_text": text.text,
