@@ -81,6 +81,16 @@ def test_an_added_or_removed_field_is_a_difference(tmp_path):
         RunDir.open(tmp_path / "run", smaller)
 
 
+def test_a_setting_added_since_resumes_at_its_default_only(tmp_path):
+    RunDir.open(tmp_path / "run", CONFIG)  # made before "generator" existed
+    defaults = {"generator": "hf", "lr": 0.5}
+    RunDir.open(tmp_path / "run", with_changes(generator="hf"), defaults)
+    with pytest.raises(RunDirError, match="generator"):
+        RunDir.open(tmp_path / "run", with_changes(generator="vllm"), defaults)
+    with pytest.raises(RunDirError, match="lr"):  # a recorded setting is compared as recorded, not as its default
+        RunDir.open(tmp_path / "run", with_changes(generator="hf", lr=0.5), defaults)
+
+
 def test_a_non_empty_folder_that_is_not_a_run_is_refused(tmp_path):
     folder = tmp_path / "notes"
     folder.mkdir()

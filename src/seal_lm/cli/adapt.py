@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar, Iterator
 
 from seal_lm.cli.continual_options import ContinualOptions
-from seal_lm.cli.options import option
+from seal_lm.cli.options import defaults, option
 from seal_lm.continual.ledger import Ledger, UpdateRecord
 from seal_lm.continual.stream import StreamError, stream_files
 from seal_lm.domains.knowledge.data import DataError
@@ -48,7 +48,7 @@ def adapt(config: AdaptConfig) -> Path:
     if not config.follow and not stream_files(config.stream):
         raise DataError(f"--stream {config.stream}: no such file, or no files match. Pass a file, a folder or a glob pattern.")
     settings = config.continual_settings()
-    run = RunDir.open(config.out or default_run_path("adapt"), asdict(config) | {name: None for name in UNCHECKED})
+    run = RunDir.open(config.out or default_run_path("adapt"), asdict(config) | {name: None for name in UNCHECKED}, defaults(config))
     log.info("Run directory: %s", run.path)
     reported = {(error["location"], error["message"]) for error in run.records(STREAM_ERRORS)}
     counts: Counter[str] = Counter()

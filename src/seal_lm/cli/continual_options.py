@@ -17,8 +17,9 @@ from seal_lm.model.prompting import PromptFormatter
 
 @dataclass
 class ContinualOptions(KnowledgeOptions):
-    # Each update is merged before the next is trained: one sequential inner loop, in this process.
-    without_flags: ClassVar[tuple[str, ...]] = ("engine", "executor", "ray_address", "workers")
+    # Each update is merged before the next is trained: one sequential inner loop, in this process,
+    # generating with transformers (vLLM would serve a stale copy of the weights).
+    without_flags: ClassVar[tuple[str, ...]] = ("engine", "generator", "vllm_gpu_memory", "executor", "ray_address", "workers")
 
     commit: str = option("merge", "What each model version stores: merge (the adapted layers' merged weights) or stack (only its own adapter; the model is the base plus its ancestors' adapters).")
     k: int = option(1, "Self-edits per document; each trains a candidate, the best by retention-aware reward is the update.")
@@ -65,7 +66,7 @@ class ContinualOptions(KnowledgeOptions):
         """Load the model afresh and continue from ``ledger``'s current version."""
         loaded = self.load()
         domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), self.knowledge_settings())
-        return ContinualLearner.open(ledger, self.inner_loop(loaded.model, loaded.tokenizer), domain, settings, self.model)
+        return ContinualLearner.open(ledger, self.inner_loop(loaded.model, loaded.tokenizer, self.model), domain, settings, self.model)
 
 
 def naive(settings: ContinualSettings) -> ContinualSettings:

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Sequence
 
-from seal_lm.cli.options import option
+from seal_lm.cli.options import defaults, option
 from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions
 from seal_lm.domains.arc.config import parse_config
 from seal_lm.domains.arc.data import ArcTask
@@ -44,7 +44,7 @@ def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> P
         text = Path(config.oracle_config).read_text() if config.oracle_config.endswith(".json") else config.oracle_config
         settings = replace(settings, default_config=parse_config(text))
     executor = config.start_executor()
-    run = RunDir.open(config.out or default_run_path("eval-arc"), config.run_config())
+    run = RunDir.open(config.out or default_run_path("eval-arc"), config.run_config(), defaults(config))
     log.info("Run directory: %s", run.path)
     make_domain = partial(ArcDomain, settings=settings)
     records = run_conditions(

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from seal_lm.cli.continual_options import ContinualOptions, naive
-from seal_lm.cli.options import option
+from seal_lm.cli.options import defaults, option
 from seal_lm.loops.forgetting import forgetting_results, run_forgetting, sequences_of
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -33,7 +33,7 @@ def eval_continual(config: EvalContinualConfig) -> Path:
     settings = config.continual_settings()
     sequences = sequences_of(config.passages(), config.n_passages, config.sequences, config.seed)
     conditions = {"naive": naive(settings)} | ({"guarded": settings} if config.guard else {})
-    run = RunDir.open(config.out or default_run_path("eval-continual"), asdict(config) | {"out": None})
+    run = RunDir.open(config.out or default_run_path("eval-continual"), asdict(config) | {"out": None}, defaults(config))
     log.info("Run directory: %s", run.path)
     records = run_forgetting(run, sequences, conditions, config.open_learner)
     results = forgetting_results(records, list(conditions), config.sequences, config.n_passages)

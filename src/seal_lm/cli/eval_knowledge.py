@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 
 from seal_lm.cli.shared_options import ExecutorOptions, KnowledgeOptions
-from seal_lm.cli.options import option
+from seal_lm.cli.options import defaults, option
 from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import LLMJudge
@@ -44,7 +44,7 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     passages = passages[: config.n_passages] if config.n_passages else passages
     external = _external_lookup(config, passages) if "external" in config.conditions else None
     executor = config.start_executor()
-    run = RunDir.open(config.out or default_run_path("eval-knowledge"), config.run_config())
+    run = RunDir.open(config.out or default_run_path("eval-knowledge"), config.run_config(), defaults(config))
     log.info("Run directory: %s", run.path)
     make_domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
     judge = None

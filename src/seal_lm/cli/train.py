@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any, Callable, Sequence
 
 from seal_lm.adapt.lora import InnerLoopSettings
-from seal_lm.cli.options import option
+from seal_lm.cli.options import defaults, option
 from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions, KnowledgeOptions
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.base import Domain
@@ -74,7 +74,7 @@ def _check(config: RestemOptions) -> None:
 def _train(config: Any, contexts: Sequence[Any], make_domain: Callable[[PromptFormatter], Domain], command: str) -> str:
     """The generic driver: the domain is all that differs between knowledge and ARC."""
     executor = config.start_executor()
-    run = RunDir.open(config.out or default_run_path(command), config.run_config())
+    run = RunDir.open(config.out or default_run_path(command), config.run_config(), defaults(config))
     log.info("Run directory: %s", run.path)
     keep: KeepRule = {"best-of-k": best_of_k, "positive-gain": positive_gain, "threshold": threshold(config.keep_threshold)}[config.keep_rule]
     settings = RestemSettings(

@@ -34,8 +34,12 @@ class RunDir:
         self.path = path
 
     @classmethod
-    def open(cls, path: str | Path, config: dict[str, Any]) -> "RunDir":
-        """Create ``path`` for ``config``, or resume it if it was made with the same config."""
+    def open(cls, path: str | Path, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> "RunDir":
+        """Create ``path`` for ``config``, or resume it if it was made with the same config.
+
+        ``defaults`` are the values of settings a run made by an earlier version may not record (added
+        since): a saved config without such a setting resumes when the current value is its default.
+        """
         path = Path(path)
         config_path = path / CONFIG_FILE
         if config_path.exists():
@@ -43,7 +47,7 @@ class RunDir:
                 saved = json.loads(config_path.read_text())["config"]
             except (json.JSONDecodeError, KeyError):
                 raise RunDirError(f"{config_path} is corrupt; this is not a resumable run directory. Use a new --out.") from None
-            differences = _differences(saved, json.loads(json.dumps(config)))
+            differences = _differences(json.loads(json.dumps(defaults or {})) | saved, json.loads(json.dumps(config)))
             if differences:
                 raise RunDirError(
                     f"{path} holds a run with a different configuration ({'; '.join(differences[:3])}). "
