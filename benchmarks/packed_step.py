@@ -33,7 +33,7 @@ def step(model, ids, positions, per_sequence: bool, fused: bool) -> None:
     embeddings = model.get_input_embeddings()(ids).detach().requires_grad_(True)
     with per_sequence_attention(model) if per_sequence else contextlib.nullcontext():
         hidden = model.base_model(
-            inputs_embeds=embeddings, position_ids=positions, cu_seq_lens_q=sequence_boundaries(positions), use_cache=False
+            inputs_embeds=embeddings, position_ids=positions, cu_seq_lens_q=sequence_boundaries(positions, model), use_cache=False
         ).last_hidden_state[0, :-1]
     head, targets = model.get_output_embeddings(), ids[0, 1:]
     losses = frozen_head_token_losses(hidden, head, targets) if fused else F.cross_entropy(head(hidden).float(), targets, reduction="none")

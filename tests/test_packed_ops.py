@@ -37,9 +37,12 @@ def test_frozen_head_refuses_a_trainable_or_biased_layer():
         frozen_head_token_losses(torch.randn(2, 4), torch.nn.Linear(4, 8).requires_grad_(False), torch.tensor([1, 2]))
 
 
-def test_sequence_boundaries_from_restarting_positions():
+def test_sequence_boundaries_from_restarting_positions(tiny_model_dir):
+    model = load_model(str(tiny_model_dir)).model
     positions = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
-    assert sequence_boundaries(positions).tolist() == [0, 3, 5, 9]
+    assert sequence_boundaries(positions, model).tolist() == [0, 3, 5, 9]
+    with per_sequence_attention(model):  # read as Python ints in every layer: kept on the host
+        assert sequence_boundaries(positions, model).device.type == "cpu"
 
 
 def test_per_sequence_attention_equals_each_sequence_alone(tiny_model_dir):
@@ -51,7 +54,7 @@ def test_per_sequence_attention_equals_each_sequence_alone(tiny_model_dir):
     masked = model.base_model(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state[0]  # block-diagonal mask
 
     with per_sequence_attention(model):
-        packed = model.base_model(input_ids=ids, position_ids=positions, cu_seq_lens_q=sequence_boundaries(positions)).last_hidden_state[0]
+        packed = model.base_model(input_ids=ids, position_ids=positions, cu_seq_lens_q=sequence_boundaries(positions, model)).last_hidden_state[0]
     assert model.config._attn_implementation != packed_ops.PACKED_ATTENTION  # restored
 
     torch.testing.assert_close(packed, torch.cat(alone), rtol=1e-5, atol=1e-5)

@@ -195,7 +195,7 @@ def _train_together(model, tokenizer, plans, routing, layers) -> list[TrainStats
         routing.active = torch.tensor(active, device=device)
         routing.tokens = torch.bincount(slots, minlength=len(active)).tolist()
         # Attention stays within each packed sequence; the output layer runs only where a label is predicted.
-        boundaries = sequence_boundaries(positions)
+        boundaries = sequence_boundaries(positions, model)
         hidden = model.base_model(input_ids=input_ids, position_ids=positions, cu_seq_lens_q=boundaries, use_cache=False).last_hidden_state[0, :-1]
         targets = labels[1:]
         labelled = targets != -100

@@ -62,10 +62,16 @@ def per_sequence_attention(model: torch.nn.Module) -> Iterator[None]:
         model.set_attn_implementation(previous)
 
 
-def sequence_boundaries(positions: torch.Tensor) -> torch.Tensor:
-    """``cu_seq_lens_q`` for a packed row whose positions restart at 0 with every sequence."""
+def sequence_boundaries(positions: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """``cu_seq_lens_q`` for a packed row whose positions restart at 0 with every sequence, for ``model``'s attention.
+
+    Per-sequence attention reads the boundaries as Python ints in every layer, so while it is active
+    they are kept on the CPU (one device sync per step instead of one per layer); flash attention
+    takes them on the row's device.
+    """
     starts = torch.nonzero(positions.reshape(-1) == 0).flatten()
-    return torch.cat([starts, torch.tensor([positions.numel()], device=positions.device)]).to(torch.int32)
+    bounds = torch.cat([starts, torch.tensor([positions.numel()], device=positions.device)]).to(torch.int32)
+    return bounds.cpu() if model.config._attn_implementation == PACKED_ATTENTION else bounds
 
 
 class _FrozenHeadCrossEntropy(torch.autograd.Function):
