@@ -138,7 +138,7 @@ def test_identical_prompts_are_sampled_with_different_seeds(engine):
 
 def test_the_engine_asks_vllm_for_a_supported_rank_and_the_trained_dtype(engine):
     arguments = engine.llm.engine_args
-    assert arguments["enable_lora"] is True
+    assert arguments["enable_lora"] is True and arguments["enable_prefix_caching"] is True
     assert arguments["max_lora_rank"] == 8  # rank 4 rounds up to vLLM's smallest kernel size
     assert arguments["dtype"] == "float32"
     assert [supported_lora_rank(r) for r in (1, 8, 9, 32, 100, 128)] == [8, 8, 16, 32, 128, 128]

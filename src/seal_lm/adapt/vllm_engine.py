@@ -50,6 +50,7 @@ class VLLMInnerLoop:
             max_lora_rank=supported_lora_rank(max_lora_rank),
             max_loras=8,
             gpu_memory_utilization=gpu_memory,
+            enable_prefix_caching=True,  # the k self-edit requests of a context share their prompt: prefilled once
         )
         self.adapter_dir = Path(tempfile.mkdtemp(prefix="seal-vllm-adapters-"))
         self.adapters_served = 0  # vLLM caches adapters by id: every adapter gets a new one
