@@ -8,7 +8,8 @@ by the run directories themselves):
 2. ``seal eval knowledge`` on the first ``--n-passages`` eval200 passages for the round-0 policy (the
    bundled model: conditions base, passage and self-edit) and for every round's policy (self-edit), into
    ``OUT/eval-round-N``;
-3. the rounds compared pairwise (``restem_rounds.compare_rounds``), appended to BENCHMARKS.md;
+3. the rounds compared pairwise (``restem_rounds.compare_rounds``), with what each training round saw and
+   kept and what each policy's self-edits look like, appended to BENCHMARKS.md;
 4. with ``--cpt``, the continued-pretraining setting (all passages pooled into one adapter) for the
    round-0 and the last policy, into ``OUT/cpt-round-N``, also appended.
 
@@ -23,7 +24,7 @@ import shlex
 from pathlib import Path
 
 from common import SQUAD, command, machine, publish, run_seal
-from restem_rounds import compare_rounds
+from restem_rounds import compare_rounds, self_edit_profile, training_rounds
 
 BUNDLED = "bundled:smollm2-135m-instruct"
 
@@ -53,7 +54,14 @@ def main() -> None:
         run_seal(["eval", "knowledge", "--model", policy, "--data", str(SQUAD / "eval200.json"), "--n-passages", str(args.n_passages),
                   "--conditions", conditions, "--out", str(run), *shared])
         evaluations.append((f"round-{round_}", run))
-    publish(compare_rounds(evaluations), append=not args.no_append)
+    publish(
+        compare_rounds(evaluations)
+        + f"\nThe training rounds (`{out / 'train'}`, M={args.contexts_per_round} passages × k={args.k} self-edits, best-of-k):\n\n"
+        + training_rounds(out / "train")
+        + f"\nEach policy's self-edits on the {args.n_passages} eval passages (copied 5-grams: share of a self-edit's word 5-grams found in the prompt's passage):\n\n"
+        + self_edit_profile(evaluations),
+        append=not args.no_append,
+    )
     if args.cpt:
         for round_ in (0, args.rounds):
             run = out / f"cpt-round-{round_}"

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import re
+import statistics
 from pathlib import Path
 
 from common import command, machine, publish
@@ -48,6 +51,55 @@ Command: `{command()}`. Machine: {machine()}. Δ is each row minus `{first}`, 95
 
 {markdown_table(summary)}
 """
+
+
+def training_rounds(train_dir: Path) -> str:
+    """A table of what each ReST-EM round of ``seal train`` saw and kept (from its samples and summary)."""
+    rows = ["| round | contexts | self-edits | mean reward | mean best-of-k | within-context reward SD | contexts with any reward "
+            "| kept | rejected | mean self-edit tokens | truncated | M-step loss first → last | minutes |", "|---" * 13 + "|"]
+    for summary_path in sorted(train_dir.glob("round-*/summary.json"), key=lambda p: int(p.parent.name.split("-")[1])):
+        summary = json.loads(summary_path.read_text())
+        records = list(RunDir(train_dir).records(f"{summary_path.parent.name}/samples.jsonl"))
+        samples = [s for r in records for s in r["samples"]]
+        best = statistics.fmean(max(x or 0.0 for x in r["rewards"]) for r in records)
+        update = summary["policy_update"]
+        loss = f"{update['first_loss']:.2f} → {update['last_loss']:.2f}" if update else "(carried over)"
+        minutes = (summary["e_step_seconds"] + summary["m_step_seconds"]) / 60
+        rows.append(
+            f"| {summary['round']} | {summary['contexts']} | {summary['self_edits']} | {summary['mean_reward']:.3f} | {best:.3f} | "
+            f"{summary['reward_sd_within_context']:.3f} | {summary['contexts_with_any_reward']} | {summary['kept']} | "
+            f"{summary['rejected_self_edits']} | {statistics.fmean(s['tokens'] for s in samples):.0f} | "
+            f"{sum(1 for s in samples if s['truncated'])} | {loss} | {minutes:.0f} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def self_edit_profile(runs: list[tuple[str, Path]], condition: str = "self-edit") -> str:
+    """A table of what each policy's self-edits look like: length, usable lines, and how much is copied from the passage."""
+    rows = ["| policy | self-edits | rejected | truncated | mean tokens | mean training lines | copied 5-grams | accuracy |",
+            "|---|---|---|---|---|---|---|---|"]
+    for label, path in runs:
+        records = [r for r in RunDir(path).records(RECORDS) if r["condition"] == condition]
+        edits = [r["self_edit"] for r in records]
+        lines = [len(r["train"]["sequences"]) - 1 for r in records if r["train"]]  # the last sequence is the passage itself
+        copied = [_copied_share(e["text"], e["prompt"]) for e in edits if e["text"].strip()]
+        grades = [g["correct"] for r in records for g in r["grades"]]
+        rows.append(
+            f"| {label} | {len(records)} | {sum(1 for r in records if r['rejected'])} | {sum(1 for e in edits if e['truncated'])} | "
+            f"{statistics.fmean(e['tokens'] for e in edits):.0f} | {statistics.fmean(lines) if lines else 0:.1f} | "
+            f"{100 * statistics.fmean(copied) if copied else 0:.0f}% | {100 * statistics.fmean(grades):.1f}% |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _copied_share(text: str, source: str, n: int = 5) -> float:
+    """The share of ``text``'s word n-grams that also occur in ``source`` (1.0: every phrase copied)."""
+    def grams(words: list[str]) -> list[tuple[str, ...]]:
+        return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+    own, available = grams(re.findall(r"\w+", text.lower())), set(grams(re.findall(r"\w+", source.lower())))
+    return sum(g in available for g in own) / len(own) if own else 0.0
+
 
 if __name__ == "__main__":
     main()
