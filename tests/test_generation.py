@@ -154,3 +154,21 @@ def test_padding_side_is_restored_when_generation_fails(tiny_tokenizer):
         assert tiny_tokenizer.padding_side == "right"
     finally:
         tiny_tokenizer.padding_side = original
+
+
+def test_identical_prompts_are_prefilled_once_with_the_same_results(model, tiny_tokenizer):
+    prompt = PROMPTS[1]
+    forward_rows = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: forward_rows.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    for settings in (GenerationSettings(max_new_tokens=10, temperature=1.0, seed=3), GenerationSettings(max_new_tokens=10)):
+        forward_rows.clear()
+        shared = generate(model, tiny_tokenizer, [prompt] * 4, settings)
+        prompt_length = len(tiny_tokenizer(prompt)["input_ids"])
+        assert forward_rows[0] == (1, prompt_length - 1)  # the prompt, once
+        assert all(rows[1] == 1 for rows in forward_rows[1:])  # then one new token per row and step
+        forward_rows.clear()
+        separate = generate(model, tiny_tokenizer, [prompt] * 4, settings, keep_order=True)  # keep_order: no sharing
+        assert forward_rows[0] == (4, prompt_length)
+        assert shared == separate
+    hook.remove()
+    assert len({g.text for g in generate(model, tiny_tokenizer, [prompt] * 4, GenerationSettings(max_new_tokens=10, temperature=1.0))}) > 1

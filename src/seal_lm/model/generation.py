@@ -3,15 +3,20 @@
 Prompts are sorted by length and generated in batches with left padding; results come back in the
 caller's order. Each result records how many tokens were generated and whether generation hit its
 token budget (``truncated``), so callers can tell a finished answer from a cut-off one.
+
+A batch of identical prompts (the k self-edits sampled for one context) is prefilled once: the
+prompt's key/value cache is computed for one copy and repeated for the batch.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
+from transformers import DynamicCache
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,9 @@ def generate(
 ) -> list[Generation]:
     """Generate one completion per prompt.
 
-    ``keep_order`` batches the prompts in the given order instead of by length (for callers whose
-    batch layout matters, such as the batched inner loop's adapter-major rows).
+    ``keep_order`` batches the prompts in the given order instead of by length, for callers whose
+    batch layout matters, such as the batched inner loop's adapter-major rows; identical prompts are
+    then not prefilled once, as their rows may run through different adapters.
     """
     order = list(range(len(prompts)))
     if not keep_order:
@@ -57,11 +63,14 @@ def generate(
     try:
         batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
         for batch in tqdm(batches, desc=progress, disable=progress is None, leave=False):
-            encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(device)
+            texts = [prompts[i] for i in batch]
+            encoded = tokenizer(texts, return_tensors="pt", padding=True).to(device)
+            shared = _prefilled_once(model, encoded["input_ids"]) if not keep_order and len(texts) > 1 and len(set(texts)) == 1 else None
             torch.manual_seed(settings.seed)
             sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
             output = model.generate(
                 **encoded,
+                **({} if shared is None else {_cache_argument(model): shared}),
                 max_new_tokens=settings.max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
                 stop_strings=list(settings.stop) or None,
@@ -74,6 +83,22 @@ def generate(
     finally:
         tokenizer.padding_side = padding_side
     return [results[i] for i in range(len(prompts))]
+
+
+def _prefilled_once(model, input_ids: torch.Tensor) -> DynamicCache | None:
+    """The key/value cache of one copy of identical prompts (all but the last token), repeated for every row."""
+    if input_ids.shape[1] < 2:
+        return None
+    cache = DynamicCache(config=model.config)
+    model(input_ids=input_ids[:1, :-1], use_cache=True, **{_cache_argument(model): cache})
+    cache.batch_repeat_interleave(len(input_ids))
+    return cache
+
+
+def _cache_argument(model) -> str:
+    """The name this transformers version takes a KV cache by (``past_key_values`` became ``cache`` in 5.24)."""
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model passes it on
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _decode(tokenizer, token_ids: torch.Tensor, settings: GenerationSettings) -> Generation:
