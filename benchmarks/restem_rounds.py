@@ -35,19 +35,25 @@ def main() -> None:
 
 
 def compare_rounds(runs: list[tuple[str, Path]], condition: str = "self-edit") -> str:
-    """A BENCHMARKS section: one row per (label, run directory), each compared with the first."""
-    records = []
+    """A BENCHMARKS section: one row per (label, run directory), each compared with the first.
+
+    Only passages every run has finished are counted, so that the comparison stays paired (runs
+    still in progress can be compared on what they share).
+    """
+    per_run = {}
     for label, path in runs:
-        found = [r for r in RunDir(path).records(RECORDS) if r["condition"] == condition]
-        if not found:
+        per_run[label] = [r for r in RunDir(path).records(RECORDS) if r["condition"] == condition]
+        if not per_run[label]:
             raise SystemExit(f"{path} has no '{condition}' records: run its seal eval knowledge first.")
-        records += [r | {"condition": label} for r in found]
+    shared = set.intersection(*({r["context_id"] for r in found} for found in per_run.values()))
+    records = [r | {"condition": label} for label, found in per_run.items() for r in found if r["context_id"] in shared]
     first = runs[0][0]
     summary = summarize(records, reference=first)
     return f"""
 ## ReST-EM rounds compared: {condition} condition per policy ({dt.date.today()})
 
-Command: `{command()}`. Machine: {machine()}. Δ is each row minus `{first}`, 95% paired bootstrap over passages.
+Command: `{command()}`. Machine: {machine()}. Δ is each row minus `{first}`, 95% paired bootstrap over
+the {len(shared)} passages every policy was evaluated on.
 
 {markdown_table(summary)}
 """
