@@ -40,13 +40,9 @@ def compare_rounds(runs: list[tuple[str, Path]], condition: str = "self-edit") -
     Only passages every run has finished are counted, so that the comparison stays paired (runs
     still in progress can be compared on what they share).
     """
-    per_run = {}
-    for label, path in runs:
-        per_run[label] = [r for r in RunDir(path).records(RECORDS) if r["condition"] == condition]
-        if not per_run[label]:
-            raise SystemExit(f"{path} has no '{condition}' records: run its seal eval knowledge first.")
-    shared = set.intersection(*({r["context_id"] for r in found} for found in per_run.values()))
-    records = [r | {"condition": label} for label, found in per_run.items() for r in found if r["context_id"] in shared]
+    per_run = records_on_shared_passages(runs, condition)
+    shared = {r["context_id"] for found in per_run.values() for r in found}
+    records = [r | {"condition": label} for label, found in per_run.items() for r in found]
     first = runs[0][0]
     summary = summarize(records, reference=first)
     return f"""
@@ -57,6 +53,17 @@ the {len(shared)} passages every policy was evaluated on.
 
 {markdown_table(summary)}
 """
+
+
+def records_on_shared_passages(runs: list[tuple[str, Path]], condition: str) -> dict[str, list[dict]]:
+    """Each run's ``condition`` records, on the passages every run has finished."""
+    per_run = {}
+    for label, path in runs:
+        per_run[label] = [r for r in RunDir(path).records(RECORDS) if r["condition"] == condition]
+        if not per_run[label]:
+            raise SystemExit(f"{path} has no '{condition}' records: run its seal eval knowledge first.")
+    shared = set.intersection(*({r["context_id"] for r in found} for found in per_run.values()))
+    return {label: [r for r in found if r["context_id"] in shared] for label, found in per_run.items()}
 
 
 def training_rounds(train_dir: Path) -> str:
@@ -84,8 +91,7 @@ def self_edit_profile(runs: list[tuple[str, Path]], condition: str = "self-edit"
     """A table of what each policy's self-edits look like: length, usable lines, and how much is copied from the passage."""
     rows = ["| policy | self-edits | rejected | truncated | mean tokens | mean training lines | copied 5-grams | accuracy |",
             "|---|---|---|---|---|---|---|---|"]
-    for label, path in runs:
-        records = [r for r in RunDir(path).records(RECORDS) if r["condition"] == condition]
+    for label, records in records_on_shared_passages(runs, condition).items():
         edits = [r["self_edit"] for r in records]
         lines = [len(r["train"]["sequences"]) - 1 for r in records if r["train"]]  # the last sequence is the passage itself
         copied = [_copied_share(e["text"], e["prompt"]) for e in edits if e["text"].strip()]
