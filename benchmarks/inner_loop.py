@@ -6,12 +6,15 @@ A (reference): the SEAL code path, one candidate at a time: a fresh PEFT LoRA mo
   dynamic padding instead, which makes A faster than the original, not slower.)
 B (ours): ``BatchedInnerLoop``, the 5 candidates trained (packed, padding-free) and answered together,
   once with float32 weights and once with bfloat16 weights (adapters and optimiser in float32).
+C (GPU, ``--runs ...,vllm:bfloat16``): ``VLLMInnerLoop``, PEFT training one candidate at a time and
+  the answers of all candidates in one vLLM call, each with its adapter (needs vLLM and CUDA).
 
 Both answer the passage's questions after training; the candidates are the 5 GPT-4.1 self-edits of
 eval200 passage 0, parsed our way (lines + the passage). Each side runs in its own process so that
 its peak RAM is its own. Appends the result to BENCHMARKS.md:
 
-    python benchmarks/inner_loop.py
+    python benchmarks/inner_loop.py                                   # A and B in float32 and bfloat16
+    python benchmarks/inner_loop.py --runs reference:float32,ours:float32  # where bf16 is slow (CPUs without AMX/AVX-512 bf16)
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ import torch
 
 from seal_lm import GenerationSettings, InnerLoopSettings, KnowledgeDomain, PromptFormatter, TrainPlan, load_model, load_passages
 from seal_lm.adapt.batched import BatchedInnerLoop
+from seal_lm.adapt.vllm_engine import VLLMInnerLoop
 from seal_lm.domains.knowledge.data import load_external_self_edits
-from seal_lm.model.loading import DTYPES
+from seal_lm.model.loading import DEFAULT_MODEL, DTYPES, resolve_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
 SETTINGS = InnerLoopSettings(target_modules=("all-linear",))  # the paper's values otherwise (r32, a64, lr 1e-3, 10 ep, bs 1)
@@ -90,6 +94,15 @@ def run_ours(model, tokenizer, plans, prompts, generation) -> tuple[list[list[st
     return [[g.text for g in r.answers] for r in results], sum(r.stats.tokens for r in results)
 
 
+def run_vllm(model, tokenizer, plans, prompts, generation) -> tuple[list[list[str]], int]:
+    engine = VLLMInnerLoop(model, tokenizer, resolve_model(DEFAULT_MODEL), max_lora_rank=SETTINGS.rank)
+    results = engine.train_and_answer(plans, prompts, generation)
+    return [[g.text for g in r.answers] for r in results], sum(r.stats.tokens for r in results)
+
+
+RUNNERS = {"reference": run_reference, "ours": run_ours, "vllm": run_vllm}
+
+
 def measure(side: str, k: int, dtype: str) -> dict:
     loaded = load_model(dtype=dtype)
     domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat))
@@ -98,8 +111,7 @@ def measure(side: str, k: int, dtype: str) -> dict:
     prompts = domain.probe_prompts(passage)
     generation = domain.answer_generation
     start = time.perf_counter()
-    runner = run_reference if side == "reference" else run_ours
-    answers, trained_tokens = runner(loaded.model, loaded.tokenizer, plans, prompts, generation)
+    answers, trained_tokens = RUNNERS[side](loaded.model, loaded.tokenizer, plans, prompts, generation)
     seconds = time.perf_counter() - start
     correct = [sum(g["correct"] for g in domain.score(passage, a)) for a in answers]
     prompt_tokens = sum(len(loaded.tokenizer(p)["input_ids"]) for p in prompts) * k
@@ -130,13 +142,17 @@ def matmul_peak(dtype: str, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / best
 
 
-RUNS = [("reference", "float32"), ("ours", "float32"), ("ours", "bfloat16")]
-LABELS = {"reference": "A: reference (PEFT + Trainer, one at a time)", "ours": "B: ours (batched engine)"}
+LABELS = {
+    "reference": "A: reference (PEFT + Trainer, one at a time)",
+    "ours": "B: ours (batched engine)",
+    "vllm": "C: ours (PEFT training, vLLM answers)",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--side", choices=["reference", "ours", "all"], default="all")
+    parser.add_argument("--side", choices=[*RUNNERS, "all"], default="all")
+    parser.add_argument("--runs", default="reference:float32,ours:float32,ours:bfloat16", help="SIDE:DTYPE pairs run by --side all; the first is the reference of the speed-ups.")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="weights' dtype of one --side")
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args()
@@ -144,7 +160,7 @@ def main() -> None:
         print(json.dumps(measure(args.side, args.k, args.dtype)))
         return
     results = []
-    for side, dtype in RUNS:
+    for side, dtype in (run.split(":") for run in args.runs.split(",")):
         command = [sys.executable, __file__, "--side", side, "--dtype", dtype, "--k", str(args.k)]
         output = subprocess.run(command, capture_output=True, text=True, check=True)
         results.append(json.loads(output.stdout.strip().splitlines()[-1]))
@@ -158,7 +174,7 @@ def main() -> None:
     section = f"""
 ## Inner loop: {args.k} candidate self-edits of one passage, reference style vs ours ({dt.date.today()})
 
-Command: `python benchmarks/inner_loop.py --k {args.k}`. Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__},
+Command: `python benchmarks/inner_loop.py --k {args.k} --runs {args.runs}`. Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"},
 bundled SmolLM2-135M, LoRA r32/α64 on all linear layers, lr 1e-3, 10 epochs, batch 1; candidates = the
 GPT-4.1 self-edits of eval200 passage 0; {reference['questions']} questions answered per candidate.
 
