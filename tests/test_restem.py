@@ -198,6 +198,7 @@ def test_summary_matches_the_records(kept_round):
     assert summary["contexts"] == 2 and summary["self_edits"] == 4
     assert summary["mean_reward"] == pytest.approx(statistics.fmean(rewards))
     assert summary["contexts_with_any_reward"] == sum(1 for record in records if max(record["rewards"]) > 0)
+    assert summary["contexts_improving_on_baseline"] is None  # best-of-k measures no passage-only baseline
     assert summary["kept"] == 2
     assert summary["keep_notes"] == {"first": 2}
     assert summary["rejected_self_edits"] == 0
@@ -450,6 +451,9 @@ def test_positive_gain_run_measures_the_passage_only_baseline(tmp_path, tiny_mod
     for record in read_jsonl(out / "round-1" / "samples.jsonl"):
         assert isinstance(record["baseline"], float) and 0.0 <= record["baseline"] <= 1.0
         assert record["kept"] == [i for i, r in enumerate(record["rewards"]) if r is not None and r > record["baseline"]]
+    summary = json.loads((out / "round-1" / "summary.json").read_text())
+    improving = sum(1 for r in read_jsonl(out / "round-1" / "samples.jsonl") if max(x or 0.0 for x in r["rewards"]) > r["baseline"])
+    assert summary["contexts_improving_on_baseline"] == improving
 
 
 @pytest.mark.parametrize("flag, value", [("--k", "0"), ("--contexts-per-round", "0"), ("--contexts-per-round", "-1")])

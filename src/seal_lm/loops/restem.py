@@ -235,7 +235,10 @@ def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict
         "mean_reward": statistics.fmean(rewards) if rewards else 0.0,
         "reward_sd_within_context": statistics.fmean(statistics.pstdev(_zeroed(r)) for r in records) if records else 0.0,
         "contexts_with_any_reward": sum(1 for r in records if max(_zeroed(r)) > 0),
-        "contexts_improving_on_baseline": sum(1 for r in records if r["baseline"] is not None and max(_zeroed(r)) > r["baseline"]),
+        # None when the keep rule measured no context-only baseline (best-of-k, threshold)
+        "contexts_improving_on_baseline": (
+            sum(1 for r in records if max(_zeroed(r)) > r["baseline"]) if records and all(r["baseline"] is not None for r in records) else None
+        ),
         "kept": len(pairs),
         "keep_notes": {note: sum(1 for r in records if r["keep_note"] == note) for note in {r["keep_note"] for r in records} if note},
         "rejected_self_edits": sum(1 for r in records for s in r["samples"] if s["rejected"]),
