@@ -58,7 +58,7 @@ def main() -> None:
         compare_rounds(evaluations)
         + f"\nThe training rounds (`{out / 'train'}`, M={args.contexts_per_round} passages × k={args.k} self-edits, best-of-k):\n\n"
         + training_rounds(out / "train")
-        + f"\nEach policy's self-edits on the {args.n_passages} eval passages (copied 5-grams: share of a self-edit's word 5-grams found in the prompt's passage):\n\n"
+        + "\nEach policy's self-edits (copied 5-grams: share of a self-edit's word 5-grams found in the prompt's passage):\n\n"
         + self_edit_profile(evaluations),
         append=not args.no_append,
     )

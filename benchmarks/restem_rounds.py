@@ -1,11 +1,13 @@
 """Benchmark: the single-passage self-edit table of each ReST-EM round's policy, rounds compared pairwise.
 
-Each ``LABEL=RUN_DIR`` is a finished ``seal eval knowledge`` run with the ``self-edit`` condition on the
-same passages (for example the round-0, round-1 and round-2 policies of ``seal train knowledge``). Its
-self-edit records become one row; every row is compared with the first by a paired bootstrap over
-passages. Appends the table to BENCHMARKS.md:
+Each ``LABEL=RUN_DIR`` is a ``seal eval knowledge`` run with the ``self-edit`` condition on the same
+passages (for example the round-0, round-1 and round-2 policies of ``seal train knowledge``); runs
+still in progress are compared on the passages they all finished. Its self-edit records become one
+row; every row is compared with the first by a paired bootstrap over passages. A second table
+profiles each policy's self-edits, and ``--train`` adds what each training round saw and kept.
+Appends the section to BENCHMARKS.md:
 
-    python benchmarks/restem_rounds.py round-0=runs/eval-round0 round-1=runs/eval-round1 round-2=runs/eval-round2
+    python benchmarks/restem_rounds.py round-0=runs/eval-round0 round-1=runs/eval-round1 round-2=runs/eval-round2 --train runs/train
 """
 
 from __future__ import annotations
@@ -28,10 +30,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR")
     parser.add_argument("--condition", default="self-edit", help="the condition of each run to compare")
+    parser.add_argument("--train", type=Path, help="the seal train knowledge run directory whose rounds made the policies")
     parser.add_argument("--no-append", action="store_true", help="Print the section only; leave BENCHMARKS.md alone.")
     args = parser.parse_args()
     runs = [(label, Path(path)) for label, _, path in (run.partition("=") for run in args.runs)]
-    publish(compare_rounds(runs, args.condition), append=not args.no_append)
+    section = compare_rounds(runs, args.condition)
+    if args.train:
+        section += f"\nThe training rounds (`{args.train}`):\n\n{training_rounds(args.train)}"
+    section += f"\nEach policy's self-edits (copied 5-grams: share of a self-edit's word 5-grams found in the prompt's passage):\n\n{self_edit_profile(runs, args.condition)}"
+    publish(section, append=not args.no_append)
 
 
 def compare_rounds(runs: list[tuple[str, Path]], condition: str = "self-edit") -> str:
