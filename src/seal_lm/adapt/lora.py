@@ -126,8 +126,7 @@ class InnerLoop:
             stats = self.train_adapter(plan)
             with mixed_precision(self.base_model, self.compute_dtype):
                 answers = generate(self.peft_model, self.tokenizer, prompts, generation)
-            state = {n: p.detach().clone() for n, p in self.peft_model.named_parameters() if ADAPTER_NAME in n}
-            results.append(CandidateResult(stats=stats, answers=answers, adapter_state=state))
+            results.append(CandidateResult(stats=stats, answers=answers, adapter_state=self.adapter_state()))
         return results
 
     def train_adapter(self, plan: TrainPlan) -> TrainStats:
@@ -137,6 +136,10 @@ class InnerLoop:
         torch.manual_seed(plan.settings.seed)  # LoRA dropout draws here: the adapter never depends on what ran before in this process
         with mixed_precision(model, self.compute_dtype):
             return train_on_plan(model, self.tokenizer, plan, parameters, progress=self.progress)
+
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the active adapter's weights (what :meth:`load_adapter` takes back)."""
+        return {n: p.detach().clone() for n, p in self.peft_model.named_parameters() if ADAPTER_NAME in n}
 
     def load_adapter(self, state: Mapping[str, torch.Tensor], settings: InnerLoopSettings) -> None:
         """Make ``state`` (a :attr:`CandidateResult.adapter_state`) the active adapter, e.g. to merge it."""

@@ -68,11 +68,10 @@ class VLLMInnerLoop:
         trained = []
         for plan in plans:
             stats = self.trainer.train_adapter(plan)
-            peft_model = self.trainer.peft_model
-            state = {n: p.detach().clone() for n, p in peft_model.named_parameters() if ADAPTER_NAME in n}
+            state = self.trainer.adapter_state()
             self.adapters_served += 1
             folder = self.adapter_dir / str(self.adapters_served)
-            peft_model.save_pretrained(folder, selected_adapters=[ADAPTER_NAME])  # PEFT writes it to folder/<adapter name>
+            self.trainer.peft_model.save_pretrained(folder, selected_adapters=[ADAPTER_NAME])  # PEFT writes it to folder/<adapter name>
             request = LoRARequest(f"candidate-{self.adapters_served}", self.adapters_served, str(folder / ADAPTER_NAME))
             trained.append((stats, state, request))
         rows = [(prompt, request) for _, _, request in trained for prompt in prompts]
