@@ -48,8 +48,16 @@ def test_valid_configs_parse(text):
     assert config.loss_on == "completion"
 
 
+def test_colour_permutations_default_to_on_and_can_be_turned_off():
+    assert parse_config(json.dumps(SEAL_EXAMPLE)).colour_permutations  # SEAL's format has no such key
+    assert not parse_config(edited("data_generation", "use_colour_permutations", False)).colour_permutations
+    assert parse_config(edited("data_generation", "use_colour_permutations", True)) == EXPECTED
+
+
 def test_to_json_round_trips_and_strategies_map_to_loss():
     assert parse_config(EXPECTED.to_json()) == EXPECTED
+    without_colours = TTTConfig(colour_permutations=False)
+    assert parse_config(without_colours.to_json()) == without_colours
     assert TTTConfig(strategy="train_using_all_tokens").loss_on == "all"
     assert parse_config(TTTConfig(families=()).to_json()).families == ()
 
@@ -62,6 +70,7 @@ def test_to_json_round_trips_and_strategies_map_to_loss():
         (edited("data_generation", "use_basic_augmentations", "yes"), "use_basic_augmentations must be true or false, got 'yes'"),
         (edited("data_generation", "use_size_augmentations", 1), "use_size_augmentations must be true or false, got 1"),
         (edited("data_generation", "use_repeat_augmentations", delete=True), "missing key 'use_repeat_augmentations'"),
+        (edited("data_generation", "use_colour_permutations", "no"), "use_colour_permutations must be true or false, got 'no'"),
         (edited("data_generation", "use_color_augmentations", True), "unknown key 'use_color_augmentations'"),
         (edited("training", "strategy", "train_on_everything"), "strategy must be one of train_using_all_tokens, train_using_output_tokens"),
         (edited("training", "strategy", 1), "strategy must be a string"),

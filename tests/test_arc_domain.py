@@ -81,6 +81,14 @@ def test_example_counts(families, copies, expected):
     assert len(plan.examples) == expected == len(set(plan.examples))
 
 
+def test_a_config_without_colour_permutations_gets_no_permuted_copies():
+    arc = domain(permuted_copies=2)
+    with_colours = arc.plan_for_config(FLIP, TTTConfig(families=("basic",)))
+    without = arc.plan_for_config(FLIP, TTTConfig(families=("basic",), colour_permutations=False))
+    assert (len(with_colours.examples), len(without.examples)) == (72, 24)
+    assert set(without.examples) < set(with_colours.examples)  # the unpermuted examples are the same ones
+
+
 def test_duplicate_examples_from_symmetric_grids_are_dropped():
     dots = ArcTask("dots", train=((((1,),), ((2,),)), (((3,),), ((4,),))), test=((((5,),), ((6,),)),))
     plan = domain(permuted_copies=0).plan_for_config(dots, TTTConfig(families=("basic",)))

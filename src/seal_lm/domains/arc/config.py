@@ -6,9 +6,12 @@ SEAL's format, which the model is asked for::
                          "use_chain_augmentations": false, "use_repeat_augmentations": false},
      "training": {"strategy": "train_using_all_tokens", "learning_rate": 1e-4, "num_train_epochs": 2}}
 
-The same keys without the two outer groups (one flat object) are accepted too: the groups carry no
-information, and a small model that drops them has still said everything. Every key is required
-and no other key is allowed, so a rejection always names exactly what to fix.
+plus one key of ours in ``data_generation``, ``use_colour_permutations`` (also train on copies with
+the colours permuted and the demonstrations shuffled): right for most tasks, wrong for the ones whose
+rule is about particular colours. It may be left out (SEAL's format has no such key), and then is
+true. The same keys without the two outer groups (one flat object) are accepted too: the groups carry
+no information, and a small model that drops them has still said everything. Every other key is
+required and no unknown key is allowed, so a rejection always names exactly what to fix.
 
 :func:`parse_config` reads the first JSON object in the model's text (prose and ``` fences
 around it are fine) and raises :class:`ConfigRejected` with the reason when it is unusable.
@@ -28,6 +31,7 @@ AUGMENTATION_KEYS = {  # JSON key -> augmentation family
     "use_chain_augmentations": "chain",
     "use_repeat_augmentations": "repeat",
 }
+COLOUR_KEY = "use_colour_permutations"  # optional, default true
 STRATEGIES = {"train_using_all_tokens": "all", "train_using_output_tokens": "completion"}  # -> loss_on
 MAX_LEARNING_RATE = 1e-2
 MAX_EPOCHS = 10
@@ -37,13 +41,15 @@ _TRAINING_KEYS = ("strategy", "learning_rate", "num_train_epochs")
 CONFIG_INSTRUCTIONS = "\n".join(
     [
         '{"data_generation": {"use_basic_augmentations": BOOL, "use_size_augmentations": BOOL, '
-        '"use_chain_augmentations": BOOL, "use_repeat_augmentations": BOOL}, '
+        '"use_chain_augmentations": BOOL, "use_repeat_augmentations": BOOL, "use_colour_permutations": BOOL}, '
         '"training": {"strategy": STRATEGY, "learning_rate": NUMBER, "num_train_epochs": INTEGER}}',
         "where",
         "- use_basic_augmentations: true or false; also train on rotated, flipped and transposed copies of the examples",
         "- use_size_augmentations: true or false; also train on copies with every grid upscaled 2x",
         "- use_chain_augmentations: true or false; also train on rotated or flipped copies upscaled 2x",
         "- use_repeat_augmentations: true or false; also train on copies with every grid tiled 2x1, 1x2 and 2x2",
+        "- use_colour_permutations: true or false; also train on copies with the colours swapped around "
+        "(false when the rule depends on particular colours)",
         f"- strategy: {' or '.join(map(json.dumps, STRATEGIES))} (learn whole examples, or only the output grids)",
         f"- learning_rate: a number above 0 and at most {MAX_LEARNING_RATE:g}, for example 0.0001",
         f"- num_train_epochs: a whole number from 1 to {MAX_EPOCHS}",
@@ -60,6 +66,7 @@ class TTTConfig:
     """Which augmentation families to train on, and how."""
 
     families: tuple[str, ...] = ("basic",)
+    colour_permutations: bool = True
     strategy: str = "train_using_all_tokens"
     learning_rate: float = 1e-4
     epochs: int = 2
@@ -84,7 +91,8 @@ class TTTConfig:
         """The configuration in SEAL's nested JSON format (what :func:`parse_config` reads back)."""
         return json.dumps(
             {
-                "data_generation": {key: family in self.families for key, family in AUGMENTATION_KEYS.items()},
+                "data_generation": {key: family in self.families for key, family in AUGMENTATION_KEYS.items()}
+                | {COLOUR_KEY: self.colour_permutations},
                 "training": {"strategy": self.strategy, "learning_rate": self.learning_rate, "num_train_epochs": self.epochs},
             }
         )
@@ -93,14 +101,15 @@ class TTTConfig:
 def parse_config(text: str) -> TTTConfig:
     """The configuration in the first JSON object of ``text``; raises :class:`ConfigRejected` if unusable."""
     fields = _flatten(_first_json_object(text))
-    allowed = (*AUGMENTATION_KEYS, *_TRAINING_KEYS)
+    required = (*AUGMENTATION_KEYS, *_TRAINING_KEYS)
     for key in fields:
-        if key not in allowed:
-            raise ConfigRejected(f"unknown key {key!r}; allowed keys: {', '.join(allowed)}")
-    for key in allowed:
+        if key not in (*required, COLOUR_KEY):
+            raise ConfigRejected(f"unknown key {key!r}; allowed keys: {', '.join((*required, COLOUR_KEY))}")
+    for key in required:
         if key not in fields:
             raise ConfigRejected(f"missing key {key!r}")
-    for key in AUGMENTATION_KEYS:
+    fields.setdefault(COLOUR_KEY, True)
+    for key in (*AUGMENTATION_KEYS, COLOUR_KEY):
         if not isinstance(fields[key], bool):
             raise ConfigRejected(f"{key} must be true or false, got {fields[key]!r}")
     if not isinstance(fields["strategy"], str):
@@ -112,6 +121,7 @@ def parse_config(text: str) -> TTTConfig:
         raise ConfigRejected(f"num_train_epochs must be a whole number, got {epochs!r}")
     return TTTConfig(
         families=tuple(family for key, family in AUGMENTATION_KEYS.items() if fields[key]),
+        colour_permutations=fields[COLOUR_KEY],
         strategy=fields["strategy"],
         learning_rate=float(learning_rate),
         epochs=epochs,

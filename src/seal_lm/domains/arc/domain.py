@@ -62,7 +62,7 @@ class ArcSettings:
     """How ARC tasks become training plans and probe prompts."""
 
     max_examples: int = 250  # cap on TTT examples per plan (SEAL: about 250)
-    permuted_copies: int = 1  # colour-permuted, shuffled copies of each augmented leave-one-out example
+    permuted_copies: int = 1  # colour-permuted, shuffled copies of each augmented leave-one-out example (if the config asks)
     views: int = MAX_VIEWS  # views of each test input voted over: identity, rotations, flips, transposes
     max_train_steps: int = 750  # configs needing more optimiser steps are rejected (reward 0)
     default_config: TTTConfig = field(default_factory=TTTConfig)  # what context_plan trains with
@@ -119,7 +119,7 @@ class ArcDomain:
             task.train,
             augmentations(config.families),
             rng=random.Random(f"{self.settings.seed}:{task.id}"),  # str seeds are stable across runs
-            permuted_copies=self.settings.permuted_copies,
+            permuted_copies=self.settings.permuted_copies if config.colour_permutations else 0,
             max_examples=self.settings.max_examples,
             max_chars=inner.max_seq_len,
         )
