@@ -11,7 +11,7 @@ by the run directories themselves):
 3. the rounds compared pairwise (``restem_rounds.compare_rounds``), with what each training round saw and
    kept and what each policy's self-edits look like, appended to BENCHMARKS.md;
 4. with ``--cpt``, the continued-pretraining setting (all passages pooled into one adapter) for the
-   round-0 and the last policy, into ``OUT/cpt-round-N``, also appended.
+   round-0 and the last policy, into ``OUT/cpt-round-N``, their self-edit rows compared the same way, also appended.
 
     python benchmarks/restem_curve.py --contexts-per-round 10 --k 4 --n-passages 50 --out runs/restem-curve
 """
@@ -63,13 +63,16 @@ def main() -> None:
         append=not args.no_append,
     )
     if args.cpt:
+        cpt_runs = []
         for round_ in (0, args.rounds):
             run = out / f"cpt-round-{round_}"
             conditions = "base,passage,self-edit" if round_ == 0 else "self-edit"
             run_seal(["eval", "knowledge", "--setting", "cpt", "--model", policies[round_], "--data", str(SQUAD / "eval200.json"),
                       "--n-passages", str(args.n_passages), "--conditions", conditions, "--out", str(run), *shared])
-            publish(f"\n## Continued pretraining, {args.n_passages} eval200 passages pooled: round-{round_} policy ({dt.date.today()})\n\n"
-                    f"Command: `{command()}` (its step `{run}`). Machine: {machine()}.\n\n{(run / 'results.md').read_text()}", append=not args.no_append)
+            cpt_runs.append((f"cpt-round-{round_}", run))
+        publish(f"\n## Continued pretraining, {args.n_passages} eval200 passages pooled ({dt.date.today()})\n\n"
+                f"Command: `{command()}` (its steps `{cpt_runs[0][1]}`, `{cpt_runs[1][1]}`). Machine: {machine()}.\n\n"
+                f"The round-0 policy:\n\n{(cpt_runs[0][1] / 'results.md').read_text()}" + compare_rounds(cpt_runs), append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common import command, machine, publish
 
-from seal_lm.loops.evaluate import RECORDS
+from seal_lm.loops.evaluate import RECORDS, per_context
 from seal_lm.loops.report import markdown_table, summarize
 from seal_lm.runs.rundir import RunDir
 
@@ -66,7 +66,8 @@ def records_on_shared_passages(runs: list[tuple[str, Path]], condition: str) -> 
     """Each run's ``condition`` records, on the passages every run has finished."""
     per_run = {}
     for label, path in runs:
-        per_run[label] = [r for r in RunDir(path).records(RECORDS) if r["condition"] == condition]
+        records = [part for record in RunDir(path).records(RECORDS) for part in per_context(record)]  # CPT runs too
+        per_run[label] = [r for r in records if r["condition"] == condition]
         if not per_run[label]:
             raise SystemExit(f"{path} has no '{condition}' records: run its seal eval knowledge first.")
     shared = set.intersection(*({r["context_id"] for r in found} for found in per_run.values()))

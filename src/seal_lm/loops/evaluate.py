@@ -112,7 +112,7 @@ def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_gene
                     for grade in (g for part in done[key]["contexts"] for g in part["grades"]):
                         grade["judge"] = judge(grade)
                 run.append(RECORDS, done[key])
-    return [per_context for record in done.values() for per_context in _expand(record)]
+    return [part for record in done.values() for part in per_context(record)]
 
 
 def _run_pooled_unit(run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits) -> dict:
@@ -153,8 +153,8 @@ def _run_pooled_unit(run, key, domain, contexts, condition, sample, k, inner_loo
     return {"unit": key, "condition": condition, "sample": sample, "train": train, "contexts": parts, "seconds": round(time.perf_counter() - start, 3)}
 
 
-def _expand(record: dict) -> list[dict]:
-    """A pooled record as per-context records; the shared training is reported once."""
+def per_context(record: dict) -> list[dict]:
+    """A record as per-context records: a pooled (continued-pretraining) record is split, its training reported once; others are as they are."""
     if "contexts" not in record:
         return [record]
     share = record["seconds"] / len(record["contexts"])
