@@ -20,6 +20,7 @@ Steps, each a resumable seal run under ``OUT`` (re-run the same command after an
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
 import shlex
@@ -94,12 +95,14 @@ def main() -> None:
             f"| {label} | {len({r['context_id'] for r in records})} | {len(records)} | {sum(1 for r in records if r['rejected'])} | "
             f"{solved_units} | {100 * solved_units / max(len(records), 1):.0f}% | {statistics.fmean(seconds) if seconds else 0:.1f} |"
         )
+    reasons = collections.Counter(r["rejected"] for _, records in rows for r in records if r["rejected"])  # the commonest are listed
     rounds = json.loads((out / "train" / "round-1" / "summary.json").read_text())
     publish(
         f"{header}\nRL tasks ({len(rl_tasks)}): {', '.join(rl_tasks)}. Evaluation tasks ({len(eval_tasks)}): {', '.join(eval_tasks)}.\n\n"
         + "\n".join(table)
         + f"\n\nRL round: {rounds['self_edits']} configurations sampled, {rounds['rejected_self_edits']} rejected, {rounds['kept']} kept "
         f"(solved their task){'; the policy was carried over unchanged' if rounds['policy_carried_over'] else ''}.\n"
+        + "".join(f"\n- rejected {count}×: {reason}" for reason, count in reasons.most_common(5)) + "\n\n"
         f"Wall time (min): {', '.join(f'{step} {value:.1f}' for step, value in minutes.items())} (a resumed step counts only its resumed part).\n",
         append=not args.no_append,
     )
