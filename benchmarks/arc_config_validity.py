@@ -61,6 +61,7 @@ def main() -> None:
         commonest = f"{reasons.most_common(1)[0][0]} ({reasons.most_common(1)[0][1]})" if reasons else ""
         rows.append(f"| {label} | {len(prompts)} | {parsed} | {usable} | {seconds:.1f} | {commonest} |")
     choices = collections.Counter(
+        f"{'+'.join(k.removeprefix('use_').removesuffix('_augmentations') for k, on in c['data_generation'].items() if on) or 'nothing'}; "
         f"{c['training']['strategy'].removeprefix('train_using_')}, lr {c['training']['learning_rate']:g}, {c['training']['num_train_epochs']} epochs"
         for c in chosen
     )
@@ -68,9 +69,8 @@ def main() -> None:
         f"\n## ARC self-edits: usable configurations, free text vs constrained decoding ({dt.date.today()})\n\n"
         f"Command: `{command()}`. Machine: {machine()}. Bundled model, tasks {args.tasks}, {args.k} samples each, T=0.7.\n\n"
         + "\n".join(rows)
-        + "\n\nWhat the constrained samples chose (strategy, learning rate, epochs): "
-        + ", ".join(f"{choice} ×{count}" for choice, count in choices.most_common())
-        + ".\n",
+        + "\n\nWhat the constrained samples chose (augmentations and colour permutations; loss, learning rate, epochs):\n\n"
+        + "".join(f"- {choice} ×{count}\n" for choice, count in choices.most_common()),
         append=not args.no_append,
     )
 
