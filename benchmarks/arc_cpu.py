@@ -15,6 +15,9 @@ Steps, each a resumable seal run under ``OUT`` (re-run the same command after an
    configurations, seconds per inner loop.
 
     python benchmarks/arc_cpu.py --max-grid-side 5 --max-examples 24 --k 5 --out runs/arc-cpu
+
+``--constrained-self-edits`` samples the configurations of steps 3-5 under their JSON schema; with
+``--tasks`` (the subset an earlier run selected) it skips step 1.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def main() -> None:
     parser.add_argument("--max-examples", type=int, default=24, help="Test-time-training examples per configuration.")
     parser.add_argument("--k", type=int, default=5, help="Configurations sampled per task.")
     parser.add_argument("--oracle-config", default=ORACLE.to_json())
+    parser.add_argument("--constrained-self-edits", action="store_true", help="Sample configurations under their JSON schema (eval and train steps).")
     parser.add_argument("--tasks", default="", help="Skip the selection: these solved training-split task ids (comma-separated) are the subset.")
     parser.add_argument("--out", default="runs/arc-cpu")
     parser.add_argument("--extra", default="", help="More flags for every seal command, quoted.")
@@ -65,20 +69,22 @@ def main() -> None:
         subset_text = (f"Subset: the oracle solved {len(solved)} of {len(subset['tried'])} ARC-AGI-1 training tasks with every grid "
                        f"at most {args.max_grid_side}×{args.max_grid_side}.")
     header = (f"\n## ARC at CPU scale: icl, self-edit, one RL round, oracle ({dt.date.today()})\n\nCommand: `{command()}`. "
-              f"Machine: {machine()}.\nOracle configuration: `{args.oracle_config}`; {args.max_examples} training examples per configuration.\n\n"
+              f"Machine: {machine()}.\nOracle configuration: `{args.oracle_config}`; {args.max_examples} training examples per configuration; "
+              f"self-edits sampled {'under the JSON schema' if args.constrained_self_edits else 'as free text'}.\n\n"
               + subset_text)
     if len(solved) < 2:
         publish(header + " Too few to split into RL and evaluation tasks; nothing else was run.\n", append=not args.no_append)
         return
     rl_tasks, eval_tasks = solved[0::2], solved[1::2]
     on_eval_tasks = ["--tasks", ",".join(eval_tasks), "--k", str(args.k)]
+    sampling = ["--constrained-self-edits"] if args.constrained_self_edits else []
     minutes["eval base"] = run_seal(["eval", "arc", *on_eval_tasks, "--conditions", "icl,ttt-oracle,self-edit", "--out", str(out / "eval-base"),
-                                     *oracle, *shared]) / 60
+                                     *oracle, *sampling, *shared]) / 60
     minutes["train"] = run_seal(["train", "arc", "--tasks", ",".join(rl_tasks), "--contexts-per-round", str(len(rl_tasks)), "--k", str(args.k),
-                                 "--rounds", "1", "--out", str(out / "train"), *shared]) / 60
+                                 "--rounds", "1", "--out", str(out / "train"), *sampling, *shared]) / 60
     policy = out / "train" / "round-1" / "policy"
     minutes["eval policy"] = run_seal(["eval", "arc", *shared, "--model", str(policy), *on_eval_tasks, "--conditions", "self-edit",
-                                       "--out", str(out / "eval-round-1")]) / 60
+                                       "--out", str(out / "eval-round-1"), *sampling]) / 60
 
     base = list(RunDir(out / "eval-base").records(RECORDS))
     rows = [

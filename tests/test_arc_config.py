@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from seal_lm.domains.arc.config import ConfigRejected, TTTConfig, check_step_budget, parse_config
+from seal_lm.domains.arc.config import CONFIG_SCHEMA, ConfigRejected, TTTConfig, check_step_budget, parse_config
 from seal_lm.domains.base import SelfEditRejected
 
 SEAL_EXAMPLE = {
@@ -96,6 +98,17 @@ def test_each_invalid_field_is_rejected_with_its_reason(text, reason):
 def test_non_finite_learning_rate_is_rejected():
     with pytest.raises(ConfigRejected, match="learning_rate"):
         parse_config(edited("training", "learning_rate", float("nan")))  # json.dumps writes NaN, json.loads reads it
+
+
+@given(st.data())
+def test_every_configuration_the_schema_allows_parses(data):
+    """Constrained decoding writes only what CONFIG_SCHEMA allows; parse_config must accept all of it."""
+    def value(schema):
+        return data.draw(st.booleans()) if schema.get("type") == "boolean" else data.draw(st.sampled_from(schema["enum"]))
+
+    config = {group: {key: value(s) for key, s in spec["properties"].items()} for group, spec in CONFIG_SCHEMA["properties"].items()}
+    parsed = parse_config(json.dumps(config, separators=(",", ":")))
+    assert parsed.learning_rate == config["training"]["learning_rate"] and parsed.epochs == config["training"]["num_train_epochs"]
 
 
 def test_rejections_are_self_edit_rejections():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from seal_lm.cli import main
-from seal_lm.domains.arc.config import TTTConfig
+from seal_lm.domains.arc.config import TTTConfig, parse_config
 
 TASK = {
     "train": [
@@ -87,3 +87,21 @@ def test_select_subset_tries_small_grid_tasks_and_writes_the_solved_ids(tmp_path
     subset = json.loads((tmp_path / "run" / "subset.json").read_text())
     assert subset["tried"] == ["mirror"], "the 12x12 task is not a candidate"
     assert subset["selected"] in ([], ["mirror"])
+
+
+def test_constrained_self_edits_always_parse_even_from_a_random_model(tmp_path, tiny_model_dir):
+    """Under --constrained-self-edits the configuration is sampled under its JSON schema: the tiny
+    random model, whose free text never parses, writes configurations that all parse."""
+    assert run_arc(tmp_path, tiny_model_dir, "--conditions", "self-edit", "--self-edit-max-tokens", "400", "--constrained-self-edits") == 0
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        parse_config(record["self_edit"]["text"])  # raises if the text is not a valid configuration
+        assert record["rejected"] is None or "over the budget" in record["rejected"]  # the one check the schema leaves
+        assert (record["train"] is not None) == (record["rejected"] is None)
+
+
+def test_constrained_self_edits_are_refused_under_vllm(tmp_path, tiny_model_dir, capsys):
+    assert run_arc(tmp_path, tiny_model_dir, "--constrained-self-edits", "--generator", "vllm") == 2
+    assert "--constrained-self-edits runs with --generator hf" in capsys.readouterr().err

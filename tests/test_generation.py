@@ -7,7 +7,9 @@ batch, so batched results can be compared exactly with one-by-one results.
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -172,3 +174,29 @@ def test_identical_prompts_are_prefilled_once_with_the_same_results(model, tiny_
         assert shared == separate
     hook.remove()
     assert len({g.text for g in generate(model, tiny_tokenizer, [prompt] * 4, GenerationSettings(max_new_tokens=10, temperature=1.0))}) > 1
+
+
+def test_a_json_schema_makes_even_a_random_model_write_valid_json(model, tiny_tokenizer):
+    schema = {
+        "type": "object",
+        "properties": {"flag": {"type": "boolean"}, "mode": {"enum": ["fast", "slow"]}},
+        "required": ["flag", "mode"],
+        "additionalProperties": False,
+    }
+    settings = GenerationSettings(max_new_tokens=40, temperature=1.0, seed=3, json_schema=json.dumps(schema))
+    constrained = generate(model, tiny_tokenizer, ["Write JSON:"] * 4, settings)
+    free = generate(model, tiny_tokenizer, ["Write JSON:"] * 4, replace(settings, json_schema=""))
+
+    for generation in constrained:
+        value = json.loads(generation.text)
+        assert set(value) == {"flag", "mode"} and isinstance(value["flag"], bool) and value["mode"] in ("fast", "slow")
+        assert not generation.truncated
+    assert not any(_parses(g.text) for g in free), "the random model on its own writes no JSON"
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True

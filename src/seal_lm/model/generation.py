@@ -6,6 +6,8 @@ token budget (``truncated``), so callers can tell a finished answer from a cut-o
 
 A batch of identical prompts (the k self-edits sampled for one context) is prefilled once: the
 prompt's key/value cache is computed for one copy and repeated for the batch.
+
+With ``json_schema`` set, every completion is JSON matching that schema (:mod:`seal_lm.model.constrained`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from seal_lm.model.constrained import json_schema_processor
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -29,6 +33,7 @@ class GenerationSettings:
     stop: tuple[str, ...] = field(default_factory=tuple)  # cut the text at the first of these
     batch_size: int = 8
     seed: int = 0
+    json_schema: str = ""  # a JSON schema (as text) every completion must follow; empty: free text
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ def generate(
             shared = _prefilled_once(model, encoded["input_ids"]) if not keep_order and len(texts) > 1 and len(set(texts)) == 1 else None
             torch.manual_seed(settings.seed)
             sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
+            constraint = {"logits_processor": [json_schema_processor(tokenizer, model.config.vocab_size, settings.json_schema)]} if settings.json_schema else {}
             output = model.generate(
                 **encoded,
                 **({} if shared is None else {_cache_argument(model): shared}),
@@ -76,6 +82,7 @@ def generate(
                 stop_strings=list(settings.stop) or None,
                 tokenizer=tokenizer if settings.stop else None,
                 **(sampling if settings.temperature > 0 else {"do_sample": False, "top_p": None, "top_k": None}),
+                **constraint,
             )
             new_tokens = output[:, encoded["input_ids"].shape[1] :]
             for row, index in enumerate(batch):

@@ -56,6 +56,34 @@ CONFIG_INSTRUCTIONS = "\n".join(
     ]
 )
 
+# The same schema as JSON Schema, for constrained decoding (``--constrained-self-edits``): the model
+# then always writes this shape and chooses only the values. Learning rates come from a grid (a free
+# number could run on digit after digit); the step budget is still checked when the plan is made.
+SCHEMA_LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+CONFIG_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "data_generation": {
+            "type": "object",
+            "properties": {key: {"type": "boolean"} for key in (*AUGMENTATION_KEYS, COLOUR_KEY)},
+            "required": [*AUGMENTATION_KEYS, COLOUR_KEY],
+            "additionalProperties": False,
+        },
+        "training": {
+            "type": "object",
+            "properties": {
+                "strategy": {"enum": list(STRATEGIES)},
+                "learning_rate": {"enum": list(SCHEMA_LEARNING_RATES)},
+                "num_train_epochs": {"enum": list(range(1, MAX_EPOCHS + 1))},
+            },
+            "required": list(_TRAINING_KEYS),
+            "additionalProperties": False,
+        },
+    },
+    "required": ["data_generation", "training"],
+    "additionalProperties": False,
+}
+
 
 class ConfigRejected(SelfEditRejected):
     """A configuration that cannot be used for training; the message says why (reward 0)."""
