@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from common import command, machine, publish
 
-from seal_lm.domains.arc.config import CONFIG_SCHEMA, ConfigRejected
+from seal_lm.domains.arc.config import CONFIG_SCHEMA, ConfigRejected, parse_config
 from seal_lm.domains.arc.data import load_tasks
 from seal_lm.domains.arc.domain import ArcDomain, ArcSettings
 from seal_lm.model.generation import GenerationSettings, generate
@@ -49,20 +49,19 @@ def main() -> None:
         reasons = collections.Counter()
         for task, generation in zip((t for t in tasks for _ in range(args.k)), generations):
             try:
-                arc.parse_self_edit(task, generation.text, generation.truncated)
+                config = parse_config(generation.text)
+                parsed += 1
+                if label.startswith("JSON"):
+                    chosen.append(config)
+                arc.parse_self_edit(task, generation.text, generation.truncated)  # also applies the step budget
                 usable += 1
             except ConfigRejected as rejection:
                 reasons[str(rejection).split(";")[0]] += 1
-                if "over the budget" not in str(rejection):
-                    continue
-            parsed += 1
-            if label.startswith("JSON"):
-                chosen.append(json.loads(generation.text))
         commonest = f"{reasons.most_common(1)[0][0]} ({reasons.most_common(1)[0][1]})" if reasons else ""
         rows.append(f"| {label} | {len(prompts)} | {parsed} | {usable} | {seconds:.1f} | {commonest} |")
     choices = collections.Counter(
-        f"{'+'.join(k.removeprefix('use_').removesuffix('_augmentations') for k, on in c['data_generation'].items() if on) or 'nothing'}; "
-        f"{c['training']['strategy'].removeprefix('train_using_')}, lr {c['training']['learning_rate']:g}, {c['training']['num_train_epochs']} epochs"
+        f"{'+'.join([*c.families, *(['colour_permutations'] if c.colour_permutations else [])]) or 'nothing'}; "
+        f"{c.strategy.removeprefix('train_using_')}, lr {c.learning_rate:g}, {c.epochs} epochs"
         for c in chosen
     )
     publish(

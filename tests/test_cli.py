@@ -377,6 +377,18 @@ def test_a_repeated_condition_does_not_record_units_twice(tmp_path, tiny_model_d
         assert sorted(units) == ["p0000/base/0", "p0001/base/0"]
 
 
+def test_passages_with_the_same_prompt_draw_different_self_edits(tmp_path, tiny_model_dir):
+    """Each passage samples its self-edits with its own seed; with one seed for all, passages whose
+    prompts are alike would draw the same samples, and their results would not be independent."""
+    data = write_json(tmp_path / "twins.json", [PASSAGES[0], PASSAGES[0]])
+    assert main(eval_args(tiny_model_dir, data, tmp_path / "run", conditions=["self-edit"], k=2)) == 0
+    texts = {}
+    for record in read_jsonl(tmp_path / "run" / "records.jsonl"):
+        texts.setdefault(record["context_id"], []).append(record["self_edit"]["text"])
+    assert len(texts) == 2
+    assert texts["p0000"] != texts["p0001"]
+
+
 def test_a_negative_passage_count_is_refused(tmp_path, tiny_model_dir, files, capsys):
     """``--n-passages -1`` must not silently mean "all but the last passage"."""
     assert main(eval_args(tiny_model_dir, files["data"], tmp_path / "run", "--n-passages", "-1",

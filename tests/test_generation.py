@@ -121,6 +121,14 @@ def test_sampling_is_reproducible_with_the_same_seed(model, tiny_tokenizer):
     assert first != greedy  # temperature > 0 really samples
 
 
+def test_batches_of_one_call_do_not_repeat_each_others_samples(model, tiny_tokenizer):
+    """The same prompt in two batches of one call must not draw the same random numbers (the samples
+    of different contexts generated together would otherwise be copies of each other)."""
+    settings = GenerationSettings(max_new_tokens=12, temperature=1.0, seed=5, batch_size=1)
+    first, second = generate(model, tiny_tokenizer, [PROMPTS[0], PROMPTS[0]], settings)
+    assert first.text != second.text
+
+
 def test_temperature_zero_is_deterministic_and_ignores_the_seed(model, tiny_tokenizer):
     results = [
         generate(model, tiny_tokenizer, PROMPTS, GenerationSettings(max_new_tokens=8, temperature=0.0, seed=seed))

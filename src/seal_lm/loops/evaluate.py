@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from dataclasses import replace
 from functools import cache, partial
 from typing import Any, Callable, Sequence
@@ -258,9 +259,13 @@ def _plan_for(
 def _write_self_edits(
     domain: Domain, context: Any, count: int, inner_loop: InnerLoopEngine, settings: GenerationSettings
 ) -> list[dict]:
-    """``count`` self-edits for a context, sampled in one batched generation (reproducible for a given count)."""
+    """``count`` self-edits for a context, sampled in one batched generation (reproducible for a given count).
+
+    The seed is the context's own, so contexts with similar prompts do not draw the same samples.
+    """
     prompt = domain.self_edit_prompt(context)
     if prompt is None:
         return [{"prompt": None, "text": "", "tokens": 0, "truncated": False}] * count
-    generations = inner_loop.generate_with_base([prompt] * count, replace(settings, batch_size=max(count, settings.batch_size)))
+    seed = settings.seed + zlib.crc32(domain.context_id(context).encode())
+    generations = inner_loop.generate_with_base([prompt] * count, replace(settings, seed=seed, batch_size=max(count, settings.batch_size)))
     return [{"prompt": prompt, "text": g.text, "tokens": g.tokens, "truncated": g.truncated} for g in generations]

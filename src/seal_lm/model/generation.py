@@ -67,11 +67,11 @@ def generate(
     tokenizer.padding_side = "left"
     try:
         batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
-        for batch in tqdm(batches, desc=progress, disable=progress is None, leave=False):
+        for number, batch in enumerate(tqdm(batches, desc=progress, disable=progress is None, leave=False)):
             texts = [prompts[i] for i in batch]
             encoded = tokenizer(texts, return_tensors="pt", padding=True).to(device)
             shared = _prefilled_once(model, encoded["input_ids"]) if not keep_order and len(texts) > 1 and len(set(texts)) == 1 else None
-            torch.manual_seed(settings.seed)
+            torch.manual_seed(settings.seed + number)  # reproducible, and no two batches draw the same numbers
             sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
             constraint = {"logits_processor": [json_schema_processor(tokenizer, model.config.vocab_size, settings.json_schema)]} if settings.json_schema else {}
             output = model.generate(

@@ -37,19 +37,22 @@ MAX_LEARNING_RATE = 1e-2
 MAX_EPOCHS = 10
 _TRAINING_KEYS = ("strategy", "learning_rate", "num_train_epochs")
 
+# What each true/false key of ``data_generation`` means, in the words the self-edit prompt uses.
+_SWITCH_MEANINGS = {
+    "use_basic_augmentations": "also train on rotated, flipped and transposed copies of the examples",
+    "use_size_augmentations": "also train on copies with every grid upscaled 2x",
+    "use_chain_augmentations": "also train on rotated or flipped copies upscaled 2x",
+    "use_repeat_augmentations": "also train on copies with every grid tiled 2x1, 1x2 and 2x2",
+    COLOUR_KEY: "also train on copies with the colours swapped around (false when the rule depends on particular colours)",
+}
+
 # The schema as the self-edit prompt spells it out, built from the constants it must agree with.
 CONFIG_INSTRUCTIONS = "\n".join(
     [
-        '{"data_generation": {"use_basic_augmentations": BOOL, "use_size_augmentations": BOOL, '
-        '"use_chain_augmentations": BOOL, "use_repeat_augmentations": BOOL, "use_colour_permutations": BOOL}, '
+        '{"data_generation": {' + ", ".join(f'"{key}": BOOL' for key in _SWITCH_MEANINGS) + "}, "
         '"training": {"strategy": STRATEGY, "learning_rate": NUMBER, "num_train_epochs": INTEGER}}',
         "where",
-        "- use_basic_augmentations: true or false; also train on rotated, flipped and transposed copies of the examples",
-        "- use_size_augmentations: true or false; also train on copies with every grid upscaled 2x",
-        "- use_chain_augmentations: true or false; also train on rotated or flipped copies upscaled 2x",
-        "- use_repeat_augmentations: true or false; also train on copies with every grid tiled 2x1, 1x2 and 2x2",
-        "- use_colour_permutations: true or false; also train on copies with the colours swapped around "
-        "(false when the rule depends on particular colours)",
+        *(f"- {key}: true or false; {meaning}" for key, meaning in _SWITCH_MEANINGS.items()),
         f"- strategy: {' or '.join(map(json.dumps, STRATEGIES))} (learn whole examples, or only the output grids)",
         f"- learning_rate: a number above 0 and at most {MAX_LEARNING_RATE:g}, for example 0.0001",
         f"- num_train_epochs: a whole number from 1 to {MAX_EPOCHS}",
