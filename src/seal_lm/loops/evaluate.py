@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from dataclasses import replace
 from functools import cache, partial
 from typing import Any, Callable, Sequence
@@ -266,6 +265,6 @@ def _write_self_edits(
     prompt = domain.self_edit_prompt(context)
     if prompt is None:
         return [{"prompt": None, "text": "", "tokens": 0, "truncated": False}] * count
-    seed = settings.seed + zlib.crc32(domain.context_id(context).encode())
-    generations = inner_loop.generate_with_base([prompt] * count, replace(settings, seed=seed, batch_size=max(count, settings.batch_size)))
+    settings = settings.seeded_for(domain.context_id(context))
+    generations = inner_loop.generate_with_base([prompt] * count, replace(settings, batch_size=max(count, settings.batch_size)))
     return [{"prompt": prompt, "text": g.text, "tokens": g.tokens, "truncated": g.truncated} for g in generations]

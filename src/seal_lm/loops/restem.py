@@ -22,7 +22,6 @@ import random
 import statistics
 import tempfile
 import time
-import zlib
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -170,11 +169,10 @@ def _score_context(domain, context, inner_loop, settings, measure_baseline, roun
     edit_prompt = domain.self_edit_prompt(context)
     if edit_prompt is None:
         raise ValueError("the self-edit style writes nothing (e.g. 'none'); choose a prompt that generates self-edits")
-    generation = settings.self_edit_generation
-    context_seed = generation.seed + zlib.crc32(f"{round_number}/{domain.context_id(context)}".encode())
+    generation = settings.self_edit_generation.seeded_for(f"{round_number}/{domain.context_id(context)}")
     samples, plans, owners = [], [], []  # owners[i]: the sample index plans[i] scores, or None for the baseline
     edits = inner_loop.generate_with_base(  # the k samples in one batched generation
-        [edit_prompt] * settings.k, replace(generation, seed=context_seed, batch_size=max(settings.k, generation.batch_size))
+        [edit_prompt] * settings.k, replace(generation, batch_size=max(settings.k, generation.batch_size))
     )
     for index, edit in enumerate(edits):
         sample = {"text": edit.text, "tokens": edit.tokens, "truncated": edit.truncated, "rejected": None, "seed_rewards": []}

@@ -13,7 +13,8 @@ With ``json_schema`` set, every completion is JSON matching that schema (:mod:`s
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import torch
@@ -34,6 +35,10 @@ class GenerationSettings:
     batch_size: int = 8
     seed: int = 0
     json_schema: str = ""  # a JSON schema (as text) every completion must follow; empty: free text
+
+    def seeded_for(self, key: str) -> "GenerationSettings":
+        """These settings with a seed of ``key``'s own (e.g. a context id), so different keys draw different samples."""
+        return replace(self, seed=self.seed + zlib.crc32(key.encode()))
 
 
 @dataclass(frozen=True)
