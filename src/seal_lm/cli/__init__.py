@@ -1,5 +1,5 @@
 """The ``seal`` command: ``seal demo``, ``seal eval knowledge|arc|continual``, ``seal train knowledge|arc``,
-``seal adapt``, ``seal ledger list|show|diff|export`` and ``seal rollback``.
+``seal adapt``, ``seal ledger list|show|diff|export``, ``seal rollback``, ``seal serve`` and ``seal chat``.
 
 Each command is a function over a config dataclass; its fields are the command's flags.
 """
@@ -13,6 +13,7 @@ import warnings
 
 from seal_lm.cli.adapt import AdaptConfig, adapt
 from seal_lm.cli.arc_subset import SelectSubsetConfig, select_subset
+from seal_lm.cli.chat import ChatConfig, chat
 from seal_lm.cli.demo import DemoConfig, demo
 from seal_lm.cli.eval_arc import EvalArcConfig, eval_arc
 from seal_lm.cli.eval_continual import EvalContinualConfig, eval_continual
@@ -30,6 +31,7 @@ from seal_lm.cli.ledger import (
     rollback,
 )
 from seal_lm.cli.options import add_config_flags, config_from_args
+from seal_lm.cli.serve import ServeConfig, serve
 from seal_lm.cli.train import TrainArcConfig, TrainKnowledgeConfig, train_arc, train_knowledge
 from seal_lm.continual.ledger import LedgerError
 from seal_lm.domains.knowledge.grading import JudgeError
@@ -59,6 +61,8 @@ COMMANDS = {
     ("ledger", "diff"): ("Tensor changes and updates between two versions.", LedgerDiffConfig, ledger_diff),
     ("ledger", "export"): ("Write a version as a Hugging Face model folder.", LedgerExportConfig, ledger_export),
     (None, "rollback"): ("Make an earlier model version current again.", RollbackConfig, rollback),
+    (None, "serve"): ("Serve a model that keeps learning, behind an OpenAI-compatible API.", ServeConfig, serve),
+    (None, "chat"): ("Talk to a run's current (or a pinned) version, or any model.", ChatConfig, chat),
 }
 
 

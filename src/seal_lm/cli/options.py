@@ -27,6 +27,11 @@ def positional(help: str) -> Any:
     return dataclasses.field(default=None, metadata={"help": help, "positional": True})
 
 
+def optional_positional(default: Any, help: str) -> Any:
+    """A positional argument the command may be given or not (``seal chat [QUESTION]``)."""
+    return dataclasses.field(default=default, metadata={"help": help, "positional": True})
+
+
 def settable_fields(config_class: type) -> list[dataclasses.Field]:
     """The fields of ``config_class`` that flags and ``--config`` may set."""
     hidden = getattr(config_class, "without_flags", ())
@@ -44,7 +49,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> Non
     hints = typing.get_type_hints(config_class)
     for field in settable_fields(config_class):
         if field.metadata.get("positional"):
-            parser.add_argument(field.name, help=field.metadata["help"], metavar=field.name.upper())
+            optional = {"nargs": "?", "default": None} if field.default is not None else {}
+            parser.add_argument(field.name, help=field.metadata["help"], metavar=field.name.upper(), **optional)
             continue
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
