@@ -52,3 +52,33 @@ def test_eval_knowledge_on_one_passage(tmp_path, capsys):
     summary = json.loads((out / "results.json").read_text())
     assert set(summary["conditions"]) == {"base", "passage", "self-edit"}
     assert "| base |" in capsys.readouterr().out
+
+
+def test_serve_learns_a_posted_passage_and_answers_with_the_new_version(tmp_path):
+    """Ingest a passage through the API, ask one of its questions before and after, with the openai client."""
+    openai = pytest.importorskip("openai")
+    from test_serve import free_port, post_document, running_server, wait_for
+
+    from seal_lm.cli.serve import ServeConfig
+
+    passage = json.loads(SAMPLE.read_text())[0]
+    question = passage["questions"][0]
+    config = ServeConfig(
+        run=str(tmp_path / "run"), port=free_port(), allow_unauthenticated_writes=True, target_modules=("all-linear",),
+        self_edit_max_tokens=160, min_gain=-1.0,
+    )
+    with running_server(config) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
+        ask = dict(messages=[{"role": "user", "content": question["question"]}], max_tokens=24, temperature=0)
+        before = client.chat.completions.create(model="seal", **ask)
+        document = {"title": passage["title"], "text": passage["context"],
+                    "questions": [{"question": q["question"], "answers": [q["answer"]]} for q in passage["questions"]]}
+        shown = wait_for(url, post_document(url, document).json()["id"], timeout=900)
+        after = client.chat.completions.create(model="seal", **ask)
+
+    assert before.model == "seal-v1" and before.choices[0].message.content.strip()
+    assert shown["status"] == "accepted" and after.model == f"seal-v{shown['version']}" == "seal-v2"
+    update = shown["update"]
+    assert len(update["scores_before"]) == len(update["scores_after"]) == len(passage["questions"])
+    print(f"\nQ: {question['question']} (gold: {question['answer']})\nbefore: {before.choices[0].message.content!r}\n"
+          f"after: {after.choices[0].message.content!r}\nprobes {update['scores_before']} -> {update['scores_after']}")
