@@ -33,9 +33,15 @@ def command() -> str:
 
 
 def machine() -> str:
-    """CPU architecture and count, Python and torch versions, and this process's peak RAM so far."""
+    """CPU model, architecture and count, Python and torch versions, and this process's peak RAM so far."""
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}; peak RAM {peak_gib:.2f} GiB"
+    return f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}; peak RAM {peak_gib:.2f} GiB"
+
+
+def cpu_model() -> str:
+    """The processor's name as the kernel reports it (machines differ: AVX2 only, or AMX)."""
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor() or "unknown CPU")
 
 
 def publish(section: str, append: bool) -> None:
