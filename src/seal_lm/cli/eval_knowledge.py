@@ -44,28 +44,28 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     passages = passages[: config.n_passages] if config.n_passages else passages
     external = _external_lookup(config, passages) if "external" in config.conditions else None
     executor = config.start_executor()
-    run = RunDir.open(config.out or default_run_path("eval-knowledge"), config.run_config(), defaults(config))
-    log.info("Run directory: %s", run.path)
-    make_domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
-    judge = None
-    if config.judge_url:
-        llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env)
-        judge = lambda grade: llm(grade["question"], grade["gold"], grade["answer"])  # noqa: E731
-    records = run_conditions(
-        run,
-        config.domain(make_domain),
-        passages,
-        partial(config.worker, make_domain),
-        conditions=config.conditions,
-        k=config.k,
-        self_edit_generation=config.self_edit_generation(),
-        external_self_edits=external,
-        judge=judge,
-        pooled=config.setting == "cpt",
-        executor=executor,
-    )
-    write_outputs(run, passages, records, config.bootstrap_samples)
-    return run.path
+    with RunDir.open(config.out or default_run_path("eval-knowledge"), config.run_config(), defaults(config)) as run:
+        log.info("Run directory: %s", run.path)
+        make_domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
+        judge = None
+        if config.judge_url:
+            llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env)
+            judge = lambda grade: llm(grade["question"], grade["gold"], grade["answer"])  # noqa: E731
+        records = run_conditions(
+            run,
+            config.domain(make_domain),
+            passages,
+            partial(config.worker, make_domain),
+            conditions=config.conditions,
+            k=config.k,
+            self_edit_generation=config.self_edit_generation(),
+            external_self_edits=external,
+            judge=judge,
+            pooled=config.setting == "cpt",
+            executor=executor,
+        )
+        write_outputs(run, passages, records, config.bootstrap_samples)
+        return run.path
 
 
 def _external_lookup(config: EvalKnowledgeConfig, passages):
