@@ -13,6 +13,7 @@ import seal_lm.loops.evaluate as evaluate
 from seal_lm.cli import build_parser, main
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig
 from seal_lm.cli.options import config_from_args
+from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge
 
 sys.path.insert(0, str(Path(__file__).parent))
 from official_squad_v1_1_eval import evaluate as official_evaluate  # noqa: E402
@@ -395,3 +396,56 @@ def test_a_negative_passage_count_is_refused(tmp_path, tiny_model_dir, files, ca
                           conditions=["base"], k=1)) == 2
     err = capsys.readouterr().err
     assert "n-passages" in err or "n_passages" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# The LLM judge runs after the records, in its own resumable pass
+# ---------------------------------------------------------------------------------------------
+
+
+def judge_that_fails_after(answers: int, calls: list):
+    """A stand-in for the judge endpoint: "yes" to the first ``answers`` answers, then out of reach (retries spent)."""
+
+    def judge(self, question, golds, prediction):
+        calls.append(question)
+        if len(calls) > answers:
+            raise JudgeError(f"judge endpoint {self.url} gave no answer in 4 attempt(s) (last: connection refused).")
+        return True
+
+    return judge
+
+
+def test_a_failing_judge_keeps_the_trained_records_and_a_rerun_judges_only_the_rest(tmp_path, tiny_model_dir, files, monkeypatch, capsys):
+    out = tmp_path / "run"
+    args = eval_args(tiny_model_dir, files["data"], out, "--judge-url", "http://127.0.0.1:9/v1", conditions=["base", "passage"], k=1)
+    answers = 2 * 3  # 2 conditions x 3 questions
+    calls = []
+    monkeypatch.setattr(LLMJudge, "__call__", judge_that_fails_after(2, calls))
+
+    assert main(args) == 2
+
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("seal: error:")]
+    assert len(errors) == 1
+    assert "judge endpoint" in errors[0] and "re-run the same command" in errors[0]
+    assert len(read_jsonl(out / "records.jsonl")) == 4  # every trained unit is kept
+    first_verdicts = (out / "judgements.jsonl").read_bytes()
+    assert [v["judge"] for v in read_jsonl(out / "judgements.jsonl")] == [True, True]
+    results = json.loads((out / "results.json").read_text())
+    assert all(row["judge_accuracy"] is None for row in results["conditions"].values())  # no half-judged column
+
+    calls.clear()
+    trained = []
+    original = evaluate._plan_for
+    monkeypatch.setattr(evaluate, "_plan_for", lambda *a, **kw: trained.append(a) or original(*a, **kw))
+    monkeypatch.setattr(LLMJudge, "__call__", judge_that_fails_after(answers, calls))
+
+    assert main(args) == 0
+
+    assert trained == []
+    assert len(calls) == answers - 2  # only the answers without a verdict
+    verdicts = read_jsonl(out / "judgements.jsonl")
+    assert (out / "judgements.jsonl").read_bytes().startswith(first_verdicts)
+    assert len({(v["unit"], v["question"]) for v in verdicts}) == answers == len(verdicts)
+    results = json.loads((out / "results.json").read_text())
+    assert all(row["judge_accuracy"] == 1.0 for row in results["conditions"].values())
+    assert all(answer["judge"] is True for answer in read_jsonl(out / "answers.jsonl"))

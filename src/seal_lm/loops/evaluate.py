@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 KINDS = ("base", "context", "self-edit", "external")  # what a domain's named conditions train on
 RECORDS = "records.jsonl"
 POOLED_SELF_EDITS = "pooled_self_edits.jsonl"
+JUDGEMENTS = "judgements.jsonl"  # the LLM judge's verdicts: {unit, question (index of the grade), judge}
 
 
 def unit_key(context_id: str, condition: str, sample: int) -> str:
@@ -58,7 +59,6 @@ def run_conditions(
     k: int,
     self_edit_generation: GenerationSettings,
     external_self_edits: Callable[[Any], list[str]] | None = None,
-    judge: Callable[[dict], bool] | None = None,
     pooled: bool = False,
     executor: Executor | None = None,
 ) -> list[dict]:
@@ -71,7 +71,7 @@ def run_conditions(
     conditions = _checked(domain, conditions, external_self_edits)
     if pooled:
         worker = make_worker()
-        return _run_pooled(run, worker.domain, contexts, worker.inner_loop, conditions, k, self_edit_generation, external_self_edits, judge)
+        return _run_pooled(run, worker.domain, contexts, worker.inner_loop, conditions, k, self_edit_generation, external_self_edits)
     done = {record["unit"] for record in run.records(RECORDS)}
     groups = []  # (context, condition, samples not yet done): the k samples of a context train together
     for context in contexts:
@@ -86,15 +86,12 @@ def run_conditions(
     finished = (executor or InProcessExecutor()).run(make_worker, job, groups)
     for _, records in tqdm(finished, desc="units", unit="group", total=len(groups)):
         for record in records:
-            if judge is not None:
-                for grade in record["grades"]:
-                    grade["judge"] = judge(grade)
             run.append(RECORDS, record)
     position = {domain.context_id(context): index for index, context in enumerate(contexts)}
     return sorted(run.records(RECORDS), key=lambda r: (position[r["context_id"]], conditions.index(r["condition"]), r["sample"]))
 
 
-def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits, judge) -> list[dict]:
+def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits) -> list[dict]:
     """Continued pretraining: one adapter per (condition, sample) on the pooled data of all contexts.
 
     Returns per-context records (the pooled training statistics on the first context's record), the
@@ -108,9 +105,6 @@ def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_gene
                 done[key] = _run_pooled_unit(
                     run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits
                 )
-                if judge is not None:
-                    for grade in (g for part in done[key]["contexts"] for g in part["grades"]):
-                        grade["judge"] = judge(grade)
                 run.append(RECORDS, done[key])
     return [part for record in done.values() for part in per_context(record)]
 
@@ -151,6 +145,30 @@ def _run_pooled_unit(run, key, domain, contexts, condition, sample, k, inner_loo
         part["grades"] = domain.score(context, answers[: len(group)])
         answers = answers[len(group) :]
     return {"unit": key, "condition": condition, "sample": sample, "train": train, "contexts": parts, "seconds": round(time.perf_counter() - start, 3)}
+
+
+def judge_answers(run: RunDir, records: Sequence[dict], judge: Callable[[dict], bool]) -> None:
+    """Judge every answer of ``records`` that ``run`` holds no verdict on, appending each verdict as it comes.
+
+    The verdicts go to their own file, keyed by unit and question (the grade's position in its
+    record), after the records are saved: a judge that fails costs no trained work, and a re-run
+    judges only what is missing. :func:`with_judgements` puts them into the records.
+    """
+    judged = {(verdict["unit"], verdict["question"]) for verdict in run.records(JUDGEMENTS)}
+    todo = [(r["unit"], i, grade) for r in records for i, grade in enumerate(r["grades"]) if (r["unit"], i) not in judged]
+    for unit, question, grade in tqdm(todo, desc="judge", unit="answer"):
+        run.append(JUDGEMENTS, {"unit": unit, "question": question, "judge": judge(grade)})
+
+
+def with_judgements(run: RunDir, records: Sequence[dict]) -> list[dict]:
+    """Copies of ``records`` whose grades carry the run's judge verdict (``"judge"``) where there is one."""
+    verdicts = {(verdict["unit"], verdict["question"]): verdict["judge"] for verdict in run.records(JUDGEMENTS)}
+    judged = []
+    for record in records:
+        keys = [(record["unit"], i) for i in range(len(record["grades"]))]
+        grades = [grade | ({"judge": verdicts[key]} if key in verdicts else {}) for key, grade in zip(keys, record["grades"])]
+        judged.append(record | {"grades": grades})
+    return judged
 
 
 def per_context(record: dict) -> list[dict]:
