@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import seal_lm.loops.evaluate as evaluate
+from seal_lm.adapt.lora import InnerLoop
 from seal_lm.cli import build_parser, main
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig
 from seal_lm.cli.options import config_from_args
@@ -318,6 +319,34 @@ def test_interrupted_run_keeps_finished_units_and_resumes(tmp_path, tiny_model_d
     assert lines[:2] == first_lines
     assert len({json.loads(line)["unit"] for line in lines}) == UNITS
     assert (out / "results.json").is_file()
+
+
+def test_a_kill_while_an_adapter_trains_keeps_the_samples_already_finished(tmp_path, tiny_model_dir, files, monkeypatch):
+    """A context's k adapters train one after another; each is recorded when it is done, so a kill
+    during the 2nd loses only the 2nd, and the re-run trains only the adapters not yet recorded."""
+    out = tmp_path / "run"
+    args = eval_args(tiny_model_dir, files["data"], out, external=files["external"], conditions=["external"], k=2)
+    original = InnerLoop.train_adapter
+    trained = []
+
+    def killed_on_second(self, plan):
+        trained.append(plan)
+        if len(trained) == 2:
+            raise KeyboardInterrupt
+        return original(self, plan)
+
+    monkeypatch.setattr(InnerLoop, "train_adapter", killed_on_second)
+    assert main(args) == 130
+    first_lines = (out / "records.jsonl").read_bytes().splitlines(keepends=True)
+    assert [json.loads(line)["unit"] for line in first_lines] == ["p0000/external/0"]
+
+    trained.clear()
+    monkeypatch.setattr(InnerLoop, "train_adapter", lambda self, plan: trained.append(plan) or original(self, plan))
+    assert main(args) == 0
+    assert len(trained) == 2  # p0000's 2nd sample and p0001's usable one (its 2nd self-edit is rejected)
+    lines = (out / "records.jsonl").read_bytes().splitlines(keepends=True)
+    assert lines[0] == first_lines[0]
+    assert sorted(json.loads(line)["unit"] for line in lines) == [f"p000{p}/external/{s}" for p in (0, 1) for s in (0, 1)]
 
 
 def test_missing_data_file_is_a_user_error(tmp_path, tiny_model_dir, capsys):
