@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import glob
 import json
 import logging
 import os
@@ -112,13 +113,9 @@ class RunDir:
         """Delete the partial files and folders of writes interrupted by a kill, anywhere in the run."""
         for folder, subfolders, files in os.walk(self.path):
             for name in [n for n in subfolders + files if _is_partial(n)]:
-                leftover = Path(folder) / name
-                log.info("Removing %s, left by an interrupted write", leftover)
+                _remove_partial(Path(folder) / name)
                 if name in subfolders:
-                    shutil.rmtree(leftover)
                     subfolders.remove(name)
-                else:
-                    leftover.unlink()
 
     def append(self, name: str, record: dict[str, Any]) -> None:
         """Append one record as a single JSON line, flushed to disk before returning."""
@@ -227,6 +224,20 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def remove_partial_writes(target: Path) -> None:
+    """Delete the partial copies of ``target`` that writes a kill interrupted left beside it; only its one writer may call this."""
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*{PARTIAL}"):
+        _remove_partial(leftover)
+
+
+def _remove_partial(leftover: Path) -> None:
+    log.info("Removing %s, left by an interrupted write", leftover)
+    if leftover.is_dir():
+        shutil.rmtree(leftover)
+    else:
+        leftover.unlink()
 
 
 def _is_partial(name: str) -> bool:
