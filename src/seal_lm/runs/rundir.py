@@ -183,14 +183,14 @@ def write_folder(target: Path, save: Callable[[Path], None]) -> Path:
     A kill leaves at most a ``.<name>.<random>.partial`` folder, which a resumed run removes.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=PARTIAL, dir=target.parent))
-    try:
-        with _reporting_full_disk(target):
+    with _reporting_full_disk(target):
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=PARTIAL, dir=target.parent))
+        try:
             save(staging)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return target
 
 
