@@ -27,8 +27,9 @@ TESTS = Path(__file__).parent
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray whose workers can import this module's jobs (and ``test_restem``'s domain)."""
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
+    """A local Ray whose workers can import this module's jobs (and ``test_restem``'s domain) and this tree's package."""
+    source = os.pathsep.join([str(TESTS), str(TESTS.parent / "src")])  # the workers run the code under test, as the driver does
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": source}})
     yield
     ray.shutdown()
 
