@@ -4,6 +4,7 @@ to end on the tiny random model (outputs, official-scorer agreement, resume, int
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from seal_lm.cli import build_parser, main
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig
 from seal_lm.cli.options import config_from_args
 from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge
+from seal_lm.runs.rundir import RunDir, RunDirError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from official_squad_v1_1_eval import evaluate as official_evaluate  # noqa: E402
@@ -347,6 +349,25 @@ def test_a_kill_while_an_adapter_trains_keeps_the_samples_already_finished(tmp_p
     lines = (out / "records.jsonl").read_bytes().splitlines(keepends=True)
     assert lines[0] == first_lines[0]
     assert sorted(json.loads(line)["unit"] for line in lines) == [f"p000{p}/external/{s}" for p in (0, 1) for s in (0, 1)]
+
+
+def test_the_run_directory_is_held_for_the_whole_run_and_released_after(tmp_path, tiny_model_dir, files, monkeypatch):
+    out = tmp_path / "run"
+    original = evaluate._plan_for
+    refusals = []
+
+    def second_opener_meanwhile(*a, **kw):
+        with pytest.raises(RunDirError) as caught:
+            RunDir.open(out, {"another": "run"})
+        refusals.append(str(caught.value))
+        return original(*a, **kw)
+
+    monkeypatch.setattr(evaluate, "_plan_for", second_opener_meanwhile)
+    assert main(eval_args(tiny_model_dir, files["data"], out, conditions=["base"], k=1)) == 0
+
+    assert len(refusals) == 2 and all(f"open for writing by another process (pid {os.getpid()})" in r for r in refusals)
+    with pytest.raises(RunDirError, match="different configuration"):  # no longer held: only the config differs
+        RunDir.open(out, {"another": "run"})
 
 
 def test_missing_data_file_is_a_user_error(tmp_path, tiny_model_dir, capsys):
