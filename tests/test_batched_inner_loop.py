@@ -46,8 +46,9 @@ def test_batched_training_matches_one_by_one(engines):
     sequential, batched = engines
 
     one_by_one = sequential.train_and_answer(PLANS, PROMPTS, GREEDY)
-    together = batched.train_and_answer(PLANS, PROMPTS, GREEDY)
+    together = list(batched.train_and_answer_each(PLANS, PROMPTS, GREEDY))  # train_and_answer's results, handed over one by one
 
+    assert len(together) == len(one_by_one)
     for alone, joint in zip(one_by_one, together):
         expected = as_sequential_names(alone.adapter_state)
         assert expected.keys() == joint.adapter_state.keys()

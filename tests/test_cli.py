@@ -4,15 +4,19 @@ to end on the tiny random model (outputs, official-scorer agreement, resume, int
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 import seal_lm.loops.evaluate as evaluate
+from seal_lm.adapt.lora import InnerLoop
 from seal_lm.cli import build_parser, main
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig
 from seal_lm.cli.options import config_from_args
+from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge
+from seal_lm.runs.rundir import RunDir, RunDirError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from official_squad_v1_1_eval import evaluate as official_evaluate  # noqa: E402
@@ -319,6 +323,53 @@ def test_interrupted_run_keeps_finished_units_and_resumes(tmp_path, tiny_model_d
     assert (out / "results.json").is_file()
 
 
+def test_a_kill_while_an_adapter_trains_keeps_the_samples_already_finished(tmp_path, tiny_model_dir, files, monkeypatch):
+    """A context's k adapters train one after another; each is recorded when it is done, so a kill
+    during the 2nd loses only the 2nd, and the re-run trains only the adapters not yet recorded."""
+    out = tmp_path / "run"
+    args = eval_args(tiny_model_dir, files["data"], out, external=files["external"], conditions=["external"], k=2)
+    original = InnerLoop.train_adapter
+    trained = []
+
+    def killed_on_second(self, plan):
+        trained.append(plan)
+        if len(trained) == 2:
+            raise KeyboardInterrupt
+        return original(self, plan)
+
+    monkeypatch.setattr(InnerLoop, "train_adapter", killed_on_second)
+    assert main(args) == 130
+    first_lines = (out / "records.jsonl").read_bytes().splitlines(keepends=True)
+    assert [json.loads(line)["unit"] for line in first_lines] == ["p0000/external/0"]
+
+    trained.clear()
+    monkeypatch.setattr(InnerLoop, "train_adapter", lambda self, plan: trained.append(plan) or original(self, plan))
+    assert main(args) == 0
+    assert len(trained) == 2  # p0000's 2nd sample and p0001's usable one (its 2nd self-edit is rejected)
+    lines = (out / "records.jsonl").read_bytes().splitlines(keepends=True)
+    assert lines[0] == first_lines[0]
+    assert sorted(json.loads(line)["unit"] for line in lines) == [f"p000{p}/external/{s}" for p in (0, 1) for s in (0, 1)]
+
+
+def test_the_run_directory_is_held_for_the_whole_run_and_released_after(tmp_path, tiny_model_dir, files, monkeypatch):
+    out = tmp_path / "run"
+    original = evaluate._plan_for
+    refusals = []
+
+    def second_opener_meanwhile(*a, **kw):
+        with pytest.raises(RunDirError) as caught:
+            RunDir.open(out, {"another": "run"})
+        refusals.append(str(caught.value))
+        return original(*a, **kw)
+
+    monkeypatch.setattr(evaluate, "_plan_for", second_opener_meanwhile)
+    assert main(eval_args(tiny_model_dir, files["data"], out, conditions=["base"], k=1)) == 0
+
+    assert len(refusals) == 2 and all(f"open for writing by another process (pid {os.getpid()})" in r for r in refusals)
+    with pytest.raises(RunDirError, match="different configuration"):  # no longer held: only the config differs
+        RunDir.open(out, {"another": "run"})
+
+
 def test_missing_data_file_is_a_user_error(tmp_path, tiny_model_dir, capsys):
     missing = tmp_path / "no-such-passages.json"
     assert main(eval_args(tiny_model_dir, missing, tmp_path / "run", conditions=["base"], k=1)) == 2
@@ -395,3 +446,56 @@ def test_a_negative_passage_count_is_refused(tmp_path, tiny_model_dir, files, ca
                           conditions=["base"], k=1)) == 2
     err = capsys.readouterr().err
     assert "n-passages" in err or "n_passages" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# The LLM judge runs after the records, in its own resumable pass
+# ---------------------------------------------------------------------------------------------
+
+
+def judge_that_fails_after(answers: int, calls: list):
+    """A stand-in for the judge endpoint: "yes" to the first ``answers`` answers, then out of reach (retries spent)."""
+
+    def judge(self, question, golds, prediction):
+        calls.append(question)
+        if len(calls) > answers:
+            raise JudgeError(f"judge endpoint {self.url} gave no answer in 4 attempt(s) (last: connection refused).")
+        return True
+
+    return judge
+
+
+def test_a_failing_judge_keeps_the_trained_records_and_a_rerun_judges_only_the_rest(tmp_path, tiny_model_dir, files, monkeypatch, capsys):
+    out = tmp_path / "run"
+    args = eval_args(tiny_model_dir, files["data"], out, "--judge-url", "http://127.0.0.1:9/v1", conditions=["base", "passage"], k=1)
+    answers = 2 * 3  # 2 conditions x 3 questions
+    calls = []
+    monkeypatch.setattr(LLMJudge, "__call__", judge_that_fails_after(2, calls))
+
+    assert main(args) == 2
+
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("seal: error:")]
+    assert len(errors) == 1
+    assert "judge endpoint" in errors[0] and "re-run the same command" in errors[0]
+    assert len(read_jsonl(out / "records.jsonl")) == 4  # every trained unit is kept
+    first_verdicts = (out / "judgements.jsonl").read_bytes()
+    assert [v["judge"] for v in read_jsonl(out / "judgements.jsonl")] == [True, True]
+    results = json.loads((out / "results.json").read_text())
+    assert all(row["judge_accuracy"] is None for row in results["conditions"].values())  # no half-judged column
+
+    calls.clear()
+    trained = []
+    original = evaluate._plan_for
+    monkeypatch.setattr(evaluate, "_plan_for", lambda *a, **kw: trained.append(a) or original(*a, **kw))
+    monkeypatch.setattr(LLMJudge, "__call__", judge_that_fails_after(answers, calls))
+
+    assert main(args) == 0
+
+    assert trained == []
+    assert len(calls) == answers - 2  # only the answers without a verdict
+    verdicts = read_jsonl(out / "judgements.jsonl")
+    assert (out / "judgements.jsonl").read_bytes().startswith(first_verdicts)
+    assert len({(v["unit"], v["question"]) for v in verdicts}) == answers == len(verdicts)
+    results = json.loads((out / "results.json").read_text())
+    assert all(row["judge_accuracy"] == 1.0 for row in results["conditions"].values())
+    assert all(answer["judge"] is True for answer in read_jsonl(out / "answers.jsonl"))

@@ -98,6 +98,19 @@ def test_rollback_and_export_give_back_the_exact_weights_a_version_had(tmp_path,
         assert resumed.ledger.get(resumed.ledger.current().id).parent == version
 
 
+def test_an_export_removes_what_a_killed_export_into_the_same_folder_left(tmp_path, tiny_model_dir):
+    killed = tmp_path / ".exported.k2j4_x9a.partial"  # the staging folder of an export killed mid-save
+    killed.mkdir()
+    (killed / "model.safetensors").write_bytes(b"half a model")
+    with learner_on(tmp_path / "ledger", tiny_model_dir) as learner:
+        version = learner.learn(EIFFEL).version
+        exported = export_version(learner.ledger, version, tmp_path / "exported")
+        assert_identical(load_model(str(exported)).model.state_dict(), weights(learner))
+
+    assert not killed.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "ledger"]
+
+
 def test_a_crash_between_training_and_commit_leaves_the_previous_version_current(tmp_path, tiny_model_dir, monkeypatch):
     folder = tmp_path / "ledger"
     with learner_on(folder, tiny_model_dir) as learner:

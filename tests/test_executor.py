@@ -27,8 +27,9 @@ TESTS = Path(__file__).parent
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray whose workers can import this module's jobs (and ``test_restem``'s domain)."""
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
+    """A local Ray whose workers can import this module's jobs (and ``test_restem``'s domain) and this tree's package."""
+    source = os.pathsep.join([str(TESTS), str(TESTS.parent / "src")])  # the workers run the code under test, as the driver does
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": source}})
     yield
     ray.shutdown()
 
@@ -71,6 +72,13 @@ def refuse(worker: dict, item: int) -> None:
     raise ValueError(f"item {item} is not allowed")
 
 
+def powers(worker: dict, item: int):
+    """A generator job: its partial results one by one."""
+    for exponent in (1, 2, 3):
+        worker["jobs"] += 1
+        yield item**exponent
+
+
 # ---------------------------------------------------------------------------------------------
 # The executors on plain jobs
 # ---------------------------------------------------------------------------------------------
@@ -88,6 +96,18 @@ def test_in_process_builds_one_worker_lazily_and_keeps_the_order():
     results = list(InProcessExecutor().run(setup, square, [3, 1, 2]))
     assert [(item, r["square"], r["jobs_on_worker"]) for item, r in results] == [(3, 9, 1), (1, 1, 2), (2, 4, 3)]
     assert setups == [1]
+
+
+def test_in_process_a_generator_job_runs_as_its_results_are_taken():
+    worker = new_worker()
+    [(item, results)] = list(InProcessExecutor().run(lambda: worker, powers, [2]))
+    assert item == 2 and worker["jobs"] == 0  # nothing has run yet
+    assert next(results) == 2 and worker["jobs"] == 1  # the first result exists before the second is made
+    assert list(results) == [4, 8]
+
+
+def test_on_ray_a_generator_jobs_results_come_back_together(local_ray):
+    assert list(RayExecutor(workers=1).run(new_worker, powers, [2, 3])) in ([(2, [2, 4, 8]), (3, [3, 9, 27])], [(3, [3, 9, 27]), (2, [2, 4, 8])])
 
 
 def test_ray_retries_a_job_whose_worker_died_and_yields_every_result_once(local_ray, tmp_path):

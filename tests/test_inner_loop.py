@@ -246,6 +246,22 @@ def test_answers_one_generation_per_prompt_per_plan(loop):
         assert all(answer.tokens <= GREEDY.max_new_tokens for answer in result.answers)
 
 
+def test_each_result_is_handed_over_before_the_next_adapter_trains(loop, monkeypatch):
+    trained = []
+    original = loop.train_adapter
+    monkeypatch.setattr(loop, "train_adapter", lambda p: trained.append(p) or original(p))
+    plans = [plan(FACT_A), plan(FACT_B, seed=3)]
+
+    results = loop.train_and_answer_each(plans, PROBES, GREEDY)
+    first = next(results)
+    assert trained == plans[:1]
+    second = next(results)
+    assert trained == plans
+
+    expected = InnerLoop(build_model(len(loop.tokenizer), seed=0), loop.tokenizer).train_and_answer(plans, PROBES, GREEDY)
+    assert [[a.text for a in r.answers] for r in (first, second)] == [[a.text for a in r.answers] for r in expected]
+
+
 def test_no_plans_gives_no_results(loop):
     assert loop.train_and_answer([], PROBES, GREEDY) == []
 

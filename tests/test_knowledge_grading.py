@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from seal_lm.domains.knowledge import grading
 from seal_lm.domains.knowledge.data import Passage, Question, to_official_squad
 from seal_lm.domains.knowledge.grading import (
     Grade,
@@ -223,13 +224,16 @@ class FakeChatServer(ThreadingHTTPServer):
     """Answers POST /v1/chat/completions with "Yes" when the student answer contains a gold answer.
 
     Every request is recorded as (path, JSON body, Authorization header). Set ``raw_reply`` to
-    (status, body bytes) to send something else instead.
+    (status, body bytes) to send something else instead, and ``failures`` to answer that many
+    requests first with ``failure_status``.
     """
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), FakeChatHandler)
         self.requests: list[tuple[str, dict, str | None]] = []
         self.raw_reply: tuple[int, bytes] | None = None
+        self.failures = 0
+        self.failure_status = 503
 
 
 class FakeChatHandler(BaseHTTPRequestHandler):
@@ -238,7 +242,10 @@ class FakeChatHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append((self.path, body, self.headers.get("Authorization")))
-        if self.server.raw_reply is not None:
+        if self.server.failures:
+            self.server.failures -= 1
+            status, payload = self.server.failure_status, b'{"error": "try again"}'
+        elif self.server.raw_reply is not None:
             status, payload = self.server.raw_reply
         elif self.path != "/v1/chat/completions":
             status, payload = 404, b'{"error": "not found"}'
@@ -273,7 +280,7 @@ def chat_server(monkeypatch):
 
 
 def judge_for(server, **kwargs) -> LLMJudge:
-    return LLMJudge(f"http://127.0.0.1:{server.server_address[1]}/v1/", "judge-model", timeout=5, **kwargs)
+    return LLMJudge(f"http://127.0.0.1:{server.server_address[1]}/v1/", "judge-model", **{"timeout": 5, "backoff": 0, **kwargs})
 
 
 def test_judge_verdicts(chat_server):
@@ -333,7 +340,7 @@ def unused_port() -> int:
 def test_judge_unreachable_url_raises_a_one_line_judge_error(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    judge = LLMJudge(f"http://127.0.0.1:{unused_port()}/v1", "judge-model", timeout=5)
+    judge = LLMJudge(f"http://127.0.0.1:{unused_port()}/v1", "judge-model", timeout=5, backoff=0)
 
     with pytest.raises(JudgeError) as info:
         judge("Q?", ["a"], "a")
@@ -358,3 +365,43 @@ def test_judge_malformed_response_raises_a_one_line_judge_error(chat_server, sta
         judge_for(chat_server)("Q?", ["a"], "a")
     assert "\n" not in str(info.value)
     assert "/v1/chat/completions" in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Retries
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_a_judge_that_fails_a_few_times_is_retried_with_exponential_backoff(chat_server, monkeypatch, status):
+    waits = []
+    monkeypatch.setattr(grading.time, "sleep", waits.append)
+    chat_server.failures, chat_server.failure_status = 3, status
+
+    assert judge_for(chat_server, attempts=4, backoff=1.5)("Where?", ["Paris"], "In Paris.") is True
+
+    assert len(chat_server.requests) == 4
+    assert waits == [1.5, 3.0, 6.0]
+
+
+def test_a_judge_failing_every_attempt_is_one_line_naming_the_attempts(chat_server, monkeypatch):
+    monkeypatch.setattr(grading.time, "sleep", lambda seconds: None)
+    chat_server.failures = 10
+
+    with pytest.raises(JudgeError) as info:
+        judge_for(chat_server, attempts=3)("Where?", ["Paris"], "In Paris.")
+
+    assert len(chat_server.requests) == 3
+    message = str(info.value)
+    assert "\n" not in message
+    assert "3 attempt(s)" in message and "503" in message and "/v1/chat/completions" in message
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+def test_a_refused_request_is_not_retried(chat_server, monkeypatch, status):
+    monkeypatch.setattr(grading.time, "sleep", lambda seconds: pytest.fail("a refused request must not be retried"))
+    chat_server.failures, chat_server.failure_status = 1, status
+
+    with pytest.raises(JudgeError, match=f"refused the request .*{status}"):
+        judge_for(chat_server)("Where?", ["Paris"], "In Paris.")
+    assert len(chat_server.requests) == 1

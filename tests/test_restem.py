@@ -245,6 +245,38 @@ def test_kill_between_e_step_and_m_step_redoes_only_the_m_step(kept_round, tmp_p
     assert all(torch.equal(redone[name], original[name]) for name in original)
 
 
+def test_a_kill_while_the_policy_is_saved_never_loses_the_rounds_summary(kept_round, tmp_path, monkeypatch, tiny_model_dir):
+    """A round counts as done once its policy folder exists, so its summary must exist by then; a
+    re-run finishes the round without scoring anything."""
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(kept_round["run"].path, run.path)
+    shutil.rmtree(run.path / "round-1" / "policy")
+    (run.path / "round-1" / "summary.json").unlink()
+    original_save = restem._save_policy
+
+    def killed_once_saved(*args):
+        original_save(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(restem, "_save_policy", killed_once_saved)
+    with pytest.raises(KeyboardInterrupt):
+        train(run, tiny_model_dir, kept_round["settings"], keep_first)
+    if (run.path / "round-1" / "policy").exists():
+        assert (run.path / "round-1" / "summary.json").is_file()
+
+    monkeypatch.setattr(restem, "_save_policy", original_save)
+    calls = []
+    monkeypatch.setattr(restem, "_score_context", lambda *a, **kw: calls.append(a))
+    policy = train(run, tiny_model_dir, kept_round["settings"], keep_first)
+
+    assert calls == []
+    summary = json.loads((run.path / "round-1" / "summary.json").read_text())
+    assert summary["kept"] == 2 and summary["policy_carried_over"] is False
+    assert [p.name for p in (run.path / "round-1").iterdir() if p.name.startswith(".")] == []  # no staging folder left
+    redone, expected = state_dict(policy), state_dict(kept_round["policy"])
+    assert all(torch.equal(redone[name], expected[name]) for name in expected)
+
+
 def test_a_round_that_keeps_nothing_carries_the_policy_over(tmp_path, tiny_model_dir, start_weights):
     """The E-step put LoRA layers into the model; with nothing kept, the saved policy must still be
     exactly the starting model."""

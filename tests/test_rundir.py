@@ -3,11 +3,17 @@ append-only JSONL records that survive a kill mid-write."""
 
 from __future__ import annotations
 
+import errno
 import json
+import multiprocessing
+import os
+import tempfile
+import time
 
 import pytest
 
-from seal_lm.runs.rundir import CONFIG_FILE, RunDir, RunDirError
+from seal_lm.runs import rundir
+from seal_lm.runs.rundir import CONFIG_FILE, LOCK_FILE, RunDir, RunDirError
 
 CONFIG = {
     "data": "passages.json",
@@ -42,8 +48,8 @@ def test_open_creates_config_with_environment(tmp_path):
 
 def test_reopening_with_the_same_config_resumes(tmp_path):
     """Tuples saved as JSON lists still count as the same config, and earlier records are kept."""
-    first = RunDir.open(tmp_path / "run", CONFIG)
-    first.append("records.jsonl", {"unit": "a"})
+    with RunDir.open(tmp_path / "run", CONFIG) as first:
+        first.append("records.jsonl", {"unit": "a"})
     config_before = (tmp_path / "run" / CONFIG_FILE).read_bytes()
 
     again = RunDir.open(tmp_path / "run", dict(CONFIG))
@@ -194,7 +200,7 @@ def test_write_text_replaces_atomically_without_leftovers(tmp_path):
 
     assert target == tmp_path / "run" / "results.md"
     assert target.read_text() == "new table\n"
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CONFIG_FILE, "results.md"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CONFIG_FILE, "results.md", LOCK_FILE]
 
 
 def test_write_json_and_jsonl_create_subfolders(tmp_path):
@@ -206,3 +212,151 @@ def test_write_json_and_jsonl_create_subfolders(tmp_path):
     lines = (tmp_path / "run" / "answers.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == [{"a": 1}, {"a": "é"}]
     assert [p.name for p in (tmp_path / "run" / "predictions").iterdir()] == ["base.json"]
+
+
+def test_write_folder_renames_a_filled_staging_folder(tmp_path):
+    run = RunDir.open(tmp_path / "run", CONFIG)
+
+    target = run.write_folder("round-1/policy", lambda staging: (staging / "config.json").write_text("{}"))
+
+    assert target == tmp_path / "run" / "round-1" / "policy"
+    assert (target / "config.json").read_text() == "{}"
+    assert [p.name for p in target.parent.iterdir()] == ["policy"]
+
+
+def test_a_failed_write_folder_leaves_nothing(tmp_path):
+    run = RunDir.open(tmp_path / "run", CONFIG)
+
+    def fail(staging):
+        (staging / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run.write_folder("round-1/policy", fail)
+    assert list((tmp_path / "run" / "round-1").iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# One writer
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_second_open_of_an_open_run_is_refused_naming_the_holder(tmp_path):
+    with RunDir.open(tmp_path / "run", CONFIG) as run:
+        run.append("records.jsonl", {"unit": "a"})
+        with pytest.raises(RunDirError, match=rf"open for writing by another process \(pid {os.getpid()}\)") as caught:
+            RunDir.open(tmp_path / "run", CONFIG)
+        assert "\n" not in str(caught.value)
+        run.append("records.jsonl", {"unit": "b"})  # the first opener still writes
+
+    with RunDir.open(tmp_path / "run", CONFIG) as again:  # closed: the lock went with it
+        assert again.records("records.jsonl") == [{"unit": "a"}, {"unit": "b"}]
+
+
+def test_the_lock_is_released_when_a_with_block_ends_in_an_error(tmp_path):
+    with pytest.raises(ValueError):
+        with RunDir.open(tmp_path / "run", CONFIG):
+            raise ValueError("the work failed")
+    RunDir.open(tmp_path / "run", CONFIG).close()
+
+
+def _hold_open(path, ready):
+    run = RunDir.open(path, CONFIG)  # open until the process is killed
+    ready.set()
+    while run:
+        time.sleep(1)
+
+
+def test_another_process_holding_the_run_is_named_and_a_kill_releases_it(tmp_path):
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    holder = context.Process(target=_hold_open, args=(tmp_path / "run", ready), daemon=True)
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(RunDirError, match=rf"pid {holder.pid}\)"):
+            RunDir.open(tmp_path / "run", CONFIG)
+    finally:
+        holder.kill()
+        holder.join(30)
+
+    RunDir.open(tmp_path / "run", CONFIG).close()
+
+
+# ---------------------------------------------------------------------------------------------
+# What a kill leaves behind
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_creation_killed_while_writing_its_config_starts_afresh(tmp_path):
+    """A kill during the first config write leaves the lock file and a partial config: not a foreign folder."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / LOCK_FILE).write_text("12345")
+    handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{CONFIG_FILE}.", suffix=rundir.PARTIAL)  # as write_json names it
+    os.write(handle, b'{"config": {"da')
+    os.close(handle)
+
+    with RunDir.open(folder, CONFIG):
+        pass
+
+    assert json.loads((folder / CONFIG_FILE).read_text())["config"] == json.loads(json.dumps(CONFIG))
+    assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, LOCK_FILE]
+
+
+def test_a_resumed_run_removes_the_partial_writes_a_kill_left_and_nothing_else(tmp_path):
+    RunDir.open(tmp_path / "run", CONFIG).close()
+    run_path = tmp_path / "run"
+    (run_path / "predictions").mkdir()
+    (run_path / "predictions" / ".base.json.k2j4_x9a.partial").write_text('{"q1": "Par')
+    (run_path / ".answers.jsonl.a8b7c6d5.partial").write_text("")
+    staging = run_path / "round-1" / ".policy.ab12cd34.partial"
+    staging.mkdir(parents=True)
+    (staging / "model.safetensors").write_bytes(b"half a model")
+    for kept in (".notes", "draft.partial", "round-1/policy.partial"):  # not this tool's naming: never touched
+        (run_path / kept).write_text("mine")
+
+    with RunDir.open(run_path, CONFIG):
+        pass
+
+    left = sorted(str(p.relative_to(run_path)) for p in run_path.rglob("*"))
+    assert left == [".notes", CONFIG_FILE, "draft.partial", "predictions", "round-1", "round-1/policy.partial", LOCK_FILE]
+
+
+# ---------------------------------------------------------------------------------------------
+# A full disk
+# ---------------------------------------------------------------------------------------------
+
+
+def _full_disk(*args):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("write", ["append", "write_json"])
+def test_a_full_disk_is_one_line_saying_what_filled_up_and_how_to_resume(tmp_path, monkeypatch, write):
+    run = RunDir.open(tmp_path / "run", CONFIG)
+    monkeypatch.setattr(rundir.os, "fsync", _full_disk)
+
+    with pytest.raises(RunDirError) as caught:
+        getattr(run, write)("records.jsonl", {"unit": "a"})
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("no space left on device writing ")
+    assert str(tmp_path / "run" / "records.jsonl") in message
+    assert "re-run the same command to resume" in message
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(rundir.PARTIAL)]  # no partial copy left
+
+
+def test_a_full_disk_while_saving_a_folder_is_the_same_one_line(tmp_path):
+    run = RunDir.open(tmp_path / "run", CONFIG)
+    with pytest.raises(RunDirError, match=r"^no space left on device writing .*round-1/policy; free space"):
+        run.write_folder("round-1/policy", _full_disk)
+    assert list((tmp_path / "run" / "round-1").iterdir()) == []
+
+
+def test_other_os_errors_are_not_disguised_as_a_full_disk(tmp_path, monkeypatch):
+    run = RunDir.open(tmp_path / "run", CONFIG)
+    monkeypatch.setattr(rundir.os, "fsync", lambda *a: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError, match="I/O error"):
+        run.append("records.jsonl", {"unit": "a"})

@@ -158,6 +158,12 @@ class BatchedInnerLoop:
                     results[index] = CandidateResult(stats=stats[slot], answers=answers[slot], adapter_state=state)
         return results
 
+    def train_and_answer_each(
+        self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
+    ) -> Iterator[CandidateResult]:
+        """The results of :meth:`train_and_answer`: the plans train together, so they come together."""
+        yield from self.train_and_answer(plans, prompts, generation)
+
 
 def _initialise(layers: dict[str, StackedLoRALinear], plans: Sequence[TrainPlan]) -> None:
     """Adapter j starts exactly as the sequential engine starts a plan with the same seed."""

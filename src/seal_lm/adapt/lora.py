@@ -6,6 +6,8 @@ to the probe prompts with that adapter active. The base weights are never modifi
 
 The API takes a *batch* of plans for one context (``train_and_answer(plans, prompts)``); the batched
 engine (:mod:`seal_lm.adapt.batched`) trains such a batch together behind the same interface.
+``train_and_answer_each`` yields the results one by one, as each is ready, for a caller that records
+every finished candidate at once (here each adapter is done before the next trains).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import Iterator, Mapping, Protocol, Sequence
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -96,6 +98,11 @@ class InnerLoopEngine(Protocol):
         self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
     ) -> list[CandidateResult]: ...
 
+    def train_and_answer_each(
+        self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
+    ) -> Iterator[CandidateResult]:
+        """The results of ``train_and_answer`` in plan order, each yielded as soon as the engine has it (to record it at once)."""
+
     def release(self) -> torch.nn.Module: ...
 
 
@@ -121,13 +128,17 @@ class InnerLoop:
         self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
     ) -> list[CandidateResult]:
         """For each plan: a fresh adapter, fine-tuned on the plan, then used to answer ``prompts``."""
-        results = []
+        return list(self.train_and_answer_each(plans, prompts, generation))
+
+    def train_and_answer_each(
+        self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
+    ) -> Iterator[CandidateResult]:
+        """Each plan's result, yielded as soon as its adapter has answered."""
         for plan in plans:
             stats = self.train_adapter(plan)
             with mixed_precision(self.base_model, self.compute_dtype):
                 answers = generate(self.peft_model, self.tokenizer, prompts, generation)
-            results.append(CandidateResult(stats=stats, answers=answers, adapter_state=self.adapter_state()))
-        return results
+            yield CandidateResult(stats=stats, answers=answers, adapter_state=self.adapter_state())
 
     def train_adapter(self, plan: TrainPlan) -> TrainStats:
         """Train a fresh adapter on ``plan``; it stays active until the next call."""

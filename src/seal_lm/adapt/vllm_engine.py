@@ -16,7 +16,7 @@ import gc
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -82,6 +82,12 @@ class VLLMInnerLoop:
             CandidateResult(stats=stats, answers=answers[i * len(prompts) : (i + 1) * len(prompts)], adapter_state=state)
             for i, (stats, state, _) in enumerate(trained)
         ]
+
+    def train_and_answer_each(
+        self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
+    ) -> Iterator[CandidateResult]:
+        """The results of :meth:`train_and_answer`: every adapter answers in one vLLM call, so they come together."""
+        yield from self.train_and_answer(plans, prompts, generation)
 
     def release(self) -> torch.nn.Module:
         """Shut the vLLM engine down (freeing its GPU memory) and return the plain base model."""

@@ -48,29 +48,29 @@ def adapt(config: AdaptConfig) -> Path:
     if not config.follow and not stream_files(config.stream):
         raise DataError(f"--stream {config.stream}: no such file, or no files match. Pass a file, a folder or a glob pattern.")
     settings = config.continual_settings()
-    run = RunDir.open(config.out or default_run_path("adapt"), asdict(config) | {name: None for name in UNCHECKED}, defaults(config))
-    log.info("Run directory: %s", run.path)
-    reported = {(error["location"], error["message"]) for error in run.records(STREAM_ERRORS)}
-    counts: Counter[str] = Counter()
-    stop = threading.Event()
-    with Ledger.open(run.path / LEDGER) as ledger, _finish_then_stop_on_sigterm(stop):
-        learner = config.open_learner(ledger, settings)
-        print(f"Starting from version {ledger.current().id}; ledger: {ledger.folder}")
-        for item in learn_stream(learner, config.stream, follow=config.follow, stop=stop, poll_interval=config.poll_interval):
-            if isinstance(item, StreamError):
-                counts["unreadable"] += 1
-                print(f"skipped {item}")
-                if (str(item.location), item.message) not in reported:
-                    reported.add((str(item.location), item.message))
-                    run.append(STREAM_ERRORS, {"location": str(item.location), "message": item.message})
-            else:
-                counts[item.record.decision] += 1
-                print(describe(item))
-        current = ledger.current().id
-    print(f"Done: {', '.join(f'{n} {what}' for what, n in sorted(counts.items())) or 'no new documents'}; current version {current}.")
-    if stop.is_set():
-        print("Stopped by SIGTERM after the current document; re-run the same command to continue.")
-    return run.path
+    with RunDir.open(config.out or default_run_path("adapt"), asdict(config) | {name: None for name in UNCHECKED}, defaults(config)) as run:
+        log.info("Run directory: %s", run.path)
+        reported = {(error["location"], error["message"]) for error in run.records(STREAM_ERRORS)}
+        counts: Counter[str] = Counter()
+        stop = threading.Event()
+        with Ledger.open(run.path / LEDGER) as ledger, _finish_then_stop_on_sigterm(stop):
+            learner = config.open_learner(ledger, settings)
+            print(f"Starting from version {ledger.current().id}; ledger: {ledger.folder}")
+            for item in learn_stream(learner, config.stream, follow=config.follow, stop=stop, poll_interval=config.poll_interval):
+                if isinstance(item, StreamError):
+                    counts["unreadable"] += 1
+                    print(f"skipped {item}")
+                    if (str(item.location), item.message) not in reported:
+                        reported.add((str(item.location), item.message))
+                        run.append(STREAM_ERRORS, {"location": str(item.location), "message": item.message})
+                else:
+                    counts[item.record.decision] += 1
+                    print(describe(item))
+            current = ledger.current().id
+        print(f"Done: {', '.join(f'{n} {what}' for what, n in sorted(counts.items())) or 'no new documents'}; current version {current}.")
+        if stop.is_set():
+            print("Stopped by SIGTERM after the current document; re-run the same command to continue.")
+        return run.path
 
 
 def describe(outcome: Outcome) -> str:

@@ -44,26 +44,26 @@ def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> P
         text = Path(config.oracle_config).read_text() if config.oracle_config.endswith(".json") else config.oracle_config
         settings = replace(settings, default_config=parse_config(text))
     executor = config.start_executor()
-    run = RunDir.open(config.out or default_run_path("eval-arc"), config.run_config(), defaults(config))
-    log.info("Run directory: %s", run.path)
-    make_domain = partial(ArcDomain, settings=settings)
-    records = run_conditions(
-        run,
-        config.domain(make_domain),
-        tasks,
-        partial(config.worker, make_domain),
-        conditions=config.conditions,
-        k=config.k,
-        self_edit_generation=config.self_edit_generation(),
-        executor=executor,
-    )
-    for condition, sample in dict.fromkeys((r["condition"], r["sample"]) for r in records):
-        chosen = [r for r in records if (r["condition"], r["sample"]) == (condition, sample)]
-        write_submission(run.path / "submissions" / f"{condition}-{sample}.json", {r["context_id"]: r["grades"] for r in chosen})
-    run.write_jsonl("self_edits.jsonl", ({"unit": r["unit"], "rejected": r["rejected"], **r["self_edit"]} for r in records if r["self_edit"]))
-    summary = summarize(records, config.bootstrap_samples, reference="ttt-oracle", metrics=("correct",))
-    table = markdown_table(summary, accuracy_label="solved (share of test inputs)")
-    run.write_json("results.json", summary)
-    run.write_text("results.md", table)
-    print(f"\n{table}\nWritten to {run.path}")
-    return run.path
+    with RunDir.open(config.out or default_run_path("eval-arc"), config.run_config(), defaults(config)) as run:
+        log.info("Run directory: %s", run.path)
+        make_domain = partial(ArcDomain, settings=settings)
+        records = run_conditions(
+            run,
+            config.domain(make_domain),
+            tasks,
+            partial(config.worker, make_domain),
+            conditions=config.conditions,
+            k=config.k,
+            self_edit_generation=config.self_edit_generation(),
+            executor=executor,
+        )
+        for condition, sample in dict.fromkeys((r["condition"], r["sample"]) for r in records):
+            chosen = [r for r in records if (r["condition"], r["sample"]) == (condition, sample)]
+            write_submission(run.path / "submissions" / f"{condition}-{sample}.json", {r["context_id"]: r["grades"] for r in chosen})
+        run.write_jsonl("self_edits.jsonl", ({"unit": r["unit"], "rejected": r["rejected"], **r["self_edit"]} for r in records if r["self_edit"]))
+        summary = summarize(records, config.bootstrap_samples, reference="ttt-oracle", metrics=("correct",))
+        table = markdown_table(summary, accuracy_label="solved (share of test inputs)")
+        run.write_json("results.json", summary)
+        run.write_text("results.md", table)
+        print(f"\n{table}\nWritten to {run.path}")
+        return run.path

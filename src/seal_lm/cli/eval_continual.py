@@ -33,16 +33,16 @@ def eval_continual(config: EvalContinualConfig) -> Path:
     settings = config.continual_settings()
     sequences = sequences_of(config.passages(), config.n_passages, config.sequences, config.seed)
     conditions = {"naive": naive(settings)} | ({"guarded": settings} if config.guard else {})
-    run = RunDir.open(config.out or default_run_path("eval-continual"), asdict(config) | {"out": None}, defaults(config))
-    log.info("Run directory: %s", run.path)
-    records = run_forgetting(run, sequences, conditions, config.open_learner)
-    results = forgetting_results(records, list(conditions), config.sequences, config.n_passages)
-    run.write_json("results.json", results)
-    table = markdown_summary(results)
-    run.write_text("results.md", table)
-    run.write_bytes("forgetting.png", heatmap_png(results))
-    print(f"\n{table}\nWritten to {run.path} (results.json, results.md, forgetting.png)")
-    return run.path
+    with RunDir.open(config.out or default_run_path("eval-continual"), asdict(config) | {"out": None}, defaults(config)) as run:
+        log.info("Run directory: %s", run.path)
+        records = run_forgetting(run, sequences, conditions, config.open_learner)
+        results = forgetting_results(records, list(conditions), config.sequences, config.n_passages)
+        run.write_json("results.json", results)
+        table = markdown_summary(results)
+        run.write_text("results.md", table)
+        run.write_bytes("forgetting.png", heatmap_png(results))
+        print(f"\n{table}\nWritten to {run.path} (results.json, results.md, forgetting.png)")
+        return run.path
 
 
 def markdown_summary(results: dict) -> str:

@@ -11,8 +11,8 @@ from seal_lm.cli.shared_options import ExecutorOptions, KnowledgeOptions
 from seal_lm.cli.options import defaults, option
 from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
-from seal_lm.domains.knowledge.grading import LLMJudge
-from seal_lm.loops.evaluate import run_conditions
+from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge
+from seal_lm.loops.evaluate import judge_answers, run_conditions, with_judgements
 from seal_lm.loops.report import markdown_table, summarize
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -44,28 +44,32 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     passages = passages[: config.n_passages] if config.n_passages else passages
     external = _external_lookup(config, passages) if "external" in config.conditions else None
     executor = config.start_executor()
-    run = RunDir.open(config.out or default_run_path("eval-knowledge"), config.run_config(), defaults(config))
-    log.info("Run directory: %s", run.path)
-    make_domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
-    judge = None
-    if config.judge_url:
-        llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env)
-        judge = lambda grade: llm(grade["question"], grade["gold"], grade["answer"])  # noqa: E731
-    records = run_conditions(
-        run,
-        config.domain(make_domain),
-        passages,
-        partial(config.worker, make_domain),
-        conditions=config.conditions,
-        k=config.k,
-        self_edit_generation=config.self_edit_generation(),
-        external_self_edits=external,
-        judge=judge,
-        pooled=config.setting == "cpt",
-        executor=executor,
-    )
-    write_outputs(run, passages, records, config.bootstrap_samples)
-    return run.path
+    with RunDir.open(config.out or default_run_path("eval-knowledge"), config.run_config(), defaults(config)) as run:
+        log.info("Run directory: %s", run.path)
+        make_domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
+        records = run_conditions(
+            run,
+            config.domain(make_domain),
+            passages,
+            partial(config.worker, make_domain),
+            conditions=config.conditions,
+            k=config.k,
+            self_edit_generation=config.self_edit_generation(),
+            external_self_edits=external,
+            pooled=config.setting == "cpt",
+            executor=executor,
+        )
+        failure = None
+        if config.judge_url:  # after the records are saved: a failing judge costs no trained work
+            llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env)
+            try:
+                judge_answers(run, records, lambda grade: llm(grade["question"], grade["gold"], grade["answer"]))
+            except JudgeError as err:
+                failure = err
+        write_outputs(run, passages, with_judgements(run, records), config.bootstrap_samples)
+        if failure is not None:
+            raise JudgeError(f"{failure} The trained records are kept and the table is written without the judge; re-run the same command to judge the rest.")
+        return run.path
 
 
 def _external_lookup(config: EvalKnowledgeConfig, passages):

@@ -74,38 +74,38 @@ def _check(config: RestemOptions) -> None:
 def _train(config: Any, contexts: Sequence[Any], make_domain: Callable[[PromptFormatter], Domain], command: str) -> str:
     """The generic driver: the domain is all that differs between knowledge and ARC."""
     executor = config.start_executor()
-    run = RunDir.open(config.out or default_run_path(command), config.run_config(), defaults(config))
-    log.info("Run directory: %s", run.path)
-    keep: KeepRule = {"best-of-k": best_of_k, "positive-gain": positive_gain, "threshold": threshold(config.keep_threshold)}[config.keep_rule]
-    settings = RestemSettings(
-        rounds=config.rounds,
-        contexts_per_round=config.contexts_per_round,
-        k=config.k,
-        inner_seeds=config.inner_seeds,
-        self_edit_generation=config.self_edit_generation(),
-        policy_update=InnerLoopSettings(
-            rank=config.policy_rank,
-            alpha=config.policy_alpha,
-            target_modules=("all-linear",),
-            lr=config.policy_lr,
-            epochs=config.policy_epochs,
-            loss_on="completion",
+    with RunDir.open(config.out or default_run_path(command), config.run_config(), defaults(config)) as run:
+        log.info("Run directory: %s", run.path)
+        keep: KeepRule = {"best-of-k": best_of_k, "positive-gain": positive_gain, "threshold": threshold(config.keep_threshold)}[config.keep_rule]
+        settings = RestemSettings(
+            rounds=config.rounds,
+            contexts_per_round=config.contexts_per_round,
+            k=config.k,
+            inner_seeds=config.inner_seeds,
+            self_edit_generation=config.self_edit_generation(),
+            policy_update=InnerLoopSettings(
+                rank=config.policy_rank,
+                alpha=config.policy_alpha,
+                target_modules=("all-linear",),
+                lr=config.policy_lr,
+                epochs=config.policy_epochs,
+                loss_on="completion",
+                seed=config.seed,
+            ),
+            full_finetune=config.full_finetune,
             seed=config.seed,
-        ),
-        full_finetune=config.full_finetune,
-        seed=config.seed,
-    )
-    policy = train_policy(
-        run,
-        contexts,
-        config.domain(make_domain),
-        partial(config.worker, make_domain),
-        config.load,
-        config.model,
-        settings,
-        keep,
-        measure_baseline=config.keep_rule == "positive-gain",
-        executor=executor,
-    )
-    print(f"Final policy: {policy}\nEvaluate it with: seal eval {command.removeprefix('train-')} --model {policy} ...")
-    return policy
+        )
+        policy = train_policy(
+            run,
+            contexts,
+            config.domain(make_domain),
+            partial(config.worker, make_domain),
+            config.load,
+            config.model,
+            settings,
+            keep,
+            measure_baseline=config.keep_rule == "positive-gain",
+            executor=executor,
+        )
+        print(f"Final policy: {policy}\nEvaluate it with: seal eval {command.removeprefix('train-')} --model {policy} ...")
+        return policy

@@ -28,7 +28,6 @@ the ledger is open, released by the OS even if the process is killed (POSIX syst
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import logging
@@ -42,6 +41,8 @@ from typing import Any, Iterator, Mapping, TextIO
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from seal_lm.runs.lock import LockHeld, take_writer_lock
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +203,12 @@ class Ledger:
         if folder.exists() and not folder.is_dir():
             raise LedgerError(f"{folder} is a file, not a ledger folder.")
         (folder / VERSIONS).mkdir(parents=True, exist_ok=True)
-        lock = _take_writer_lock(folder / LOCK)
+        try:
+            lock = take_writer_lock(folder / LOCK)
+        except LockHeld as held:
+            raise LedgerError(
+                f"{folder} is already open for writing by another process (pid {held.holder}); stop it, or open the ledger read-only."
+            ) from None
         try:
             db = sqlite3.connect(database, timeout=timeout, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
@@ -427,25 +433,6 @@ class Ledger:
             if file.name.startswith(".tmp-") or (file.suffix == ".safetensors" and file.stem not in known):
                 logger.warning("removing %s: weights of an interrupted commit, never recorded as a version", file)
                 file.unlink()
-
-
-def _take_writer_lock(path: Path) -> TextIO:
-    """An open lock file holding an exclusive flock, or a LedgerError naming the process that holds it."""
-    lock = open(path, "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "unknown"
-        lock.close()
-        raise LedgerError(
-            f"{path.parent} is already open for writing by another process (pid {holder}); stop it, or open the ledger read-only."
-        ) from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(str(os.getpid()))
-    lock.flush()
-    return lock
 
 
 def _record_json(record: UpdateRecord) -> str:

@@ -36,8 +36,6 @@ import datetime as dt
 import hashlib
 import logging
 import random
-import shutil
-import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass, replace
@@ -67,6 +65,7 @@ from seal_lm.domains.knowledge.data import Passage, Question
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.model.generation import Generation, GenerationSettings
 from seal_lm.model.loading import load_model
+from seal_lm.runs.rundir import remove_partial_writes, write_folder
 
 log = logging.getLogger(__name__)
 
@@ -415,18 +414,13 @@ def export_version(ledger: Ledger, version: int, target: str | Path) -> Path:
     setup = ledger_setup(ledger)
     loaded = load_model(setup["model"], dtype=setup["dtype"], device="cpu")
     model = restore(ledger, version, InnerLoop(loaded.model, loaded.tokenizer))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+
+    def save(staging: Path) -> None:
         model.save_pretrained(staging)
         loaded.tokenizer.save_pretrained(staging)
-        if target.exists():
-            target.rmdir()
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+
+    remove_partial_writes(target)  # left by a killed export into the same folder (two exports into one folder clash anyway)
+    return write_folder(target, save)
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:

@@ -14,10 +14,13 @@ A domain names its conditions and says which of these kinds each one is (``domai
 
 In the single setting each (context, condition) group of units is one job for an executor
 (:mod:`seal_lm.runs.executor`): in this process, or spread over Ray workers, each with its own model
-replica. Records are appended in the order jobs finish; a job's records depend only on the job.
+replica. In this process a job hands back each unit as it finishes (so a kill loses at most the
+adapter in training); a Ray job's units come back together when the job ends. Records are appended
+in the order units arrive; a job's records depend only on the job.
 
-A re-run into the same directory skips finished units. At the end the per-answer files, official
-SQuAD prediction files and the results table are derived from the records.
+A re-run into the same directory skips finished units. An LLM judge runs afterwards, over the saved
+records (:func:`judge_answers`). At the end the per-answer files, official SQuAD prediction files
+and the results table are derived from the records.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import logging
 import time
 from dataclasses import replace
 from functools import cache, partial
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 KINDS = ("base", "context", "self-edit", "external")  # what a domain's named conditions train on
 RECORDS = "records.jsonl"
 POOLED_SELF_EDITS = "pooled_self_edits.jsonl"
+JUDGEMENTS = "judgements.jsonl"  # the LLM judge's verdicts: {unit, question (index of the grade), judge}
 
 
 def unit_key(context_id: str, condition: str, sample: int) -> str:
@@ -58,7 +62,6 @@ def run_conditions(
     k: int,
     self_edit_generation: GenerationSettings,
     external_self_edits: Callable[[Any], list[str]] | None = None,
-    judge: Callable[[dict], bool] | None = None,
     pooled: bool = False,
     executor: Executor | None = None,
 ) -> list[dict]:
@@ -71,7 +74,7 @@ def run_conditions(
     conditions = _checked(domain, conditions, external_self_edits)
     if pooled:
         worker = make_worker()
-        return _run_pooled(run, worker.domain, contexts, worker.inner_loop, conditions, k, self_edit_generation, external_self_edits, judge)
+        return _run_pooled(run, worker.domain, contexts, worker.inner_loop, conditions, k, self_edit_generation, external_self_edits)
     done = {record["unit"] for record in run.records(RECORDS)}
     groups = []  # (context, condition, samples not yet done): the k samples of a context train together
     for context in contexts:
@@ -83,18 +86,16 @@ def run_conditions(
     if done:
         log.info("Resuming %s: %d units already done", run.path, len(done))
     job = partial(_run_group, k=k, self_edit_generation=self_edit_generation, external_self_edits=external_self_edits)
-    finished = (executor or InProcessExecutor()).run(make_worker, job, groups)
-    for _, records in tqdm(finished, desc="units", unit="group", total=len(groups)):
-        for record in records:
-            if judge is not None:
-                for grade in record["grades"]:
-                    grade["judge"] = judge(grade)
-            run.append(RECORDS, record)
+    with tqdm(desc="units", unit="unit", total=sum(len(todo) for _, _, todo in groups)) as progress:
+        for _, records in (executor or InProcessExecutor()).run(make_worker, job, groups):
+            for record in records:  # in this process each record arrives the moment its unit is finished
+                run.append(RECORDS, record)
+                progress.update()
     position = {domain.context_id(context): index for index, context in enumerate(contexts)}
     return sorted(run.records(RECORDS), key=lambda r: (position[r["context_id"]], conditions.index(r["condition"]), r["sample"]))
 
 
-def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits, judge) -> list[dict]:
+def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits) -> list[dict]:
     """Continued pretraining: one adapter per (condition, sample) on the pooled data of all contexts.
 
     Returns per-context records (the pooled training statistics on the first context's record), the
@@ -108,9 +109,6 @@ def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_gene
                 done[key] = _run_pooled_unit(
                     run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits
                 )
-                if judge is not None:
-                    for grade in (g for part in done[key]["contexts"] for g in part["grades"]):
-                        grade["judge"] = judge(grade)
                 run.append(RECORDS, done[key])
     return [part for record in done.values() for part in per_context(record)]
 
@@ -153,6 +151,30 @@ def _run_pooled_unit(run, key, domain, contexts, condition, sample, k, inner_loo
     return {"unit": key, "condition": condition, "sample": sample, "train": train, "contexts": parts, "seconds": round(time.perf_counter() - start, 3)}
 
 
+def judge_answers(run: RunDir, records: Sequence[dict], judge: Callable[[dict], bool]) -> None:
+    """Judge every answer of ``records`` that ``run`` holds no verdict on, appending each verdict as it comes.
+
+    The verdicts go to their own file, keyed by unit and question (the grade's position in its
+    record), after the records are saved: a judge that fails costs no trained work, and a re-run
+    judges only what is missing. :func:`with_judgements` puts them into the records.
+    """
+    judged = {(verdict["unit"], verdict["question"]) for verdict in run.records(JUDGEMENTS)}
+    todo = [(r["unit"], i, grade) for r in records for i, grade in enumerate(r["grades"]) if (r["unit"], i) not in judged]
+    for unit, question, grade in tqdm(todo, desc="judge", unit="answer"):
+        run.append(JUDGEMENTS, {"unit": unit, "question": question, "judge": judge(grade)})
+
+
+def with_judgements(run: RunDir, records: Sequence[dict]) -> list[dict]:
+    """Copies of ``records`` whose grades carry the run's judge verdict (``"judge"``) where there is one."""
+    verdicts = {(verdict["unit"], verdict["question"]): verdict["judge"] for verdict in run.records(JUDGEMENTS)}
+    judged = []
+    for record in records:
+        keys = [(record["unit"], i) for i in range(len(record["grades"]))]
+        grades = [grade | ({"judge": verdicts[key]} if key in verdicts else {}) for key, grade in zip(keys, record["grades"])]
+        judged.append(record | {"grades": grades})
+    return judged
+
+
 def per_context(record: dict) -> list[dict]:
     """A record as per-context records: a pooled (continued-pretraining) record is split, its training reported once; others are as they are."""
     if "contexts" not in record:
@@ -188,19 +210,30 @@ def _run_group(
     k: int,
     self_edit_generation: GenerationSettings,
     external_self_edits: Callable[[Any], list[str]] | None,
-) -> list[dict]:
-    """A job: one record per sample of a (context, condition, samples) group; the samples' adapters train in one call."""
-    start = time.perf_counter()
+) -> Iterator[dict]:
+    """A job: yields the record of each sample of a (context, condition, samples) group as soon as it is finished.
+
+    The samples' adapters train in one engine call, which hands back each result when it has it. A
+    record's ``seconds`` is the time since the job's previous record (or its start).
+    """
     domain, inner_loop = worker.domain, worker.inner_loop
     context, condition, samples = group
     all_self_edits = cache(lambda: _write_self_edits(domain, context, k, inner_loop, self_edit_generation))
+    last = time.perf_counter()
+
+    def finished(record: dict, answers: list[str]) -> dict:
+        nonlocal last
+        now = time.perf_counter()
+        record |= {"grades": domain.score(context, answers), "seconds": round(now - last, 3)}
+        last = now
+        return record
 
     def write_self_edit(context: Any, sample: int) -> dict:
         return all_self_edits()[sample]
 
     context_id = domain.context_id(context)
     prompts = domain.probe_prompts(context)
-    records, plans = [], []
+    plans = []
     for sample in samples:
         plan, self_edit, rejected = _plan_for(domain, context, condition, sample, write_self_edit, external_self_edits)
         record = {
@@ -212,21 +245,16 @@ def _run_group(
             "rejected": rejected,
             "train": None,
         }
-        records.append(record)
         if plan is not None:
             plans.append((record, plan))
         elif rejected:
-            record["grades"] = domain.score(context, [""] * len(prompts))  # an unusable self-edit earns nothing
-    if domain.conditions[condition] == "base":
-        answers = [g.text for g in inner_loop.generate_with_base(prompts, domain.answer_generation)]
-        records[0]["grades"] = domain.score(context, answers)
-    results = inner_loop.train_and_answer([plan for _, plan in plans], prompts, domain.answer_generation) if plans else []
+            yield finished(record, [""] * len(prompts))  # an unusable self-edit earns nothing
+        else:  # the base condition
+            yield finished(record, [g.text for g in inner_loop.generate_with_base(prompts, domain.answer_generation)])
+    results = inner_loop.train_and_answer_each([plan for _, plan in plans], prompts, domain.answer_generation)
     for (record, plan), result in zip(plans, results):
         record["train"] = {"sequences": [e.prompt + e.completion for e in plan.examples], **vars(result.stats)}
-        record["grades"] = domain.score(context, [g.text for g in result.answers])
-    for record in records:
-        record["seconds"] = round((time.perf_counter() - start) / len(records), 3)
-    return records
+        yield finished(record, [g.text for g in result.answers])
 
 
 def _plan_for(

@@ -43,7 +43,7 @@ def summarize(
     """
     conditions = list(dict.fromkeys(r["condition"] for r in records))
     scores = {metric: per_question_scores(records, metric) for metric in metrics}
-    if any("judge" in g for r in records for g in r["grades"]):
+    if records and all("judge" in g for r in records for g in r["grades"]):  # a partly judged run is reported without the judge
         scores["judge"] = per_question_scores(records, "judge")
     rng = np.random.default_rng(seed)
     rows = {}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import random
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from functools import partial
@@ -224,7 +223,6 @@ def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict
         update = InnerLoop(model, tokenizer)
         stats = update.train_adapter(plan)
         model = update.merge_adapter()
-    _save_policy(model, tokenizer, round_dir / "policy")
     rewards = [reward for r in records for reward in _zeroed(r)]
     summary = {
         "round": round_number,
@@ -245,7 +243,8 @@ def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict
         "m_step_seconds": time.perf_counter() - start,
         "policy_carried_over": not pairs,
     }
-    run.write_json(f"round-{round_number}/summary.json", summary)
+    run.write_json(f"round-{round_number}/summary.json", summary)  # before the policy: a round counts as done once its policy exists
+    run.write_folder(f"round-{round_number}/policy", partial(_save_policy, model, tokenizer))
     print(
         f"Round {round_number}: mean reward {summary['mean_reward']:.3f}, contexts with any reward "
         f"{summary['contexts_with_any_reward']}/{len(records)}, kept {len(pairs)}, "
@@ -259,9 +258,7 @@ def _zeroed(record: dict) -> list[float]:
     return [reward or 0.0 for reward in record["rewards"]]
 
 
-def _save_policy(model, tokenizer, target: Path) -> None:
-    """Save a standard HF folder atomically: a crash leaves no half-written policy behind."""
-    staging = Path(tempfile.mkdtemp(prefix=".policy-", dir=target.parent))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    staging.rename(target)
+def _save_policy(model, tokenizer, folder: Path) -> None:
+    """The policy as a standard HF folder."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)

@@ -4,7 +4,9 @@ A *worker* is per-process state, typically a model replica with its domain and i
 built once by a ``setup`` callable in the process that runs the jobs. A *job* is a function
 ``job(worker, item) -> result``. ``executor.run(setup, job, items)`` yields ``(item, result)`` pairs
 as jobs finish; the caller records each result when it arrives, so a job is counted exactly once
-however often it had to be retried.
+however often it had to be retried. A job may be a generator of partial results: in this process
+the caller receives each as the job produces it; from a Ray actor they come back together, as a
+list, when the job ends.
 
 Jobs must not depend on the order they run in or on what ran before them in the same worker: then
 every executor gives the same results, only faster or slower.
@@ -12,6 +14,7 @@ every executor gives the same results, only faster or slower.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections import deque
 from typing import Callable, Iterator, Protocol, Sequence, TypeVar
@@ -35,7 +38,10 @@ class Executor(Protocol):
 
 
 class InProcessExecutor:
-    """One worker in this process, built on the first item; jobs run one after another, in order."""
+    """One worker in this process, built on the first item; jobs run one after another, in order.
+
+    A generator job is handed over as it is: it runs as the caller takes its results.
+    """
 
     def run(self, setup: Callable[[], W], job: Callable[[W, I], R], items: Sequence[I]) -> Iterator[tuple[I, R]]:
         worker = None
@@ -54,7 +60,8 @@ class _Actor:
     def run(self, setup, job, item):
         if self.worker is None:
             self.worker = setup()
-        return job(self.worker, item)
+        result = job(self.worker, item)
+        return list(result) if inspect.isgenerator(result) else result  # a generator cannot travel back to the caller
 
 
 class RayExecutor:

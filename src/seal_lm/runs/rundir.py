@@ -5,22 +5,38 @@ with the same configuration resumes the run; a different configuration is refuse
 never mixes results of two setups. Records are appended one JSON line at a time and flushed to
 disk; a line torn by a kill is discarded on resume (its unit of work is redone), so no finished
 record is lost and no half-written one is ever read.
+
+One process writes a run: an open run holds the directory's writer lock (:mod:`seal_lm.runs.lock`).
+Whole files and folders are written atomically (a partial copy beside the target, then a rename);
+the partial copies a kill leaves behind are removed when the run is opened again. A full disk is a
+one-line :class:`RunDirError` that says what to do.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import glob
 import json
+import logging
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, TextIO
+
+from seal_lm.runs.lock import LockHeld, take_writer_lock
 
 CONFIG_FILE = "config.json"
+LOCK_FILE = "writer.lock"
+PARTIAL = ".partial"  # an atomic write in progress is ".<name>.<random>.partial" beside <name>, renamed to <name> when complete
 RECORDED_PACKAGES = ("seal-lm", "torch", "transformers", "peft", "numpy")
+
+log = logging.getLogger(__name__)
 
 
 class RunDirError(RuntimeError):
@@ -28,46 +44,84 @@ class RunDirError(RuntimeError):
 
 
 class RunDir:
-    """One run's directory on disk."""
+    """One run's directory on disk; opened with :meth:`open`, it holds the run's writer lock until :meth:`close`."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, lock: TextIO | None = None):
         self.path = path
+        self._lock = lock
 
     @classmethod
     def open(cls, path: str | Path, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> "RunDir":
         """Create ``path`` for ``config``, or resume it if it was made with the same config.
 
-        ``defaults`` are the values of settings a run made by an earlier version may not record (added
-        since): a saved config without such a setting resumes when the current value is its default.
+        The returned run holds the directory's writer lock (a second opener is refused, told the
+        holder's pid) until it is closed; use it in a ``with`` block. Leftovers of writes a kill
+        interrupted are removed; a directory holding nothing else (a creation killed before its
+        config was written) is started afresh. ``defaults`` are the values of settings a run made by
+        an earlier version may not record (added since): a saved config without such a setting
+        resumes when the current value is its default.
         """
         path = Path(path)
-        config_path = path / CONFIG_FILE
-        if config_path.exists():
-            try:
-                saved = json.loads(config_path.read_text())["config"]
-            except (json.JSONDecodeError, KeyError):
-                raise RunDirError(f"{config_path} is corrupt; this is not a resumable run directory. Use a new --out.") from None
-            differences = _differences(json.loads(json.dumps(defaults or {})) | saved, json.loads(json.dumps(config)))
-            if differences:
-                raise RunDirError(
-                    f"{path} holds a run with a different configuration ({'; '.join(differences[:3])}). "
-                    "Re-run with the same settings to resume it, or pass a new --out."
-                )
-            return cls(path)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path} is a file, not a run directory. Pass a new --out.")
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and not (path / CONFIG_FILE).exists() and not all(_is_leftover(p.name) for p in path.iterdir()):
             raise RunDirError(f"{path} exists and is not a seal-lm run directory. Pass a new or empty --out.")
         path.mkdir(parents=True, exist_ok=True)
-        run = cls(path)
-        run.write_json(CONFIG_FILE, {"config": config, "environment": environment()})
+        try:
+            run = cls(path, take_writer_lock(path / LOCK_FILE))
+        except LockHeld as held:
+            raise RunDirError(
+                f"{path} is open for writing by another process (pid {held.holder}); let it finish or stop it, or pass a new --out."
+            ) from None
+        try:
+            run._remove_leftovers()
+            run._create_or_check(config, defaults)
+        except BaseException:
+            run.close()
+            raise
         return run
+
+    def close(self) -> None:
+        """Release the writer lock (the OS releases it too when the process ends)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _create_or_check(self, config: dict[str, Any], defaults: dict[str, Any] | None) -> None:
+        config_path = self.path / CONFIG_FILE
+        if not config_path.exists():
+            self.write_json(CONFIG_FILE, {"config": config, "environment": environment()})
+            return
+        try:
+            saved = json.loads(config_path.read_text())["config"]
+        except (json.JSONDecodeError, KeyError):
+            raise RunDirError(f"{config_path} is corrupt; this is not a resumable run directory. Use a new --out.") from None
+        differences = _differences(json.loads(json.dumps(defaults or {})) | saved, json.loads(json.dumps(config)))
+        if differences:
+            raise RunDirError(
+                f"{self.path} holds a run with a different configuration ({'; '.join(differences[:3])}). "
+                "Re-run with the same settings to resume it, or pass a new --out."
+            )
+
+    def _remove_leftovers(self) -> None:
+        """Delete the partial files and folders of writes interrupted by a kill, anywhere in the run."""
+        for folder, subfolders, files in os.walk(self.path):
+            for name in [n for n in subfolders + files if _is_partial(n)]:
+                _remove_partial(Path(folder) / name)
+                if name in subfolders:
+                    subfolders.remove(name)
 
     def append(self, name: str, record: dict[str, Any]) -> None:
         """Append one record as a single JSON line, flushed to disk before returning."""
         line = json.dumps(record, ensure_ascii=False) + "\n"
         (self.path / name).parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path / name, "a", encoding="utf-8") as f:
+        with _reporting_full_disk(self.path / name), open(self.path / name, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
@@ -102,16 +156,42 @@ class RunDir:
         """Write a whole file atomically (temporary file, then rename)."""
         target = self.path / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, target)
+        with _reporting_full_disk(target):
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=PARTIAL)
+            try:
+                with os.fdopen(handle, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temporary, target)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
         return target
 
     def write_jsonl(self, name: str, rows: Iterable[dict[str, Any]]) -> Path:
         return self.write_text(name, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+    def write_folder(self, name: str, save: Callable[[Path], None]) -> Path:
+        """Write a whole folder atomically: ``save`` fills a staging folder, then it is renamed to ``name`` (which must not exist)."""
+        return write_folder(self.path / name, save)
+
+
+def write_folder(target: Path, save: Callable[[Path], None]) -> Path:
+    """Write the folder ``target`` atomically: ``save(staging)`` fills a staging folder beside it, which is then renamed.
+
+    A kill leaves at most a ``.<name>.<random>.partial`` folder, which a resumed run removes.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _reporting_full_disk(target):
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=PARTIAL, dir=target.parent))
+        try:
+            save(staging)
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return target
 
 
 def default_run_path(command: str, root: str | Path = "runs") -> Path:
@@ -144,6 +224,41 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def remove_partial_writes(target: Path) -> None:
+    """Delete the partial copies of ``target`` that writes a kill interrupted left beside it; only its one writer may call this."""
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*{PARTIAL}"):
+        _remove_partial(leftover)
+
+
+def _remove_partial(leftover: Path) -> None:
+    log.info("Removing %s, left by an interrupted write", leftover)
+    if leftover.is_dir():
+        shutil.rmtree(leftover)
+    else:
+        leftover.unlink()
+
+
+def _is_partial(name: str) -> bool:
+    """Whether ``name`` is this module's name for an atomic write in progress."""
+    return name.startswith(".") and name.endswith(PARTIAL)
+
+
+def _is_leftover(name: str) -> bool:
+    """Whether a file may be left in a run directory by a creation killed before its config was written."""
+    return name == LOCK_FILE or _is_partial(name)
+
+
+@contextmanager
+def _reporting_full_disk(path: Path) -> Iterator[None]:
+    """A full disk while writing ``path`` becomes a one-line RunDirError saying how to go on."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise RunDirError(f"no space left on device writing {path}; free space and re-run the same command to resume.") from None
 
 
 def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import string
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -94,14 +95,20 @@ class LLMJudge:
     """Yes/no grading by an LLM behind an OpenAI-compatible ``/chat/completions`` endpoint.
 
     The API key is read from the environment variable named by ``api_key_env`` (may be unset for
-    local servers). An empty prediction is graded "no" without a request, as in the paper.
+    local servers). An empty prediction is graded "no" without a request, as in the paper. A request
+    that fails in a way that may pass (unreachable, timed out, HTTP 429 or 5xx) is tried ``attempts``
+    times in all, waiting ``backoff`` seconds before the first retry and twice as long before each next.
     """
 
-    def __init__(self, url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0):
+    def __init__(
+        self, url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0, attempts: int = 4, backoff: float = 2.0
+    ):
         self.url = url.rstrip("/") + "/chat/completions"
         self.model = model
         self.api_key = os.environ.get(api_key_env, "")
         self.timeout = timeout
+        self.attempts = attempts
+        self.backoff = backoff
 
     def __call__(self, question: str, golds: Sequence[str], prediction: str) -> bool:
         """Whether the judge says the prediction conveys the gold answer."""
@@ -111,21 +118,36 @@ class LLMJudge:
         return parse_yes_no(self._complete(prompt))
 
     def _complete(self, prompt: str) -> str:
+        """The judge's reply to ``prompt``, retried with exponential backoff while the endpoint fails."""
         body = json.dumps(
             {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0}
         ).encode()
+        for attempt in range(self.attempts):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                return self._post(body)
+            except urllib.error.HTTPError as err:
+                if err.code != 429 and err.code < 500:
+                    raise JudgeError(f"judge endpoint {self.url} refused the request ({err}). Check --judge-url, --judge-model and the API key.") from None
+                failure = err
+            except (urllib.error.URLError, TimeoutError, OSError) as err:
+                failure = err
+        raise JudgeError(
+            f"judge endpoint {self.url} gave no answer in {self.attempts} attempt(s) (last: {failure}). Check --judge-url and that the server is up."
+        ) from None
+
+    def _post(self, body: bytes) -> str:
+        """One request: the reply's message text (urllib's errors pass through, for :meth:`_complete` to retry)."""
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload = json.load(response)
-            return payload["choices"][0]["message"]["content"] or ""
-        except (urllib.error.URLError, TimeoutError, OSError) as err:
-            raise JudgeError(f"judge endpoint {self.url} failed: {err}. Check --judge-url and that the server is up.") from None
-        except (KeyError, IndexError, TypeError, json.JSONDecodeError):
-            raise JudgeError(f"judge endpoint {self.url} did not answer in the OpenAI chat-completions format.") from None
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            try:
+                return json.load(response)["choices"][0]["message"]["content"] or ""
+            except (KeyError, IndexError, TypeError, json.JSONDecodeError):
+                raise JudgeError(f"judge endpoint {self.url} did not answer in the OpenAI chat-completions format.") from None
 
 
 def parse_yes_no(text: str) -> bool:
