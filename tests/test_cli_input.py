@@ -5,6 +5,7 @@ cannot be written. Each is one ``seal: error:`` line and exit code 2, with the m
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import seal_lm.cli.shared_options
 import seal_lm.loops.continual
 import seal_lm.model.loading
 from seal_lm.cli import main
+from seal_lm.cli.eval_arc import EvalArcConfig
 from seal_lm.cli.shared_options import ModelOptions
 
 PASSAGES = [
@@ -22,13 +24,18 @@ PASSAGES = [
         "title": "Eiffel Tower",
         "context": "The Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.",
         "questions": [{"question": "Where is the Eiffel Tower?", "answer": "Paris"}],
-    }
+    },
+    {
+        "title": "Mongol Empire",
+        "context": "Genghis Khan founded the Mongol Empire. The Shah fled rather than surrender.",
+        "questions": [{"question": "Who founded the Mongol Empire?", "answer": "Genghis Khan"}],
+    },
 ]
 TASK = {"train": [{"input": [[1, 0]], "output": [[0, 1]]}], "test": [{"input": [[2, 0]], "output": [[0, 2]]}]}
 COMMANDS = {  # command → its flags, {data} the data file it reads
     "eval knowledge": ["eval", "knowledge", "--data", "{data}"],
     "train knowledge": ["train", "knowledge", "--data", "{data}"],
-    "eval continual": ["eval", "continual", "--data", "{data}"],
+    "eval continual": ["eval", "continual", "--data", "{data}", "--n-passages", "2"],
     "adapt": ["adapt", "--stream", "{data}"],
     "demo": ["demo", "--data", "{data}"],
     "eval arc": ["eval", "arc", "--tasks", "{data}"],
@@ -131,7 +138,7 @@ def test_bad_settings_models_and_outs_are_reported_before_loading(command, input
         assert not out.exists()
 
 
-@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root may write into any folder")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
 def test_an_unwritable_out_is_reported_before_loading(inputs, tmp_path, capsys, no_model_loading):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
@@ -162,8 +169,6 @@ def test_a_broken_config_file_names_the_file_and_field(command, problem, inputs,
 
 
 def test_a_task_file_is_read_whatever_its_name_and_a_missing_one_is_not_a_task_id(inputs, tmp_path, capsys, monkeypatch):
-    from seal_lm.cli.eval_arc import EvalArcConfig
-
     renamed = tmp_path / "task.txt"
     renamed.write_text(json.dumps(TASK))
     tasks = EvalArcConfig(tasks=str(renamed), model=str(inputs["model"]), out=str(tmp_path / "run")).arc_tasks()
