@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from seal_lm import GenerationSettings, InnerLoopSettings, KnowledgeDomain, PromptFormatter, TrainPlan, load_model, load_passages
+from seal_lm import InnerLoopSettings, KnowledgeDomain, PromptFormatter, TrainPlan, load_model, load_passages
 from seal_lm.adapt.batched import BatchedInnerLoop
 from seal_lm.adapt.vllm_engine import VLLMInnerLoop
 from seal_lm.domains.knowledge.data import load_external_self_edits

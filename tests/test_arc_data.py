@@ -46,8 +46,8 @@ def test_arc_agi_2_loads():
     "call, message",
     [
         (lambda: load_tasks(["44f52bb1"]), "Unknown ARC task id '44f52bb1'.*Did you mean 44f52bb0"),
-        (lambda: load_tasks(["x"], split="train"), "Unknown ARC split 'train'. Available: training, evaluation"),
-        (lambda: load_tasks(["x"], version="arc-agi-3"), "Unknown ARC version 'arc-agi-3'. Available: arc-agi-1, arc-agi-2"),
+        (lambda: load_tasks(["x"], split="train"), "Unknown ARC split 'train'. Did you mean 'training'\\? Available: training, evaluation"),
+        (lambda: load_tasks(["x"], version="arc-agi-3"), "Unknown ARC version 'arc-agi-3'. Did you mean 'arc-agi-2'\\? Available: arc-agi-1, arc-agi-2"),
     ],
 )
 def test_bad_ids_splits_and_versions_say_what_is_available(call, message):

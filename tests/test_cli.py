@@ -24,7 +24,8 @@ from official_squad_v1_1_eval import normalize_answer  # noqa: E402
 
 
 def parse(*flags: str) -> EvalKnowledgeConfig:
-    return config_from_args(EvalKnowledgeConfig, build_parser().parse_args(["eval", "knowledge", *flags]))
+    """The config of ``seal eval knowledge --data x.json FLAGS`` (--data is required)."""
+    return config_from_args(EvalKnowledgeConfig, build_parser().parse_args(["eval", "knowledge", "--data", "x.json", *flags]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -34,18 +35,18 @@ def parse(*flags: str) -> EvalKnowledgeConfig:
 
 def test_defaults_without_flags():
     config = parse()
-    assert config == EvalKnowledgeConfig()
+    assert config == EvalKnowledgeConfig(data="x.json")
     assert config.conditions == ("base", "passage", "self-edit")
 
 
 def test_flags_become_typed_config_fields():
     config = parse("--n-passages", "3", "--conditions", "base,passage", "--target-modules", "all-linear",
-                   "--lr", "5e-4", "--data", "x.json")
+                   "--lr", "5e-4", "--data", "y.json")
     assert config.n_passages == 3
     assert config.conditions == ("base", "passage")
     assert config.target_modules == ("all-linear",)
     assert config.lr == 5e-4
-    assert config.data == "x.json"
+    assert config.data == "y.json"
     assert config.k == EvalKnowledgeConfig().k  # untouched fields keep their defaults
 
 

@@ -20,7 +20,6 @@ SmolLM; not of models that soft-cap logits).
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence

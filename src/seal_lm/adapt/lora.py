@@ -16,14 +16,15 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Protocol, Sequence
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
-from peft.tuners.lora import LoraLayer
 from tqdm.auto import tqdm
 
 from seal_lm.model.generation import Generation, GenerationSettings, generate
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 ADAPTER_NAME = "candidate"
 
@@ -184,6 +185,9 @@ class InnerLoop:
 
     def _fresh_adapter(self, settings: InnerLoopSettings) -> PeftModel:
         """Replace the candidate adapter with a newly initialised one, seeded by ``settings.seed``."""
+        from peft import LoraConfig, get_peft_model  # imported on first use: the command line checks its input first
+        from peft.tuners.lora import LoraLayer
+
         config = LoraConfig(
             r=settings.rank,
             lora_alpha=settings.alpha,

@@ -16,12 +16,11 @@ BENCHMARKS.md on the bundled model: ~7% of a typical step, and ~140 MiB per 1,00
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import repeat_kv
 
 PACKED_ATTENTION = "seal_per_sequence"
 CHUNK_ROWS = 256  # rows of logits alive at once: 256 × a 49k vocabulary ≈ 50 MB in float32
@@ -29,6 +28,8 @@ CHUNK_ROWS = 256  # rows of logits alive at once: 256 × a 49k vocabulary ≈ 50
 
 def _attention_within_sequences(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cu_seq_lens_q=None, **kwargs):
     """Causal attention of each packed sequence over itself. ``cu_seq_lens_q``: the sequences' start offsets and the row's end."""
+    from transformers.integrations.sdpa_attention import repeat_kv
+
     if query.shape[0] != 1 or cu_seq_lens_q is None:
         raise ValueError("per-sequence attention needs one packed row and its sequence boundaries (cu_seq_lens_q)")
     groups = getattr(module, "num_key_value_groups", 1)
@@ -41,7 +42,13 @@ def _attention_within_sequences(module, query, key, value, attention_mask, scali
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
 
 
-AttentionInterface.register(PACKED_ATTENTION, _attention_within_sequences)
+@functools.cache
+def _registered_attention() -> str:
+    """Register per-sequence attention with transformers (on first use: the command line checks its input first)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(PACKED_ATTENTION, _attention_within_sequences)
+    return PACKED_ATTENTION
 
 
 @contextlib.contextmanager
@@ -55,7 +62,7 @@ def per_sequence_attention(model: torch.nn.Module) -> Iterator[None]:
     if previous not in ("sdpa", "eager"):
         yield
         return
-    model.set_attn_implementation(PACKED_ATTENTION)
+    model.set_attn_implementation(_registered_attention())
     try:
         yield
     finally:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import ClassVar, Iterator
 
 from seal_lm.cli.continual_options import ContinualOptions
-from seal_lm.cli.options import defaults, option
+from seal_lm.cli.options import defaults, option, required
 from seal_lm.continual.ledger import Ledger, UpdateRecord
-from seal_lm.continual.stream import StreamError, stream_files
+from seal_lm.continual.stream import Document, StreamError, read_stream, stream_files
 from seal_lm.domains.knowledge.data import DataError
 from seal_lm.loops.continual import Outcome, learn_stream
 from seal_lm.runs.rundir import RunDir, default_run_path
@@ -36,18 +36,16 @@ UNCHECKED = ("out", "stream", "follow", "poll_interval")
 class AdaptConfig(ContinualOptions):
     without_flags: ClassVar[tuple[str, ...]] = (*ContinualOptions.without_flags, "data")
 
-    stream: str = option("", "Documents to learn, in order: a file, a folder or a glob (SQuAD JSON, JSON list, JSONL, .txt/.md) (required).")
+    stream: str = required("Documents to learn, in order: a file, a folder or a glob (SQuAD JSON, JSON list, JSONL, .txt/.md).")
     follow: bool = option(False, "Keep watching --stream for new files and lines until stopped (Ctrl-C, SIGTERM).")
     poll_interval: float = option(2.0, "Seconds between looks for new documents with --follow.")
 
 
 def adapt(config: AdaptConfig) -> Path:
     """Learn the stream's new documents into the run's ledger; returns the run directory."""
-    if not config.stream:
-        raise DataError("--stream is required: a file, folder or glob pattern of documents.")
-    if not config.follow and not stream_files(config.stream):
-        raise DataError(f"--stream {config.stream}: no such file, or no files match. Pass a file, a folder or a glob pattern.")
     settings = config.continual_settings()
+    if not config.follow:
+        check_stream(config.stream)
     with RunDir.open(config.out or default_run_path("adapt"), asdict(config) | {name: None for name in UNCHECKED}, defaults(config)) as run:
         log.info("Run directory: %s", run.path)
         reported = {(error["location"], error["message"]) for error in run.records(STREAM_ERRORS)}
@@ -71,6 +69,19 @@ def adapt(config: AdaptConfig) -> Path:
         if stop.is_set():
             print("Stopped by SIGTERM after the current document; re-run the same command to continue.")
         return run.path
+
+
+def check_stream(source: str) -> None:
+    """Fail unless ``source`` holds at least one readable document (unreadable ones among readable ones are skipped later)."""
+    if not stream_files(source):
+        raise DataError(f"--stream {source}: no such file, or no files match. Pass a file, a folder or a glob pattern.")
+    errors = []
+    for item in read_stream(source):
+        if isinstance(item, Document):
+            return
+        errors.append(item)
+    reason = f"{errors[0]}{f' (and {len(errors) - 1} more)' if len(errors) > 1 else ''}" if errors else "the files hold no documents"
+    raise DataError(f"--stream {source}: nothing to learn: {reason}.")
 
 
 def describe(outcome: Outcome) -> str:

@@ -10,7 +10,7 @@ from seal_lm.cli.shared_options import KnowledgeOptions
 from seal_lm.continual.guards import ACTIONS, STRATEGIES, RetentionPolicy
 from seal_lm.continual.ledger import Ledger
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
-from seal_lm.loops.continual import ContinualLearner, ContinualSettings
+from seal_lm.loops.continual import COMMIT_MODES, PROBE_SOURCES, ContinualLearner, ContinualSettings
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.prompting import PromptFormatter
 
@@ -21,27 +21,23 @@ class ContinualOptions(KnowledgeOptions):
     # generating with transformers (vLLM would serve a stale copy of the weights).
     without_flags: ClassVar[tuple[str, ...]] = ("engine", "generator", "vllm_gpu_memory", "executor", "ray_address", "workers")
 
-    commit: str = option("merge", "What each model version stores: merge (the adapted layers' merged weights) or stack (only its own adapter; the model is the base plus its ancestors' adapters).")
+    commit: str = option("merge", "What each model version stores: merge stores the adapted layers' merged weights, stack only its own adapter (the model is the base plus its ancestors' adapters).", COMMIT_MODES)
     k: int = option(1, "Self-edits per document; each trains a candidate, the best by retention-aware reward is the update.")
     retention_weight: float = option(1.0, "Candidate reward = gain on the document's probes minus this times the retention drop.")
-    on_forgetting: str = option("reject", f"When retention drops more than --retention-tolerance: {', '.join(ACTIONS)} (retry: once, with replay mixed into training, then reject).")
+    on_forgetting: str = option("reject", "When retention drops more than --retention-tolerance (retry-with-replay: once, with replay mixed into training, then reject).", ACTIONS)
     retention_tolerance: float = option(0.1, "Largest drop in mean retention score an update may cause (scores are 0 to 1).")
     min_gain: float = option(-1.0, "Least gain on the document's own probes for an update to be kept (-1: no minimum).")
-    probes: str = option("auto", "A document's probes: auto (its gold questions if it has any, else written by the model, filled up with cloze), gold, model, or cloze (fill-in-the-blank sentences of the document).")
+    probes: str = option("auto", "A document's probes: auto takes its gold questions if it has any, else questions written by the model, filled up with cloze (fill-in-the-blank sentences of the document).", PROBE_SOURCES)
     probe_count: int = option(5, "Probe questions the model writes per document.")
     probe_max_tokens: int = option(256, "Token budget for writing a document's probes.")
     drop_unfaithful: bool = option(False, "Drop self-edit lines whose names or numbers the document does not contain (counted in the ledger).")
     replay_capacity: int = option(16, "Earlier documents kept in the replay buffer (their probes are the retention set).")
-    replay_strategy: str = option("reservoir", f"Which earlier documents the buffer keeps: {', '.join(STRATEGIES)}.")
+    replay_strategy: str = option("reservoir", "Which earlier documents the buffer keeps.", STRATEGIES)
     replay_mix: int = option(4, "Earlier documents whose training sequences a retried update also trains on.")
 
     def continual_settings(self, verify: bool = True) -> ContinualSettings:
         """The learner's settings (checked, so a typo fails before any work)."""
         self.check()
-        if self.on_forgetting not in ACTIONS:
-            raise ValueError(f"Unknown --on-forgetting '{self.on_forgetting}'. Available: {', '.join(ACTIONS)}.")
-        if self.replay_strategy not in STRATEGIES:
-            raise ValueError(f"Unknown --replay-strategy '{self.replay_strategy}'. Available: {', '.join(STRATEGIES)}.")
         if not 0 <= self.retention_tolerance <= 1 or self.replay_capacity < 1:
             raise ValueError("--retention-tolerance must be between 0 and 1, and --replay-capacity at least 1.")
         policy = RetentionPolicy(self.retention_tolerance, self.on_forgetting, None if self.min_gain <= -1 else self.min_gain)

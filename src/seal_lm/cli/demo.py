@@ -7,20 +7,22 @@ from importlib import resources
 
 from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings
 from seal_lm.cli.options import option
+from seal_lm.cli.shared_options import MODEL_HELP
 from seal_lm.domains.base import SelfEditRejected
 from seal_lm.domains.knowledge.data import load_passages
 from seal_lm.domains.knowledge.domain import KnowledgeDomain, KnowledgeSettings
+from seal_lm.domains.knowledge.self_edits import SELF_EDIT_STYLES
 from seal_lm.model.generation import GenerationSettings
-from seal_lm.model.loading import DEFAULT_MODEL, load_model
+from seal_lm.model.loading import DEFAULT_MODEL, check_model_spec, load_model
 from seal_lm.model.prompting import PromptFormatter
 
 
 @dataclass
 class DemoConfig:
-    model: str = option(DEFAULT_MODEL, "bundled:<name>, a local HF folder, a .gguf file, or a hub id.")
+    model: str = option(DEFAULT_MODEL, MODEL_HELP)
     data: str = option("", "Passages file (default: the SQuAD passages bundled with seal-lm).")
     index: int = option(0, "Which passage of the file to learn.")
-    self_edit_prompt: str = option("implications", "How the model rewrites the passage (see seal eval knowledge --help).")
+    self_edit_prompt: str = option("implications", "How the model rewrites the passage (see the README).", SELF_EDIT_STYLES)
     target_modules: tuple[str, ...] = option(("all-linear",), "LoRA target modules (all-linear learns fastest at this size).")
     epochs: int = option(10, "Inner-loop epochs.")
     seed: int = option(0, "Seed for sampling and the adapter.")
@@ -33,12 +35,13 @@ def demo(config: DemoConfig) -> None:
     if not 0 <= config.index < len(passages):
         raise ValueError(f"--index {config.index} is out of range: {source} has {len(passages)} passages.")
     passage = passages[config.index]
-    print(f"Loading {config.model} ...")
-    loaded = load_model(config.model)
     settings = KnowledgeSettings(
         self_edit_style=config.self_edit_prompt,
         inner_loop=InnerLoopSettings(target_modules=config.target_modules, epochs=config.epochs, seed=config.seed),
     )
+    check_model_spec(config.model)
+    print(f"Loading {config.model} ...")
+    loaded = load_model(config.model)
     domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), settings)
     loop = InnerLoop(loaded.model, loaded.tokenizer, progress=True)
     prompts = domain.probe_prompts(passage)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 from seal_lm.cli.options import defaults, option
-from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions
-from seal_lm.domains.arc.config import parse_config
+from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions, is_file
+from seal_lm.domains.arc.config import ConfigRejected, TTTConfig, parse_config
 from seal_lm.domains.arc.data import ArcTask
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.arc.submission import write_submission
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalArcConfig(ExecutorOptions, ArcOptions):
-    conditions: tuple[str, ...] = option(("icl", "ttt-oracle", "self-edit"), f"Comma-separated, from: {', '.join(ArcDomain.conditions)}.")
+    conditions: tuple[str, ...] = option(("icl", "ttt-oracle", "self-edit"), "Comma-separated.", ArcDomain.conditions)
     k: int = option(5, "Configurations sampled per task for self-edit (SEAL: 15).")
     oracle_config: str = option("", "The ttt-oracle configuration: JSON text or a .json file (default: basic augmentations, all tokens, lr 1e-4, 2 epochs).")
     bootstrap_samples: int = option(2000, "Bootstrap resamples for standard errors.")
@@ -41,8 +41,7 @@ def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> P
     tasks = config.arc_tasks() if tasks is None else tasks
     settings = config.arc_settings()
     if config.oracle_config:
-        text = Path(config.oracle_config).read_text() if config.oracle_config.endswith(".json") else config.oracle_config
-        settings = replace(settings, default_config=parse_config(text))
+        settings = replace(settings, default_config=oracle_config(config.oracle_config))
     executor = config.start_executor()
     with RunDir.open(config.out or default_run_path("eval-arc"), config.run_config(), defaults(config)) as run:
         log.info("Run directory: %s", run.path)
@@ -67,3 +66,13 @@ def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> P
         run.write_text("results.md", table)
         print(f"\n{table}\nWritten to {run.path}")
         return run.path
+
+
+def oracle_config(given: str) -> TTTConfig:
+    """The ``--oracle-config`` configuration: the text of an existing file, else the JSON text itself."""
+    if not is_file(given) and given.endswith(".json"):
+        raise ValueError(f"--oracle-config {given}: no such file.")
+    try:
+        return parse_config(Path(given).read_text() if is_file(given) else given)
+    except ConfigRejected as err:
+        raise ValueError(f"--oracle-config {given}: {err}") from None

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from seal_lm.cli.continual_options import ContinualOptions, naive
 from seal_lm.cli.options import defaults, option
+from seal_lm.continual.guards import ACTIONS
+from seal_lm.loops.continual import COMMIT_MODES, PROBE_SOURCES
 from seal_lm.loops.forgetting import forgetting_results, run_forgetting, sequences_of
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -23,9 +25,9 @@ class EvalContinualConfig(ContinualOptions):
     n_passages: int = option(8, "Passages learned one after another in each sequence (T; the paper: 8).")
     sequences: int = option(3, "Sequences, each a seeded sample of --n-passages passages of --data in random order.")
     guard: bool = option(False, "Also run the guarded condition (retention guard, replay; --on-forgetting etc.) beside naive merging.")
-    commit: str = option("stack", "What each step's ledger version stores: stack (its adapter; small) or merge (the merged layers).")
-    probes: str = option("model", "The guard's probes: model (written by the model; the gold questions are only used to evaluate), cloze (fill-in-the-blank sentences of the passage), gold (an oracle guard), or auto.")
-    on_forgetting: str = option("retry-with-replay", "When the guard sees retention drop more than --retention-tolerance: reject, retry-with-replay or accept.")
+    commit: str = option("stack", "What each step's ledger version stores: stack its adapter (small), merge the merged layers.", COMMIT_MODES)
+    probes: str = option("model", "The guard's probes: model (written by the model; the gold questions are only used to evaluate), cloze (fill-in-the-blank sentences of the passage), gold (an oracle guard).", PROBE_SOURCES)
+    on_forgetting: str = option("retry-with-replay", "When the guard sees retention drop more than --retention-tolerance.", ACTIONS)
 
 
 def eval_continual(config: EvalContinualConfig) -> Path:

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 from seal_lm.cli.shared_options import ExecutorOptions, KnowledgeOptions
 from seal_lm.cli.options import defaults, option
@@ -21,8 +22,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalKnowledgeConfig(ExecutorOptions, KnowledgeOptions):
-    setting: str = option("single", "single (a fresh adapter per passage) or cpt (continued pretraining: one adapter on all passages' data).")
-    conditions: tuple[str, ...] = option(("base", "passage", "self-edit"), f"Comma-separated, from: {', '.join(KnowledgeDomain.conditions)}.")
+    setting: Literal["single", "cpt"] = option("single", "single trains a fresh adapter per passage, cpt (continued pretraining) one adapter on all passages' data.")
+    conditions: tuple[str, ...] = option(("base", "passage", "self-edit"), "Comma-separated.", KnowledgeDomain.conditions)
     n_passages: int = option(0, "Use the first N passages of --data (0: all).")
     k: int = option(1, "Self-edits per passage for self-edit/external; each trains its own fresh adapter.")
     external: str = option("", "File of self-edits written elsewhere ({context, completions}), for the external condition.")
@@ -36,17 +37,16 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     """Run the conditions table and write the run directory; returns its path."""
     if config.n_passages < 0 or config.k < 1:
         raise ValueError("--n-passages must be 0 (all) or positive, and --k at least 1.")
-    if config.setting not in ("single", "cpt"):
-        raise ValueError(f"Unknown --setting '{config.setting}'. Available: single, cpt.")
     if config.setting == "cpt" and config.executor != "in-process":
         raise ValueError("--setting cpt trains one adapter at a time on all passages, in-process: drop --executor.")
     passages = config.passages()
     passages = passages[: config.n_passages] if config.n_passages else passages
     external = _external_lookup(config, passages) if "external" in config.conditions else None
+    make_domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
+    llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env) if config.judge_url else None
     executor = config.start_executor()
     with RunDir.open(config.out or default_run_path("eval-knowledge"), config.run_config(), defaults(config)) as run:
         log.info("Run directory: %s", run.path)
-        make_domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
         records = run_conditions(
             run,
             config.domain(make_domain),
@@ -60,8 +60,7 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
             executor=executor,
         )
         failure = None
-        if config.judge_url:  # after the records are saved: a failing judge costs no trained work
-            llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env)
+        if llm is not None:  # after the records are saved: a failing judge costs no trained work
             try:
                 judge_answers(run, records, lambda grade: llm(grade["question"], grade["gold"], grade["answer"]))
             except JudgeError as err:

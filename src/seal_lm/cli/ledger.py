@@ -7,19 +7,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seal_lm.cli.adapt import LEDGER, location_text, mean_text
-from seal_lm.cli.options import option, positional
+from seal_lm.cli.options import option, positional, required
 from seal_lm.continual.ledger import DATABASE, Ledger, Update
 from seal_lm.loops.continual import BASE_FINGERPRINT, export_version, ledger_setup
 
 
 @dataclass
 class LedgerOptions:
-    run: str = option("", "The folder seal adapt wrote (its --out), or a ledger folder (required).")
+    run: str = required("The folder seal adapt wrote (its --out), or a ledger folder.")
 
     def open_ledger(self, readonly: bool = True) -> Ledger:
         """The run's ledger (read-only unless asked)."""
-        if not self.run:
-            raise ValueError("--run is required: the folder seal adapt --out wrote.")
         folder = Path(self.run)
         if not (folder / DATABASE).is_file() and (folder / LEDGER / DATABASE).is_file():
             folder = folder / LEDGER
@@ -45,7 +43,7 @@ class LedgerDiffConfig(LedgerOptions):
 
 @dataclass
 class LedgerExportConfig(LedgerOptions):
-    to: str = option("", "New folder to write the model into, in Hugging Face format (--model accepts it) (required).")
+    to: str = required("New folder to write the model into, in Hugging Face format (--model accepts it).")
     version: int = option(0, "The version to export (0: the current one).")
 
 
@@ -123,8 +121,6 @@ def ledger_diff(config: LedgerDiffConfig) -> None:
 
 def ledger_export(config: LedgerExportConfig) -> Path:
     """Write a version as a Hugging Face model folder."""
-    if not config.to:
-        raise ValueError("--to is required: a new folder to write the model into.")
     with config.open_ledger() as ledger:
         version = config.version or ledger.current().id
         target = export_version(ledger, version, config.to)

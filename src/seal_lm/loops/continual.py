@@ -46,6 +46,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from seal_lm.adapt.batched import target_names
+from seal_lm.choices import check_choice
 from seal_lm.adapt.lora import CandidateResult, InnerLoop, InnerLoopSettings, TrainExample, TrainPlan
 from seal_lm.continual.guards import (
     DroppedLine,
@@ -95,10 +96,8 @@ class ContinualSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.commit not in COMMIT_MODES:
-            raise ValueError(f"Unknown --commit '{self.commit}'. Available: {', '.join(COMMIT_MODES)}.")
-        if self.probe_source not in PROBE_SOURCES:
-            raise ValueError(f"Unknown --probes '{self.probe_source}'. Available: {', '.join(PROBE_SOURCES)}.")
+        check_choice(self.commit, COMMIT_MODES, "commit mode")
+        check_choice(self.probe_source, PROBE_SOURCES, "probe source")
         for name in ("k", "probe_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")

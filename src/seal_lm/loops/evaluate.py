@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm.auto import tqdm
 
 from seal_lm.adapt.lora import InnerLoopEngine, TrainPlan
+from seal_lm.choices import check_choice
 from seal_lm.domains.base import Domain, SelfEditRejected
 from seal_lm.loops.worker import Worker
 from seal_lm.model.generation import GenerationSettings
@@ -195,9 +196,8 @@ def per_context(record: dict) -> list[dict]:
 
 def _checked(domain: Domain, conditions: Sequence[str], external_self_edits) -> list[str]:
     conditions = list(dict.fromkeys(conditions))  # a condition named twice runs once
-    unknown = set(conditions) - set(domain.conditions)
-    if unknown:
-        raise ValueError(f"Unknown condition(s) {', '.join(sorted(unknown))}. Available: {', '.join(domain.conditions)}.")
+    for condition in conditions:
+        check_choice(condition, domain.conditions, "condition")
     if any(domain.conditions[c] == "external" for c in conditions) and external_self_edits is None:
         raise ValueError("The 'external' condition needs a file of self-edits (--external FILE).")
     return conditions

@@ -15,13 +15,15 @@ from __future__ import annotations
 import inspect
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from tqdm.auto import tqdm
-from transformers import DynamicCache
 
 from seal_lm.model.constrained import json_schema_processor
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ def generate(
 
 def _prefilled_once(model, input_ids: torch.Tensor) -> DynamicCache | None:
     """The key/value cache of one copy of identical prompts (all but the last token), repeated for every row."""
+    from transformers import DynamicCache  # imported on first use: the command line checks its input first
+
     if input_ids.shape[1] < 2:
         return None
     cache = DynamicCache(config=model.config)

@@ -19,12 +19,15 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from seal_lm.choices import check_choice
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ BUNDLED_MODELS = {
 }
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PROMPT_FORMATS = ("auto", "chat", "plain")  # chat: the tokenizer's chat template; plain: completion prompts; auto: chat if it has one
+HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")  # name or owner/name
 
 
 class ModelError(ValueError):
@@ -72,22 +77,50 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SEAL_LM_CACHE", Path.home() / ".cache" / "seal-lm"))
 
 
-def resolve_model(spec: str) -> str:
-    """A local HF folder (converting bundled/GGUF models on first use) or a hub id for ``spec``."""
+def check_model_spec(spec: str) -> None:
+    """Fail with a :class:`ModelError` unless ``spec`` can name a model, without loading or converting anything.
+
+    Whether a hub id exists is only known when it is loaded.
+    """
     if spec.startswith("bundled:"):
-        return str(_bundled_folder(spec.removeprefix("bundled:")))
+        check_choice(spec, [f"bundled:{name}" for name in BUNDLED_MODELS], "bundled model", error=ModelError)
+        name = spec.removeprefix("bundled:")
+        if importlib.util.find_spec(BUNDLED_MODELS[name].package) is None:
+            raise ModelError(f"The bundled model '{name}' is not installed. Install it with: {BUNDLED_MODELS[name].install}")
+        return
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelError(f"Model file '{spec}' does not exist. Pass --model with an existing .gguf file.")
-        return str(_converted_gguf(path, name=path.stem))
-    if path.is_dir():
+    elif path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"'{spec}' is a folder but not a Hugging Face model (no config.json inside).")
-        return str(path)
-    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise ModelError(f"Model '{spec}' not found: no such folder or .gguf file.")
-    return spec  # a hub id
+    elif path.exists() or spec.startswith((".", "/", "~")) or not HUB_ID.fullmatch(spec):
+        bundled = ", ".join(f"bundled:{name}" for name in BUNDLED_MODELS)
+        raise ModelError(f"Model '{spec}' not found: no such folder or .gguf file, and not a hub id (owner/name). Bundled: {bundled}.")
+
+
+def check_device(device: str) -> None:
+    """Fail with a :class:`ModelError` on a device torch cannot use here (``auto`` always works)."""
+    if device == "auto":
+        return
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"Unknown device '{device}'. Use auto, cpu, cuda or cuda:N.") from None
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise ModelError(f"Device '{device}' is not available here ({torch.cuda.device_count()} CUDA devices visible). Use auto or cpu.")
+
+
+def resolve_model(spec: str) -> str:
+    """A local HF folder (converting bundled/GGUF models on first use) or a hub id for ``spec``."""
+    check_model_spec(spec)
+    if spec.startswith("bundled:"):
+        return str(_bundled_folder(spec.removeprefix("bundled:")))
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        return str(_converted_gguf(path, name=path.stem))
+    return str(path) if path.is_dir() else spec  # a hub id
 
 
 def load_model(
@@ -100,8 +133,7 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM
 
-    if dtype not in DTYPES:
-        raise ModelError(f"Unknown dtype '{dtype}'. Available: {', '.join(DTYPES)}.")
+    check_choice(dtype, DTYPES, "dtype", error=ModelError)
     tokenizer, chat = load_tokenizer(spec, prompt_format)
     with _loading(spec):
         model = AutoModelForCausalLM.from_pretrained(resolve_model(spec), dtype=DTYPES[dtype])
@@ -114,8 +146,7 @@ def load_tokenizer(spec: str = DEFAULT_MODEL, prompt_format: str = "auto") -> tu
     """``spec``'s tokenizer (with a pad token) and whether prompts use its chat template, without the weights."""
     from transformers import AutoTokenizer
 
-    if prompt_format not in ("auto", "chat", "plain"):
-        raise ModelError(f"Unknown prompt format '{prompt_format}'. Available: auto, chat, plain.")
+    check_choice(prompt_format, PROMPT_FORMATS, "prompt format", error=ModelError)
     with _loading(spec):
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(spec))
     if tokenizer.pad_token is None:
@@ -137,8 +168,6 @@ def _loading(spec: str):
 
 
 def _bundled_folder(name: str) -> Path:
-    if name not in BUNDLED_MODELS:
-        raise ModelError(f"Unknown bundled model '{name}'. Available: {', '.join(BUNDLED_MODELS)}.")
     bundled = BUNDLED_MODELS[name]
     package = importlib.util.find_spec(bundled.package)
     if package is None or not package.submodule_search_locations:

@@ -23,6 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from seal_lm.choices import check_choice
 from seal_lm.domains.arc.grids import Grid
 
 FAMILIES = ("basic", "size", "chain", "repeat")
@@ -154,9 +155,8 @@ _BY_FAMILY = {
 
 def augmentations(families: Sequence[str], include_identity: bool = True) -> list[Augmentation]:
     """The augmentations of the given families, in a fixed order, identity first when included."""
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown:
-        raise ValueError(f"Unknown augmentation family {unknown[0]!r}. Available: {', '.join(FAMILIES)}.")
+    for family in families:
+        check_choice(family, FAMILIES, "augmentation family")
     chosen = [IDENTITY] if include_identity else []
     for family in FAMILIES:  # canonical order, whatever order the caller listed them in
         if family in families:

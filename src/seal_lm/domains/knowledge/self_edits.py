@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from seal_lm.choices import check_choice
 from seal_lm.model.prompting import PromptTemplate
 
 
@@ -110,8 +111,7 @@ def parse_self_edit(
     ``truncated`` says generation stopped at its token budget, so the last item is incomplete and is
     dropped. Raises :class:`SelfEditError` if a style that needs items yields none.
     """
-    if style not in SELF_EDIT_STYLES:
-        raise SelfEditError(f"unknown self-edit style '{style}'; available: {', '.join(SELF_EDIT_STYLES)}")
+    check_choice(style, SELF_EDIT_STYLES, "self-edit style", error=SelfEditError)
     split = SELF_EDIT_STYLES[style].split
     if style == "none":
         items, dropped = [], 0
