@@ -279,6 +279,17 @@ def test_bad_settings_fail_before_the_model_is_loaded(tmp_path, monkeypatch, cap
     assert not (tmp_path / "run").exists()
 
 
+def test_an_existing_run_is_served_with_its_own_model(tmp_path, tiny_model_dir):
+    run = tmp_path / "run"
+    assert ServeConfig(run=str(run)).run_model() == ("bundled:smollm2-135m-instruct", "float32")  # a new run
+    with running_server(serve_config(run, tiny_model_dir)):
+        pass
+
+    assert ServeConfig(run=str(run)).run_model() == (str(tiny_model_dir), "float32")
+    with pytest.raises(ValueError, match="drop --model"):
+        ServeConfig(run=str(run), model="bundled:smollm2-135m-instruct").run_model()
+
+
 # -- crash safety ------------------------------------------------------------------------------------
 
 

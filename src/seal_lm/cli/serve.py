@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -113,8 +113,9 @@ def serve(config: ServeConfig) -> None:
 def start_service(config: ServeConfig) -> tuple[Service, Access]:
     """Check the settings, load the model, open the run's ledger and queue, and start the learner."""
     api_key, serve_threads, learn_threads = config.check_serving()
-    settings = config.continual_settings()
     spec, dtype = config.run_model()
+    config = replace(config, model=spec, dtype=dtype)
+    settings = config.continual_settings()
     run = Path(config.run)
     run.mkdir(parents=True, exist_ok=True)
     print(f"Loading {spec} ...")
