@@ -364,6 +364,13 @@ def test_chat_answers_once_or_holds_a_conversation(tmp_path, tiny_model_dir, cap
     assert "no version 9" in capsys.readouterr().err
 
 
+def test_chat_works_on_any_model_and_a_seed_repeats_a_sampled_answer(tiny_model_dir, capsys):
+    chat(ChatConfig(question="Hello", model=str(tiny_model_dir), max_tokens=8, temperature=1.0, seed=5))
+    first = capsys.readouterr().out
+    chat(ChatConfig(question="Hello", model=str(tiny_model_dir), max_tokens=8, temperature=1.0, seed=5))
+    assert capsys.readouterr().out == first and first.strip()
+
+
 def test_documents_listing_shows_the_queue(server):
     listing = httpx2.get(f"{server}/v1/documents", headers={"Authorization": f"Bearer {KEY}"}).json()
     assert listing["object"] == "list"

@@ -94,7 +94,7 @@ class CompletionStream:
         finally:
             self.cancelled.set()  # finished, failed or abandoned: the worker may stop generating
 
-    def text(self) -> Completion:
+    def complete(self) -> Completion:
         """Run the completion to its end and return it."""
         for _ in self:
             pass

@@ -172,7 +172,7 @@ def _respond(stream: CompletionStream, version: int, request: _Sampling, kind: s
     prefix, created = ("chatcmpl" if kind == "chat.completion" else "cmpl"), int(time.time())
     base = {"id": f"{prefix}-{uuid.uuid4().hex}", "created": created, "model": name}
     if not request.stream:
-        result = stream.text()
+        result = stream.complete()
         choice = (
             {"index": 0, "message": {"role": "assistant", "content": result.text}, "finish_reason": result.finish_reason}
             if kind == "chat.completion"
