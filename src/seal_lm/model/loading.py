@@ -20,6 +20,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,7 @@ def resolve_model(spec: str) -> str:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelError(f"Model file '{spec}' does not exist. Pass --model with an existing .gguf file.")
-        return str(_converted_gguf(path, name=path.stem))
+        return str(_converted_gguf(path, name=path.stem, fix="Download or copy the file again"))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"'{spec}' is a folder but not a Hugging Face model (no config.json inside).")
@@ -136,6 +137,18 @@ def _loading(spec: str):
         ) from None
 
 
+@contextlib.contextmanager
+def _reading_gguf(gguf_path: Path, fix: str):
+    """Turn the parser's errors on a damaged GGUF file (``struct.error``, a failed reshape) into one line."""
+    try:
+        yield
+    except (struct.error, ValueError, EOFError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelError(
+            f"'{gguf_path}' is truncated or not a GGUF file ({gguf_path.stat().st_size} bytes; reading it failed: {detail}). {fix}."
+        ) from None
+
+
 def _bundled_folder(name: str) -> Path:
     if name not in BUNDLED_MODELS:
         raise ModelError(f"Unknown bundled model '{name}'. Available: {', '.join(BUNDLED_MODELS)}.")
@@ -146,11 +159,15 @@ def _bundled_folder(name: str) -> Path:
     gguf_path = Path(next(iter(package.submodule_search_locations))) / bundled.gguf_file
     if not gguf_path.is_file():
         raise ModelError(f"The package {bundled.package} has no {bundled.gguf_file}; reinstall: {bundled.install}")
-    return _converted_gguf(gguf_path, name=name)
+    return _converted_gguf(gguf_path, name=name, fix=f"Reinstall it: {bundled.install} --force-reinstall")
 
 
-def _converted_gguf(gguf_path: Path, name: str) -> Path:
-    """Convert a GGUF file into a plain float32 HF folder in the cache, once (atomically)."""
+def _converted_gguf(gguf_path: Path, name: str, fix: str) -> Path:
+    """Convert a GGUF file into a plain float32 HF folder in the cache, once (atomically).
+
+    A file that cannot be read as GGUF (truncated download, wrong file) is a :class:`ModelError`
+    naming the file and ``fix``.
+    """
     stat = gguf_path.stat()
     key = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = cache_dir() / "models" / f"{name}-{key}"
@@ -160,13 +177,14 @@ def _converted_gguf(gguf_path: Path, name: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoConfig, AutoTokenizer
 
     folder, filename = str(gguf_path.parent), gguf_path.name
-    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+    with _reading_gguf(gguf_path, fix):
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
     config = quantized.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.to_dict()), dtype=torch.float32)
     plain.load_state_dict(quantized.state_dict())
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
