@@ -137,12 +137,13 @@ def _loading(spec: str):
         ) from None
 
 
-@contextlib.contextmanager
-def _reading_gguf(gguf_path: Path, fix: str):
-    """Turn the parser's errors on a damaged GGUF file (``struct.error``, a failed reshape) into one line."""
+def _check_gguf(gguf_path: Path, fix: str) -> None:
+    """Parse ``gguf_path``'s header, metadata and tensor table; a damaged or foreign file is one :class:`ModelError` line."""
+    import gguf
+
     try:
-        yield
-    except (struct.error, ValueError, EOFError) as err:
+        gguf.GGUFReader(gguf_path)
+    except (ValueError, IndexError, struct.error, EOFError) as err:  # what the parser raises where the bytes run out
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ModelError(
             f"'{gguf_path}' is truncated or not a GGUF file ({gguf_path.stat().st_size} bytes; reading it failed: {detail}). {fix}."
@@ -177,14 +178,14 @@ def _converted_gguf(gguf_path: Path, name: str, fix: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoConfig, AutoTokenizer
 
     folder, filename = str(gguf_path.parent), gguf_path.name
-    with _reading_gguf(gguf_path, fix):
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-        quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+    _check_gguf(gguf_path, fix)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
     config = quantized.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.to_dict()), dtype=torch.float32)
     plain.load_state_dict(quantized.state_dict())
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
