@@ -319,6 +319,19 @@ def test_interrupted_run_keeps_finished_units_and_resumes(tmp_path, tiny_model_d
     assert (out / "results.json").is_file()
 
 
+def test_a_diverging_adapter_is_recorded_with_its_reason_and_the_run_goes_on(tmp_path, tiny_model_dir, files):
+    """float16 weights and --lr 1e9: every adapter's loss overflows; each record says so, answers are empty, the run finishes."""
+    out = tmp_path / "run"
+    args = eval_args(tiny_model_dir, files["data"], out, "--dtype", "float16", "--lr", "1e9", "--epochs", "5", conditions=["passage"], k=1)
+    assert main(args) == 0
+    records = read_jsonl(out / "records.jsonl")
+    assert len(records) == 2
+    for record in records:
+        assert record["train"]["stopped"].startswith("training diverged") and "learning rate 1e+09" in record["train"]["stopped"]
+        assert all(grade["answer"] == "" for grade in record["grades"])
+    assert (out / "results.json").is_file()
+
+
 def test_missing_data_file_is_a_user_error(tmp_path, tiny_model_dir, capsys):
     missing = tmp_path / "no-such-passages.json"
     assert main(eval_args(tiny_model_dir, missing, tmp_path / "run", conditions=["base"], k=1)) == 2

@@ -59,7 +59,7 @@ from seal_lm.continual.guards import (
     decide_update,
     retention_aware_reward,
 )
-from seal_lm.continual.ledger import ACCEPTED, INITIAL, RETRY_WITH_REPLAY, Ledger, LedgerError, UpdateRecord, Version
+from seal_lm.continual.ledger import ACCEPTED, INITIAL, REJECTED, RETRY_WITH_REPLAY, Ledger, LedgerError, UpdateRecord, Version
 from seal_lm.continual.probes import WrittenProbes, cloze_probes, parse_probes, probe_prompt
 from seal_lm.continual.stream import Location, StreamError, StopCondition, read_stream
 from seal_lm.domains.base import SelfEditRejected
@@ -187,9 +187,10 @@ class ContinualLearner:
         results = self.inner_loop.train_and_answer([c.plan for c in candidates], prompts, generation)
         afters = [_split(self._scores(checked, result.answers)) for result in results]
         rewards = [self._reward(before, after) for after in afters] if len(candidates) > 1 else [None]
-        best = max(range(len(candidates)), key=lambda i: rewards[i]) if len(candidates) > 1 else 0  # ties: the first
+        # A candidate whose training diverged is chosen only when all did; ties: the first.
+        best = max(range(len(candidates)), key=lambda i: (not results[i].stats.stopped, rewards[i])) if len(candidates) > 1 else 0
         candidate, result, after = candidates[best], results[best], afters[best]
-        decision = self._decide(before, after)
+        decision = self._decide(before, after, result)
         details = {
             **probe_notes,
             "retention_documents": [entry.document_id for entry in retained],
@@ -203,7 +204,7 @@ class ContinualLearner:
             plan, details["replayed_documents"] = self._with_replay(candidate.plan, document)
             result = self.inner_loop.train_and_answer([plan], prompts, generation)[0]
             after = _split(self._scores(checked, result.answers))
-            decision = self._decide(before, after, retried=True)
+            decision = self._decide(before, after, result, retried=True)
         else:
             plan = candidate.plan
         record = self._record(decision, document, location, probes, before, after, candidate, result, started, clock, details)
@@ -293,7 +294,9 @@ class ContinualLearner:
         """Retention-aware reward of a candidate (a document without probes counts as no gain)."""
         return retention_aware_reward(before[0] or [0.0], after[0] or [0.0], before[1], after[1], self.settings.retention_weight)
 
-    def _decide(self, before: Scores, after: Scores, retried: bool = False) -> UpdateDecision:
+    def _decide(self, before: Scores, after: Scores, result: CandidateResult, retried: bool = False) -> UpdateDecision:
+        if result.stats.stopped:  # its weights are not fit to merge, verified or not; it answered nothing to score
+            return UpdateDecision(REJECTED, result.stats.stopped, None, None)
         if not self.settings.verify:
             return UpdateDecision(ACCEPTED, "accepted unverified (naive sequential updates)", None, None)
         return decide_update(before[0], after[0], before[1], after[1], self.settings.policy, retried=retried)
