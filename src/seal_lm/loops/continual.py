@@ -176,14 +176,18 @@ class ContinualLearner:
     def learn(self, document: Passage, location: Location | None = None) -> Outcome:
         """Write self-edits for ``document``, train, verify, decide, and record (and commit) the update."""
         started, clock = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+        _phase(document, "finding probes")
         probes, probe_notes = self._probes(document)
         retained = [entry for entry in self.replay.entries if entry.probes] if self.settings.verify else []
         checked = [replace(document, questions=probes), *(entry.as_passage() for entry in retained)]
         prompts = [prompt for passage in checked for prompt in self.domain.probe_prompts(passage)]
         generation = self.domain.answer_generation
+        _phase(document, f"answering {len(probes)} probes and {len(prompts) - len(probes)} retention probes before the update")
         before = _split(self._scores(checked, self.inner_loop.generate_with_base(prompts, generation)))
 
+        _phase(document, f"writing {self.settings.k} self-edit{'s' if self.settings.k > 1 else ''}")
         candidates = self._candidates(document)
+        _phase(document, f"training {len(candidates)} candidate adapter{'s' if len(candidates) > 1 else ''} and answering the probes again")
         results = self.inner_loop.train_and_answer([c.plan for c in candidates], prompts, generation)
         afters = [_split(self._scores(checked, result.answers)) for result in results]
         rewards = [self._reward(before, after) for after in afters] if len(candidates) > 1 else [None]
@@ -202,6 +206,7 @@ class ContinualLearner:
             attempt = self._record(decision, document, location, probes, before, after, candidate, result, started, clock, details)
             details["retry_of"] = self.ledger.reject(attempt)
             plan, details["replayed_documents"] = self._with_replay(candidate.plan, document)
+            _phase(document, f"retention dropped: retrying with {len(details['replayed_documents'])} earlier documents replayed")
             result = self.inner_loop.train_and_answer([plan], prompts, generation)[0]
             after = _split(self._scores(checked, result.answers))
             decision = self._decide(before, after, result, retried=True)
@@ -212,6 +217,7 @@ class ContinualLearner:
             self.ledger.reject(record)
             self.inner_loop.release()  # the model stays the current version, as a plain module
             return Outcome(record, None)
+        _phase(document, "merging the update and committing it to the ledger")
         self.inner_loop.load_adapter(result.adapter_state, plan.settings)
         model = self.inner_loop.merge_adapter()
         targets = self.domain.settings.inner_loop.target_modules
@@ -459,6 +465,11 @@ def _fingerprint(weights: dict[str, torch.Tensor]) -> torch.Tensor:
 def _replay_entry(record: UpdateRecord) -> ReplayEntry:
     probes = tuple(Question(p["id"], p["question"], tuple(p["answers"])) for p in record.probes)
     return ReplayEntry(record.document_id, record.details["title"], probes, tuple(record.details["train_sequences"]))
+
+
+def _phase(document: Passage, text: str) -> None:
+    """One progress line: which phase of learning ``document`` starts (seal adapt prints the log)."""
+    log.info("%r: %s", document.title or document.id[:12], text)
 
 
 def _split(scores: list[list[float]]) -> Scores:
