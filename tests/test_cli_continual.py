@@ -228,6 +228,35 @@ def test_rollback_restores_the_exact_weights_a_version_had_when_current(adapted,
     assert "Starting from version 2" in capsys.readouterr().out
 
 
+def test_a_version_whose_weights_file_is_gone_is_marked_broken_and_rollback_refuses_it(adapted, capsys):
+    run = str(adapted["out"])
+    with Ledger.open(adapted["out"] / "ledger", readonly=True) as ledger:
+        ledger.get(2).file.unlink()
+    capsys.readouterr()
+
+    assert main(["ledger", "list", "--run", run]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in listed[1:4]] == [["1", "1", "initial"], ["2", "!2", "accepted"], ["3", "3*", "accepted"]]
+    assert any(line.startswith("version 2 is broken (! above): weights file ") and "is missing" in line for line in listed)
+    assert main(["ledger", "show", "2", "--run", run]) == 0
+    assert "BROKEN: weights file " in capsys.readouterr().out
+
+    assert main(["rollback", "2", "--run", run]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "cannot roll back to version 2: weights file" in err[0] and "is missing" in err[0]
+    with Ledger.open(adapted["out"] / "ledger", readonly=True) as ledger:
+        assert ledger.current().id == 3
+
+
+def test_a_corrupt_ledger_database_is_one_line_for_every_command(tmp_path, capsys):
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "ledger" / "ledger.sqlite").write_bytes(b"not sqlite at all " * 300)
+    for command in (["ledger", "list"], ["ledger", "show", "1"], ["rollback", "1"]):
+        assert main([*command, "--run", str(tmp_path)]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "is not a ledger database or is damaged" in err[0], (command, err)
+
+
 def test_rollback_is_refused_while_seal_adapt_holds_the_ledger(adapted, capsys):
     with Ledger.open(adapted["out"] / "ledger"):  # as a running seal adapt does
         assert main(["rollback", "2", "--run", str(adapted["out"])]) == 2
