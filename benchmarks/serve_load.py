@@ -48,7 +48,7 @@ def server(run: Path, extra: list[str]) -> Iterator[tuple[str, int]]:
     port = free_port()
     log = open(run.parent / f"{run.name}.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "seal_lm.cli", "serve", "--run", str(run), "--port", str(port), "--allow-unauthenticated-writes", *extra],
+        [sys.executable, "-m", "seal_lm", "serve", "--run", str(run), "--port", str(port), "--allow-unauthenticated-writes", *extra],
         stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

@@ -77,3 +77,18 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     build_model(len(tiny_tokenizer)).save_pretrained(folder)
     tiny_tokenizer.save_pretrained(folder)
     return folder
+
+
+def reference_squad_scores(squad_data: list[dict], predictions: dict[str, str]) -> dict[str, float]:
+    """Corpus-level SQuAD v1.1 exact match and F1 (in percent) of ``predictions`` (question id → answer)
+    on official-format ``data``, by torchmetrics' maintained implementation of the official metric."""
+    from torchmetrics.functional.text import squad
+
+    targets = [
+        {"id": qa["id"], "answers": {"text": [a["text"] for a in qa["answers"]], "answer_start": [a.get("answer_start", 0) for a in qa["answers"]]}}
+        for article in squad_data
+        for paragraph in article["paragraphs"]
+        for qa in paragraph["qas"]
+    ]
+    scores = squad([{"id": t["id"], "prediction_text": predictions.get(t["id"], "")} for t in targets], targets)
+    return {metric: float(value) for metric, value in scores.items()}

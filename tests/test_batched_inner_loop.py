@@ -60,6 +60,24 @@ def test_batched_training_matches_one_by_one(engines):
         assert [a.text for a in joint.answers] == [a.text for a in alone.answers]
 
 
+def test_a_diverging_adapter_stops_without_touching_the_others(tiny_model_dir):
+    """A float16 adapter with an absurd learning rate leaves the packed row at its first non-finite
+    loss; the adapters trained beside it end exactly as they end without it."""
+    with_diverging, alone = [BatchedInnerLoop(loaded.model, loaded.tokenizer) for loaded in (load_model(str(tiny_model_dir), dtype="float16") for _ in range(2))]
+    absurd = plan(["The Eiffel Tower is in Paris.", "It was completed in 1889."], seed=5, lr=1e9, epochs=5)
+
+    diverged, *others = with_diverging.train_and_answer([absurd, *PLANS[:2]], PROMPTS, GREEDY)
+    expected = alone.train_and_answer(PLANS[:2], PROMPTS, GREEDY)
+
+    assert "training diverged" in diverged.stats.stopped and diverged.stats.steps < 10
+    assert [a.text for a in diverged.answers] == ["", ""]
+    for got, want in zip(others, expected):
+        assert got.stats.stopped == "" and got.stats.steps == want.stats.steps
+        for name, tensor in want.adapter_state.items():
+            torch.testing.assert_close(got.adapter_state[name], tensor, msg=name)
+        assert [a.text for a in got.answers] == [a.text for a in want.answers]
+
+
 def test_packed_batches_of_several_sequences_match_one_by_one(engines):
     """Batch size 2, prompt tokens masked out, uneven sequence counts: each adapter's packed stretch
     holds up to two sequences of different lengths, and still trains as it would alone."""

@@ -1,26 +1,22 @@
 """Tests for the ``seal`` command line: flags and YAML into configs, and ``seal eval knowledge`` end
-to end on the tiny random model (outputs, official-scorer agreement, resume, interruption, errors)."""
+to end on the tiny random model (outputs, agreement with a reference SQuAD scorer, resume, interruption, errors)."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import reference_squad_scores
 
 import seal_lm.loops.evaluate as evaluate
 from seal_lm.adapt.lora import InnerLoop
 from seal_lm.cli import build_parser, main
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig
 from seal_lm.cli.options import config_from_args
-from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge
+from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge, normalize_answer
 from seal_lm.runs.rundir import RunDir, RunDirError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from official_squad_v1_1_eval import evaluate as official_evaluate  # noqa: E402
-from official_squad_v1_1_eval import normalize_answer  # noqa: E402
 
 
 def parse(*flags: str) -> EvalKnowledgeConfig:
@@ -162,7 +158,7 @@ def files(tmp_path_factory, tiny_model_dir):
 
     A base-only probe run reveals the tiny model's (deterministic, greedy) answers; the first
     question's gold becomes that exact answer and the second's shares one word with it, so the
-    official-scorer cross-check compares non-trivial EM and F1.
+    cross-check with the reference scorer compares non-trivial EM and F1.
     """
     folder = tmp_path_factory.mktemp("cli-files")
     probe_data = write_json(folder / "probe.json", PASSAGES)
@@ -240,27 +236,27 @@ def test_external_self_edits_become_title_prefixed_training_sequences(full_run):
     assert "p0000/base/0" not in trained
 
 
-def test_official_scorer_agrees_with_results(full_run, files):
-    """Every prediction file scored by the official SQuAD v1.1 script matches results.json: base
-    and passage directly, self-edit/external as the mean over their k sample files."""
+def test_a_reference_scorer_agrees_with_results(full_run, files):
+    """Every prediction file with squad_gold.json, scored by torchmetrics' SQuAD metric, matches
+    results.json: base and passage directly, self-edit/external as the mean over their k sample files."""
     out = full_run["out"]
     gold = json.loads((out / "squad_gold.json").read_text())
     assert gold["version"] == "1.1"
     rows = json.loads((out / "results.json").read_text())["conditions"]
 
-    base = official_evaluate(gold["data"], json.loads((out / "predictions" / "base.json").read_text()))
-    assert base["exact_match"] == pytest.approx(100 * rows["base"]["exact_match"], abs=1e-6)
-    assert base["f1"] == pytest.approx(100 * rows["base"]["f1"], abs=1e-6)
+    base = reference_squad_scores(gold["data"], json.loads((out / "predictions" / "base.json").read_text()))
+    assert base["exact_match"] == pytest.approx(100 * rows["base"]["exact_match"], abs=1e-4)
+    assert base["f1"] == pytest.approx(100 * rows["base"]["f1"], abs=1e-4)
     if files["scorable"]:  # the gold answers were built from the model's own answers
         assert base["exact_match"] > 0 and base["f1"] > base["exact_match"], base
 
     for condition, names in [("passage", ["passage"]), ("self-edit", ["self-edit-0", "self-edit-1"]),
                              ("external", ["external-0", "external-1"])]:
-        scores = [official_evaluate(gold["data"], json.loads((out / "predictions" / f"{n}.json").read_text()))
+        scores = [reference_squad_scores(gold["data"], json.loads((out / "predictions" / f"{n}.json").read_text()))
                   for n in names]
         for metric in ("exact_match", "f1"):
             mean = sum(s[metric] for s in scores) / len(scores)
-            assert mean == pytest.approx(100 * rows[condition][metric], abs=1e-6), (condition, metric)
+            assert mean == pytest.approx(100 * rows[condition][metric], abs=1e-4), (condition, metric)
 
 
 def test_rerun_resumes_without_redoing_anything(full_run, monkeypatch):
@@ -369,6 +365,19 @@ def test_the_run_directory_is_held_for_the_whole_run_and_released_after(tmp_path
     assert len(refusals) == 2 and all(f"open for writing by another process (pid {os.getpid()})" in r for r in refusals)
     with pytest.raises(RunDirError, match="different configuration"):  # no longer held: only the config differs
         RunDir.open(out, {"another": "run"})
+
+
+def test_a_diverging_adapter_is_recorded_with_its_reason_and_the_run_goes_on(tmp_path, tiny_model_dir, files):
+    """float16 weights and --lr 1e9: every adapter's loss overflows; each record says so, answers are empty, the run finishes."""
+    out = tmp_path / "run"
+    args = eval_args(tiny_model_dir, files["data"], out, "--dtype", "float16", "--lr", "1e9", "--epochs", "5", conditions=["passage"], k=1)
+    assert main(args) == 0
+    records = read_jsonl(out / "records.jsonl")
+    assert len(records) == 2
+    for record in records:
+        assert record["train"]["stopped"].startswith("training diverged") and "learning rate 1e+09" in record["train"]["stopped"]
+        assert all(grade["answer"] == "" for grade in record["grades"])
+    assert (out / "results.json").is_file()
 
 
 def test_missing_data_file_is_a_user_error(tmp_path, tiny_model_dir, capsys):

@@ -85,6 +85,29 @@ def test_adapt_learns_each_format_reports_bad_files_and_resumes(tmp_path, tiny_m
     assert decisions(out)[5:] == [("accepted", "a.jsonl", 3)]
 
 
+def test_adapt_says_when_an_update_taught_nothing_measurable_and_logs_every_phase(tmp_path, tiny_model_dir, capsys, caplog):
+    """Two Markdown notes, cloze probes: the random tiny model answers none of them before or after."""
+    stream, out = tmp_path / "notes", tmp_path / "run"
+    stream.mkdir()
+    (stream / "a.md").write_text("# Tower\n\nThe Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.\n")
+    (stream / "b.md").write_text("# Empire\n\nGenghis Khan founded the Mongol Empire. The Shah fled rather than surrender.\n")
+    caplog.set_level("INFO", logger="seal_lm.loops.continual")
+
+    assert main(adapt_args(tiny_model_dir, stream, out, "--probes", "cloze")) == 0
+
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("accepted")]
+    assert len(lines) == 2 and all("probes 0.00 → 0.00" in line and "no measurable gain" in line for line in lines), lines
+    with Ledger.open(out / "ledger", readonly=True) as ledger:
+        assert all(u.record.reason.startswith("no measurable gain on the new document") for u in ledger.updates()[1:])
+    phases = [r.getMessage() for r in caplog.records if r.name == "seal_lm.loops.continual"]
+    for title in ("Tower", "Empire"):
+        mine = [message.split(": ", 1)[1] for message in phases if message.startswith(f"{title!r}: ")]
+        assert [message.split(" ")[0] for message in mine] == ["finding", "answering", "writing", "training", "merging"], mine
+
+    assert main(adapt_args(tiny_model_dir, stream, tmp_path / "strict", "--probes", "cloze", "--min-gain", "0.01")) == 0
+    assert capsys.readouterr().out.count("rejected: ") == 2
+
+
 def test_adapt_refuses_other_settings_in_the_same_out_but_takes_another_stream(tmp_path, tiny_model_dir, capsys):
     first, second, out = tmp_path / "first.jsonl", tmp_path / "second.jsonl", tmp_path / "run"
     first.write_text(jsonl(RECORDS[:1]))
@@ -203,6 +226,35 @@ def test_rollback_restores_the_exact_weights_a_version_had_when_current(adapted,
 
     assert main(adapt_args(tiny_model_dir, adapted["stream"], out)) == 0  # resumes from version 2; nothing new to learn
     assert "Starting from version 2" in capsys.readouterr().out
+
+
+def test_a_version_whose_weights_file_is_gone_is_marked_broken_and_rollback_refuses_it(adapted, capsys):
+    run = str(adapted["out"])
+    with Ledger.open(adapted["out"] / "ledger", readonly=True) as ledger:
+        ledger.get(2).file.unlink()
+    capsys.readouterr()
+
+    assert main(["ledger", "list", "--run", run]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in listed[1:4]] == [["1", "1", "initial"], ["2", "!2", "accepted"], ["3", "3*", "accepted"]]
+    assert any(line.startswith("version 2 is broken (! above): weights file ") and "is missing" in line for line in listed)
+    assert main(["ledger", "show", "2", "--run", run]) == 0
+    assert "BROKEN: weights file " in capsys.readouterr().out
+
+    assert main(["rollback", "2", "--run", run]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "cannot roll back to version 2: weights file" in err[0] and "is missing" in err[0]
+    with Ledger.open(adapted["out"] / "ledger", readonly=True) as ledger:
+        assert ledger.current().id == 3
+
+
+def test_a_corrupt_ledger_database_is_one_line_for_every_command(tmp_path, capsys):
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "ledger" / "ledger.sqlite").write_bytes(b"not sqlite at all " * 300)
+    for command in (["ledger", "list"], ["ledger", "show", "1"], ["rollback", "1"]):
+        assert main([*command, "--run", str(tmp_path)]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "is not a ledger database or is damaged" in err[0], (command, err)
 
 
 def test_rollback_is_refused_while_seal_adapt_holds_the_ledger(adapted, capsys):

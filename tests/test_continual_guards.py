@@ -109,6 +109,19 @@ def test_min_gain_rejects_an_update_that_did_not_learn_the_document():
     assert decide_update([], [], [], [], policy).reason == "no probes on the new document to check the gain"
 
 
+@pytest.mark.parametrize(
+    "after, said",
+    [([0.0, 0.0, 1.0, 0.0], "no measurable gain on the new document"), ([0.0, 1.0, 0.0, 0.0], "no measurable gain on the new document"),
+     ([0.0, 0.0, 0.0, 0.0], "the new document's probes got worse (-0.250)")],
+)
+def test_an_update_kept_without_a_measured_gain_says_so(after, said):
+    """No min_gain (the default): the update is kept, and its reason starts by saying it taught nothing measurable."""
+    for retention_after, rest in [(SMALL_DROP, "retention drop +0.200 within tolerance 0.250"), (None, "no retention probes yet")]:
+        retention_before = RETENTION_BEFORE if retention_after else []
+        decision = decide_update(NEW_BEFORE, after, retention_before, retention_after or [], RetentionPolicy(tolerance=0.25))
+        assert (decision.verdict, decision.reason) == ("accepted", f"{said}, kept as no min_gain is set; {rest}")
+
+
 def test_scores_and_policies_are_validated():
     with pytest.raises(ValueError, match="retention scores: 5 before but 4 after"):
         decide(LARGE_DROP[:4], RetentionPolicy())

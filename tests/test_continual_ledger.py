@@ -13,6 +13,7 @@ import torch
 
 from seal_lm.continual.ledger import (
     ACCEPTED,
+    DATABASE,
     INITIAL,
     REJECTED,
     RETRY_WITH_REPLAY,
@@ -274,3 +275,42 @@ def test_a_second_writer_is_refused_while_readers_are_welcome(tmp_path):
 def test_opening_a_missing_ledger_read_only_is_a_clear_error(tmp_path):
     with pytest.raises(LedgerError, match="no ledger here"):
         Ledger.open(tmp_path / "nothing", readonly=True)
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_a_ledger_database_of_garbage_bytes_is_one_line(tmp_path, readonly):
+    folder = tmp_path / "ledger"
+    folder.mkdir()
+    (folder / DATABASE).write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(LedgerError) as caught:
+        Ledger.open(folder, readonly=readonly)
+    message = str(caught.value)
+    assert "\n" not in message and "is not a ledger database or is damaged" in message and str(folder / DATABASE) in message
+
+
+def test_a_ledger_in_a_place_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    """What a read-only folder gives a non-root user (the tests may run as root, who may write anywhere)."""
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", refused)
+    with pytest.raises(LedgerError) as caught:
+        Ledger.open(tmp_path / "ledger")
+    message = str(caught.value)
+    assert "\n" not in message and "cannot open the ledger in" in message and "for writing" in message and "Permission denied" in message
+
+
+def test_rollback_refuses_a_version_whose_weights_are_missing_or_altered(ledger):
+    v1 = ledger.commit(weights(1), record(INITIAL))
+    v2 = ledger.commit(weights(2), record())
+    file = ledger.get(v1).file
+    file.write_bytes(file.read_bytes()[:-1] + b"\0")
+    assert "is corrupt" in ledger.weights_problem(v1)
+    with pytest.raises(LedgerError, match=rf"cannot roll back to version {v1}: weights file .* is corrupt"):
+        ledger.rollback(v1)
+    file.unlink()
+    with pytest.raises(LedgerError, match=rf"cannot roll back to version {v1}: weights file .* is missing"):
+        ledger.rollback(v1)
+    assert ledger.current().id == v2 and [e.kind for e in ledger.events()] == ["commit", "commit"]
+    assert ledger.weights_problem(v2) == ""

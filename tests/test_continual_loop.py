@@ -149,6 +149,25 @@ def test_a_rejected_update_records_its_scores_and_leaves_the_model_unchanged(tmp
         assert learner.replay.entries == ()  # a document the model did not learn is no retention probe
 
 
+@pytest.mark.parametrize("verify", [True, False])
+def test_an_update_whose_training_diverged_is_rejected_with_the_reason(tmp_path, tiny_model_dir, verify):
+    """float16 and an absurd learning rate: the loss overflows; the update is never merged, verified or not."""
+    loaded = load_model(str(tiny_model_dir), dtype="float16")
+    absurd = replace(KNOWLEDGE, inner_loop=replace(KNOWLEDGE.inner_loop, lr=1e9, epochs=5))
+    domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), absurd)
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        learner = ContinualLearner.open(ledger, InnerLoop(loaded.model, loaded.tokenizer), domain, replace(SETTINGS, verify=verify), str(tiny_model_dir))
+        before = weights(learner)
+
+        outcome = learner.learn(EIFFEL)
+
+        assert outcome.version is None and outcome.record.decision == REJECTED
+        assert outcome.record.reason.startswith("training diverged") and "learning rate 1e+09" in outcome.record.reason
+        assert outcome.record.details["train"]["stopped"] == outcome.record.reason
+        assert_identical(weights(learner), before)
+        assert ledger.current().id == 1 and ledger.decided_documents() == {"eiffel"}
+
+
 def test_a_retry_mixes_replayed_documents_into_training_and_is_recorded(tmp_path, tiny_model_dir, monkeypatch):
     real = continual.decide_update
 

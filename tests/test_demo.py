@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
 
 from seal_lm.cli import main
 
@@ -20,3 +27,38 @@ def test_demo_shows_answers_before_the_self_edit_training_and_after(tiny_model_d
 def test_demo_index_out_of_range_is_a_user_error(tiny_model_dir, capsys):
     assert main(["demo", "--model", str(tiny_model_dir), "--index", "99"]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_the_demo_ends_cleanly_saying_nothing_was_kept(tiny_model_dir):
+    """``python -m seal_lm demo`` (what the ``seal`` script runs) in its own process, interrupted while it
+    fine-tunes: exit status 130 and one line, no traceback and no native abort ("terminate called")."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "seal_lm", "demo", "--model", str(tiny_model_dir), "--epochs", "2000"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("Fine-tuning a fresh LoRA adapter"):
+                break
+        else:
+            pytest.fail(f"the demo ended before fine-tuning: {process.stderr.read()[-2000:]}")
+        time.sleep(1.0)  # inside the training loop
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err[-2000:]
+    assert err.rstrip().endswith("seal: interrupted; the demo writes no files, so nothing is kept."), err[-2000:]
+    assert "Traceback" not in err and "terminate called" not in err
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line():
+    """Interrupted while torch and transformers import: the same clean ending."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    script = (
+        "import os, signal, sys; import seal_lm.__main__ as entry; sys.argv = ['seal', 'demo']; "
+        "signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT)); "
+        "signal.setitimer(signal.ITIMER_REAL, 0.05); entry.run()"  # Ctrl-C 50 ms into seconds of imports
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert done.stderr.strip() == "seal: interrupted while starting; nothing was done."

@@ -55,6 +55,29 @@ def test_max_new_tokens_hit_means_truncated(model, tiny_tokenizer):
     assert result.truncated is True
 
 
+def test_a_character_cut_by_the_token_budget_is_dropped_not_shown_as_a_replacement_character(tiny_tokenizer):
+    """The model is made to write "Voilà, café" (a hook on its output layer forces each next token); the
+    byte-level tokenizer writes "é" as two byte tokens, so a budget one token short cuts it in half."""
+    script = tiny_tokenizer("Voilà, café", add_special_tokens=False)["input_ids"]
+    assert tiny_tokenizer.decode(script[:-1]) == "Voilà, caf\ufffd"  # the first byte of "é" alone
+    model = build_model(len(tiny_tokenizer), seed=0).eval()
+    steps = []
+
+    def next_token_from_script(module, inputs, logits):
+        forced = torch.full_like(logits, -1e4)
+        forced[:, -1, script[len(steps)]] = 0.0
+        steps.append(1)
+        return forced
+
+    model.lm_head.register_forward_hook(next_token_from_script)
+    [cut] = generate(model, tiny_tokenizer, ["Hi"], GenerationSettings(max_new_tokens=len(script) - 1))
+    steps.clear()
+    [whole] = generate(model, tiny_tokenizer, ["Hi"], GenerationSettings(max_new_tokens=len(script)))
+
+    assert (cut.text, cut.tokens, cut.truncated) == ("Voilà, caf", len(script) - 1, True)
+    assert whole.text == "Voilà, café"
+
+
 def _stop_string(text: str) -> re.Match:
     """The first run of ASCII letters in ``text`` that does not start it (a stop string that will match)."""
     match = next((m for m in re.finditer(r"[A-Za-z]{2,}", text) if m.start() > 0), None)

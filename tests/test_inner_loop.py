@@ -234,6 +234,23 @@ def test_max_seq_len_truncates_sequences(loop, tiny_tokenizer):
     assert result.stats.tokens == 4
 
 
+def test_a_diverging_adapter_stops_at_its_first_non_finite_loss_and_answers_nothing(tiny_tokenizer):
+    """In float16 an absurd learning rate overflows within a few steps: training stops there and says
+    why; the next plan, on a fresh adapter, trains all its steps and answers."""
+    loop = InnerLoop(build_model(len(tiny_tokenizer), seed=0).half(), tiny_tokenizer)
+
+    diverged, healthy = loop.train_and_answer([plan(FACT_A, FACT_B, lr=1e9, epochs=5), plan(FACT_A, FACT_B)], PROBES, GREEDY)
+
+    assert "training diverged" in diverged.stats.stopped and "learning rate 1e+09" in diverged.stats.stopped
+    assert 0 < diverged.stats.steps < 10
+    assert math.isfinite(diverged.stats.first_loss) and math.isfinite(diverged.stats.last_loss)  # of the steps taken
+    assert f"at step {diverged.stats.steps + 1} of 10" in diverged.stats.stopped
+    assert [answer.text for answer in diverged.answers] == [""] * len(PROBES)
+    assert healthy.stats.stopped == "" and healthy.stats.steps == 6
+    assert math.isfinite(healthy.stats.last_loss)
+    assert any(answer.tokens for answer in healthy.answers)
+
+
 # --- answers and validation -----------------------------------------------------------------------
 
 

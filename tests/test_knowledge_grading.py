@@ -1,22 +1,19 @@
 """Tests for seal_lm.domains.knowledge.grading: SQuAD metrics, the lenient 'contains' rule, the LLM judge.
 
-The SQuAD metrics are cross-checked against ``official_squad_v1_1_eval.py`` (a copy of the official
-v1.1 scorer kept next to these tests), both as a library and as the command-line script.
+The SQuAD metrics are cross-checked against torchmetrics' SQuAD metric (a maintained implementation
+of the official v1.1 script): corpus-level scores on tricky cases, and single answers on arbitrary text.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import socket
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
+from conftest import reference_squad_scores
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,18 +30,6 @@ from seal_lm.domains.knowledge.grading import (
     parse_yes_no,
     token_f1,
 )
-
-OFFICIAL_SCRIPT = Path(__file__).with_name("official_squad_v1_1_eval.py")
-
-
-def load_official_scorer():
-    spec = importlib.util.spec_from_file_location("official_squad_v1_1_eval", OFFICIAL_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-official = load_official_scorer()
 
 # ---------------------------------------------------------------------------------------------
 # The SQuAD metrics
@@ -133,29 +118,32 @@ def test_parse_yes_no(text, expected):
 
 
 # ---------------------------------------------------------------------------------------------
-# Cross-check with the official SQuAD v1.1 scorer
+# Cross-check with a maintained implementation of the official SQuAD v1.1 metric (torchmetrics)
 # ---------------------------------------------------------------------------------------------
 
 # (question, golds, prediction): punctuation, articles, casing, partial overlap, several golds,
-# an empty prediction, a verbose one, a wrong one.
+# an empty prediction, one that normalises to nothing, a verbose one, a wrong one. (Where prediction
+# and gold both normalise to nothing the two differ on purpose; see the test after the next.)
 GRADED = [
     ("Who won Super Bowl 50?", ["Denver Broncos", "Denver Broncos", "Broncos"], "the Denver Broncos!"),
     ("Where was it played?", ["Levi's Stadium"], "levis stadium"),
     ("In which city?", ["Santa Clara", "Santa Clara, California"], "Santa Clara, CA"),
     ("What is Warsaw?", ["capital of Poland"], "The capital city of Poland."),
     ("Which river?", ["Vistula"], ""),
+    ("Which article?", ["the answer"], "The!"),
     ("Who designed it?", ["Gustave Eiffel", "Eiffel"], "It was designed by the engineer Gustave Eiffel in 1884."),
     ("How tall is it?", ["330 metres", "330 m"], "300 metres"),
     ("What colour?", ["red"], "Blue"),
     ("Which year?", ["1889"], "In 1889."),
     ("Which art?", ["art"], "a party"),
     ("Which fruit?", ["an apple"], "Apple."),
+    ("Which words?", ["well-known  words", "well known"], "Well known, words"),
 ]
 
 
 @pytest.fixture
 def graded_squad():
-    """The GRADED cases as passages (via to_official_squad) and a predictions dict keyed by id."""
+    """The GRADED cases as passages and a predictions dict keyed by question id."""
     passages = [
         Passage(f"p{i}", f"Title {i}", f"Context {i}.", (Question(f"q{i}", question, tuple(golds)),))
         for i, (question, golds, _) in enumerate(GRADED)
@@ -172,33 +160,16 @@ def our_scores(passages, predictions):
     }
 
 
-def test_mean_em_and_f1_equal_the_official_scorer(graded_squad):
+def test_mean_em_and_f1_equal_the_reference_implementation(graded_squad):
     passages, predictions = graded_squad
 
     ours = our_scores(passages, predictions)
-    theirs = official.evaluate(to_official_squad(passages)["data"], predictions)
+    theirs = reference_squad_scores(to_official_squad(passages)["data"], predictions)
 
-    assert ours["exact_match"] == pytest.approx(theirs["exact_match"], abs=1e-9)
-    assert ours["f1"] == pytest.approx(theirs["f1"], abs=1e-9)
+    assert ours["exact_match"] == pytest.approx(theirs["exact_match"], abs=1e-4)
+    assert ours["f1"] == pytest.approx(theirs["f1"], abs=1e-4)
     # The sample is varied enough to be a real check: neither all right nor all wrong.
     assert 0 < theirs["exact_match"] < 100 and 0 < theirs["f1"] < 100
-
-
-def test_official_script_runs_from_the_command_line(graded_squad, tmp_path):
-    passages, predictions = graded_squad
-    dataset_file, predictions_file = tmp_path / "dataset.json", tmp_path / "predictions.json"
-    dataset_file.write_text(json.dumps(to_official_squad(passages)))
-    predictions_file.write_text(json.dumps(predictions))
-
-    result = subprocess.run(
-        [sys.executable, str(OFFICIAL_SCRIPT), str(dataset_file), str(predictions_file)],
-        capture_output=True, text=True, check=True, timeout=60,
-    )
-
-    printed = json.loads(result.stdout)
-    ours = our_scores(passages, predictions)
-    assert printed["exact_match"] == pytest.approx(ours["exact_match"], abs=1e-9)
-    assert printed["f1"] == pytest.approx(ours["f1"], abs=1e-9)
 
 
 # Answer-like text: words that include the articles, punctuation, odd whitespace, a non-ASCII letter.
@@ -208,11 +179,24 @@ answer_text = st.lists(
 ).map("".join)
 
 
+def one_answer_reference_scores(prediction: str, gold: str) -> dict[str, float]:
+    squad = to_official_squad([Passage("p", "T", "C.", (Question("q", "Q?", (gold,)),))])["data"]
+    return reference_squad_scores(squad, {"q": prediction})
+
+
 @given(prediction=answer_text, gold=answer_text)
-def test_metrics_agree_with_official_functions_on_arbitrary_text(prediction, gold):
-    assert normalize_answer(prediction) == official.normalize_answer(prediction)
-    assert exact_match(prediction, gold) == official.exact_match_score(prediction, gold)
-    assert token_f1(prediction, gold) == pytest.approx(official.f1_score(prediction, gold), abs=1e-12)
+def test_metrics_agree_with_the_reference_implementation_on_arbitrary_text(prediction, gold):
+    theirs = one_answer_reference_scores(prediction, gold)
+    assert 100.0 * exact_match(prediction, gold) == pytest.approx(theirs["exact_match"], abs=1e-4)
+    if normalize_answer(prediction) or normalize_answer(gold):
+        assert 100.0 * token_f1(prediction, gold) == pytest.approx(theirs["f1"], abs=1e-4)
+
+
+def test_two_answers_that_normalise_to_nothing_have_f1_zero_as_in_squad_v1_1():
+    """The v1.1 script scores F1 0 without a shared token, even between two empty answers; torchmetrics
+    applies SQuAD 2.0's no-answer rule there (F1 1). We follow v1.1, the version of the data we score."""
+    assert token_f1("The!", "a") == 0.0 and exact_match("The!", "a")
+    assert one_answer_reference_scores("The!", "a") == {"exact_match": 100.0, "f1": 100.0}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -152,3 +152,43 @@ def test_cache_dir_honours_env_var(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "cache"
     monkeypatch.delenv("SEAL_LM_CACHE")
     assert cache_dir() == Path.home() / ".cache" / "seal-lm"
+
+
+# --- damaged GGUF files ---------------------------------------------------------------------------
+
+
+def write_small_gguf(path: Path) -> bytes:
+    """A valid GGUF file (one metadata key, one small tensor) written with the ``gguf`` package; its bytes."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(2)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("keep", [0, 20, 96, 200, -10])
+def test_truncated_gguf_file_is_one_line_saying_so(tmp_path, monkeypatch, keep):
+    """Cut in the header, in the metadata, or in the tensor data: one line naming the file, never a struct.error."""
+    monkeypatch.setenv("SEAL_LM_CACHE", str(tmp_path / "cache"))
+    whole = write_small_gguf(tmp_path / "whole.gguf")
+    assert len(whole) > 210  # every cut point is inside the file
+    damaged = tmp_path / "model.gguf"
+    damaged.write_bytes(whole[:keep])
+    message = one_line_error(str(damaged))
+    assert str(damaged) in message
+    assert "truncated or not a GGUF file" in message
+    assert "Download or copy the file again" in message
+    assert not list((tmp_path / "cache").rglob("config.json"))  # nothing half-converted is left to be reused
+
+
+def test_file_that_is_not_gguf_at_all(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEAL_LM_CACHE", str(tmp_path / "cache"))
+    stray = tmp_path / "notes.gguf"
+    stray.write_text("these are my notes, not a model " * 20)
+    assert "truncated or not a GGUF file" in one_line_error(str(stray))

@@ -296,7 +296,7 @@ def test_an_existing_run_is_served_with_its_own_model(tmp_path, tiny_model_dir):
 def test_kill_9_while_learning_then_restart_learns_every_document_exactly_once(tmp_path, tiny_model_dir):
     run = tmp_path / "run"
     port = free_port()
-    command = [sys.executable, "-m", "seal_lm.cli", "serve", "--run", str(run), "--model", str(tiny_model_dir), "--port", str(port),
+    command = [sys.executable, "-m", "seal_lm", "serve", "--run", str(run), "--model", str(tiny_model_dir), "--port", str(port),
                "--allow-unauthenticated-writes", "--epochs", "100", "--self-edit-max-tokens", "24", "--probe-max-tokens", "24",
                "--answer-max-tokens", "8", "--min-gain", "-1"]
     environment = os.environ | {"OMP_NUM_THREADS": "1"}

@@ -5,38 +5,42 @@ The public API, layer by layer (see the README's architecture section)::
     from seal_lm import load_model, load_passages, KnowledgeDomain, PromptFormatter, InnerLoop
 """
 
-from seal_lm.adapt.lora import CandidateResult, InnerLoop, InnerLoopSettings, TrainExample, TrainPlan
-from seal_lm.domains.base import Domain, SelfEditRejected
-from seal_lm.domains.knowledge.data import Passage, Question, load_passages
-from seal_lm.domains.knowledge.domain import KnowledgeDomain, KnowledgeSettings
-from seal_lm.domains.knowledge.grading import LLMJudge, grade_answer
-from seal_lm.model.generation import Generation, GenerationSettings, generate
-from seal_lm.model.loading import DEFAULT_MODEL, LoadedModel, load_model
-from seal_lm.model.prompting import PromptFormatter, PromptTemplate
-from seal_lm.runs.rundir import RunDir
+from __future__ import annotations
 
-__all__ = [
-    "CandidateResult",
-    "DEFAULT_MODEL",
-    "Domain",
-    "Generation",
-    "GenerationSettings",
-    "InnerLoop",
-    "InnerLoopSettings",
-    "KnowledgeDomain",
-    "KnowledgeSettings",
-    "LLMJudge",
-    "LoadedModel",
-    "Passage",
-    "PromptFormatter",
-    "PromptTemplate",
-    "Question",
-    "RunDir",
-    "SelfEditRejected",
-    "TrainExample",
-    "TrainPlan",
-    "generate",
-    "grade_answer",
-    "load_model",
-    "load_passages",
-]
+import importlib
+
+# Each public name and its module. Names are imported on first use, so ``import seal_lm`` is instant:
+# the ``seal`` command starts (and answers Ctrl-C) before torch and transformers have loaded.
+_HOMES = {
+    "CandidateResult": "seal_lm.adapt.lora",
+    "InnerLoop": "seal_lm.adapt.lora",
+    "InnerLoopSettings": "seal_lm.adapt.lora",
+    "TrainExample": "seal_lm.adapt.lora",
+    "TrainPlan": "seal_lm.adapt.lora",
+    "Domain": "seal_lm.domains.base",
+    "SelfEditRejected": "seal_lm.domains.base",
+    "Passage": "seal_lm.domains.knowledge.data",
+    "Question": "seal_lm.domains.knowledge.data",
+    "load_passages": "seal_lm.domains.knowledge.data",
+    "KnowledgeDomain": "seal_lm.domains.knowledge.domain",
+    "KnowledgeSettings": "seal_lm.domains.knowledge.domain",
+    "LLMJudge": "seal_lm.domains.knowledge.grading",
+    "grade_answer": "seal_lm.domains.knowledge.grading",
+    "Generation": "seal_lm.model.generation",
+    "GenerationSettings": "seal_lm.model.generation",
+    "generate": "seal_lm.model.generation",
+    "DEFAULT_MODEL": "seal_lm.model.loading",
+    "LoadedModel": "seal_lm.model.loading",
+    "load_model": "seal_lm.model.loading",
+    "PromptFormatter": "seal_lm.model.prompting",
+    "PromptTemplate": "seal_lm.model.prompting",
+    "RunDir": "seal_lm.runs.rundir",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'seal_lm' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -27,12 +27,15 @@ from typing import Iterator, Sequence
 import torch
 
 from seal_lm.adapt.lora import (
+    NO_ANSWER,
     CandidateResult,
     InnerLoopSettings,
     TrainPlan,
     TrainStats,
+    divergence,
     initial_lora_a,
     mixed_precision,
+    step_batches,
     tokenize_example,
 )
 from seal_lm.adapt.packed_ops import frozen_head_token_losses, per_sequence_attention, sequence_boundaries
@@ -151,7 +154,8 @@ class BatchedInnerLoop:
                 _initialise(layers, group)
                 with per_sequence_attention(self.base_model):
                     stats = _train_together(self.base_model, self.tokenizer, group, routing, layers)
-                answers = _answer_together(self.base_model, self.tokenizer, prompts, generation, routing, len(group))
+                live = [slot for slot, one in enumerate(stats) if not one.stopped]  # a diverged adapter answers nothing
+                answers = _answer_together(self.base_model, self.tokenizer, prompts, generation, routing, live, len(group))
                 for slot, index in enumerate(indices):
                     state = {f"{name}.{part}": getattr(layer, part)[slot].detach().clone() for name, layer in layers.items() for part in ("lora_a", "lora_b")}
                     results[index] = CandidateResult(stats=stats[slot], answers=answers[slot], adapter_state=state)
@@ -173,29 +177,22 @@ def _initialise(layers: dict[str, StackedLoRALinear], plans: Sequence[TrainPlan]
                 layer.lora_a[slot].copy_(initial_lora_a(layer.lora_a.shape[1:], generator))
 
 
-def _schedule(plan: TrainPlan, size: int) -> list[list[int]]:
-    """The sequence indices of every step: the sequential engine's seeded shuffling, epoch by epoch."""
-    shuffler = torch.Generator().manual_seed(plan.settings.seed)
-    steps = []
-    for _ in range(plan.settings.epochs):
-        order = torch.randperm(size, generator=shuffler).tolist()
-        steps += [order[i : i + plan.settings.batch_size] for i in range(0, size, plan.settings.batch_size)]
-    return steps
-
-
 def _train_together(model, tokenizer, plans, routing, layers) -> list[TrainStats]:
     start = time.perf_counter()
     device = next(model.parameters()).device
     sequences = [[tokenize_example(tokenizer, example, plan.settings) for example in plan.examples] for plan in plans]
     if any(not s for s in sequences):
         raise ValueError("a training plan needs at least one example")
-    schedules = [_schedule(plan, len(s)) for plan, s in zip(plans, sequences)]
+    schedules = [step_batches(plan, len(s)) for plan, s in zip(plans, sequences)]
     optimizer = _StackedAdamW([p for layer in layers.values() for p in (layer.lora_a, layer.lora_b)], len(plans))
     losses: list[list[float]] = [[] for _ in plans]
     tokens = [0] * len(plans)
+    stopped = [""] * len(plans)  # a diverged adapter leaves the packed row (see ``divergence``)
     model.train()
     for step in range(max(len(s) for s in schedules)):
-        active = [j for j, schedule in enumerate(schedules) if step < len(schedule)]
+        active = [j for j, schedule in enumerate(schedules) if step < len(schedule) and not stopped[j]]
+        if not active:
+            break
         input_ids, labels, positions, slots = _pack([[sequences[j][i] for i in schedules[j][step]] for j in active], device)
         routing.active = torch.tensor(active, device=device)
         routing.tokens = torch.bincount(slots, minlength=len(active)).tolist()
@@ -208,28 +205,26 @@ def _train_together(model, tokenizer, plans, routing, layers) -> list[TrainStats
         adapter_of_token = slots[1:][labelled]
         counts = torch.bincount(adapter_of_token, minlength=len(active))
         per_adapter = torch.zeros(len(active), device=device).index_add(0, adapter_of_token, token_losses) / counts
-        per_adapter.sum().backward()  # adapters share no parameter: each gets its own gradient
-        optimizer.step(
-            active,
-            lrs=[plans[j].settings.lr * (1 - step / len(schedules[j])) for j in active],
-            max_grad_norms=[plans[j].settings.max_grad_norm for j in active],
-        )
-        for slot, j in enumerate(active):
-            losses[j].append(per_adapter[slot].item())
+        for j, loss in zip(active, per_adapter.tolist()):
+            stopped[j] = divergence(loss, step + 1, len(schedules[j]), plans[j].settings.lr)
+            if not stopped[j]:
+                losses[j].append(loss)
+        finite = [slot for slot, j in enumerate(active) if not stopped[j]]
+        stepping = [active[slot] for slot in finite]
+        if stepping:
+            per_adapter[finite].sum().backward()  # adapters share no parameter: each gets its own gradient
+            optimizer.step(
+                stepping,
+                lrs=[plans[j].settings.lr * (1 - step / len(schedules[j])) for j in stepping],
+                max_grad_norms=[plans[j].settings.max_grad_norm for j in stepping],
+            )
+        for slot, j in zip(finite, stepping):
             tokens[j] += int(counts[slot])
     model.eval()
     routing.active, routing.tokens = None, None
     seconds = (time.perf_counter() - start) / len(plans)  # the shared wall time, split evenly
     return [
-        TrainStats(
-            steps=len(schedules[j]),
-            tokens=tokens[j],
-            sequence_tokens=sum(len(ids) for ids, _ in sequences[j]),
-            first_loss=losses[j][0],
-            last_loss=losses[j][-1],
-            seconds=seconds,
-        )
-        for j in range(len(plans))
+        TrainStats.of(losses[j], tokens[j], sum(len(ids) for ids, _ in sequences[j]), seconds, stopped[j]) for j in range(len(plans))
     ]
 
 
@@ -249,17 +244,19 @@ def _pack(batches: list[list[tuple[list[int], list[int]]]], device: torch.device
     return tuple(torch.tensor(values, device=device) for values in ([ids], labels, [positions], slots))
 
 
-def _answer_together(model, tokenizer, prompts, generation, routing, count) -> list[list[Generation]]:
-    """Every adapter answers every prompt; one generate call per chunk of prompts, all adapters at once."""
-    answers: list[list[Generation]] = [[] for _ in range(count)]
-    routing.active = torch.arange(count, device=next(model.parameters()).device)
+def _answer_together(model, tokenizer, prompts, generation, routing, live, count) -> list[list[Generation]]:
+    """Every adapter in ``live`` answers every prompt, one generate call per chunk of prompts; the others answer nothing."""
+    answers: list[list[Generation]] = [[] if slot in live else [NO_ANSWER] * len(prompts) for slot in range(count)]
+    if not live:
+        return answers
+    routing.active = torch.tensor(live, device=next(model.parameters()).device)
     try:
         for first in range(0, len(prompts), generation.batch_size):
             chunk = list(prompts[first : first + generation.batch_size])
-            rows = [prompt for _ in range(count) for prompt in chunk]  # adapter-major
+            rows = [prompt for _ in live for prompt in chunk]  # adapter-major
             outputs = generate(model, tokenizer, rows, replace(generation, batch_size=len(rows)), keep_order=True)
-            for slot in range(count):
-                answers[slot] += outputs[slot * len(chunk) : (slot + 1) * len(chunk)]
+            for block, slot in enumerate(live):
+                answers[slot] += outputs[block * len(chunk) : (block + 1) * len(chunk)]
     finally:
         routing.active = None
     return answers

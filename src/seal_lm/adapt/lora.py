@@ -73,12 +73,22 @@ class TrainPlan:
 
 @dataclass
 class TrainStats:
-    steps: int
+    steps: int  # optimiser steps taken
     tokens: int  # tokens the loss was computed on, summed over epochs
     sequence_tokens: int  # tokens in the training set (one epoch)
-    first_loss: float
-    last_loss: float
+    first_loss: float | None  # the losses of the first and last steps taken (None: no step was)
+    last_loss: float | None
     seconds: float
+    stopped: str = ""  # why training stopped before its last step (see :func:`divergence`); empty: it ran every step
+
+    @classmethod
+    def of(cls, losses: list[float], tokens: int, sequence_tokens: int, seconds: float, stopped: str) -> "TrainStats":
+        """Statistics of the steps taken, from their (finite) losses."""
+        first, last = (losses[0], losses[-1]) if losses else (None, None)
+        return cls(len(losses), tokens, sequence_tokens, first, last, seconds, stopped)
+
+
+NO_ANSWER = Generation(text="", tokens=0, truncated=False)  # what an adapter whose training diverged answers
 
 
 @dataclass
@@ -137,8 +147,11 @@ class InnerLoop:
         """Each plan's result, yielded as soon as its adapter has answered."""
         for plan in plans:
             stats = self.train_adapter(plan)
-            with mixed_precision(self.base_model, self.compute_dtype):
-                answers = generate(self.peft_model, self.tokenizer, prompts, generation)
+            if stats.stopped:
+                answers = [NO_ANSWER] * len(prompts)
+            else:
+                with mixed_precision(self.base_model, self.compute_dtype):
+                    answers = generate(self.peft_model, self.tokenizer, prompts, generation)
             yield CandidateResult(stats=stats, answers=answers, adapter_state=self.adapter_state())
 
     def train_adapter(self, plan: TrainPlan) -> TrainStats:
@@ -232,43 +245,55 @@ def train_on_plan(
     """Fine-tune ``parameters`` of ``model`` on the plan's examples.
 
     AdamW with a linear decay to zero and gradient clipping: the HF Trainer defaults SEAL used.
+    A step whose loss is not finite stops training there, before it changes the weights (``stopped`` says so).
     """
     settings = plan.settings
     sequences = [tokenize_example(tokenizer, example, settings) for example in plan.examples]
     if not sequences:
         raise ValueError("a training plan needs at least one example")
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.0)
-    steps_per_epoch = math.ceil(len(sequences) / settings.batch_size)
-    total_steps = steps_per_epoch * settings.epochs
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / total_steps)
-    shuffler = torch.Generator().manual_seed(settings.seed)
+    steps = step_batches(plan, len(sequences))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / len(steps))
     device = next(model.parameters()).device
-    losses, tokens, start = [], 0, time.perf_counter()
+    losses, tokens, stopped, start = [], 0, "", time.perf_counter()
     model.train()
-    bar = tqdm(total=total_steps, desc="fine-tune", unit="step", disable=not progress, leave=False)
-    for _ in range(settings.epochs):
-        order = torch.randperm(len(sequences), generator=shuffler).tolist()
-        for first in range(0, len(order), settings.batch_size):
-            batch = [sequences[i] for i in order[first : first + settings.batch_size]]
-            input_ids, labels, attention = collate_batch(batch, tokenizer.pad_token_id, device)
-            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            tokens += int((labels[:, 1:] != -100).sum())
-            bar.update()
+    bar = tqdm(total=len(steps), desc="fine-tune", unit="step", disable=not progress, leave=False)
+    for number, indices in enumerate(steps, start=1):
+        input_ids, labels, attention = collate_batch([sequences[i] for i in indices], tokenizer.pad_token_id, device)
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        stopped = divergence(loss.item(), number, len(steps), settings.lr)
+        if stopped:
+            break
+        losses.append(loss.item())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += int((labels[:, 1:] != -100).sum())
+        bar.update()
     bar.close()
     model.eval()
-    return TrainStats(
-        steps=total_steps,
-        tokens=tokens,
-        sequence_tokens=sum(len(ids) for ids, _ in sequences),
-        first_loss=losses[0],
-        last_loss=losses[-1],
-        seconds=time.perf_counter() - start,
+    return TrainStats.of(losses, tokens, sum(len(ids) for ids, _ in sequences), time.perf_counter() - start, stopped)
+
+
+def step_batches(plan: TrainPlan, size: int) -> list[list[int]]:
+    """The indices of the sequences of every training step: seeded shuffling, epoch by epoch, in batches."""
+    shuffler = torch.Generator().manual_seed(plan.settings.seed)
+    steps = []
+    for _ in range(plan.settings.epochs):
+        order = torch.randperm(size, generator=shuffler).tolist()
+        steps += [order[i : i + plan.settings.batch_size] for i in range(0, size, plan.settings.batch_size)]
+    return steps
+
+
+def divergence(loss: float, step: int, total_steps: int, lr: float) -> str:
+    """Why training stops at ``step`` (counted from 1) when its loss is not finite; empty when it is."""
+    if math.isfinite(loss):
+        return ""
+    return (
+        f"training diverged: the loss was {loss} at step {step} of {total_steps} (learning rate {lr:g}), "
+        "so the adapter stopped there and answered nothing; a lower learning rate may help"
     )
 
 

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from seal_lm.adapt.lora import ADAPTER_NAME, CandidateResult, InnerLoop, TrainPlan
+from seal_lm.adapt.lora import ADAPTER_NAME, NO_ANSWER, CandidateResult, InnerLoop, TrainPlan
 from seal_lm.model.generation import Generation, GenerationSettings
 
 VLLM_MISSING = "--generator vllm needs vLLM on a CUDA machine: pip install 'seal-lm[vllm]' (or use --generator hf)"
@@ -74,13 +74,14 @@ class VLLMInnerLoop:
             self.trainer.peft_model.save_pretrained(folder, selected_adapters=[ADAPTER_NAME])  # PEFT writes it to folder/<adapter name>
             request = LoRARequest(f"candidate-{self.adapters_served}", self.adapters_served, str(folder / ADAPTER_NAME))
             trained.append((stats, state, request))
-        rows = [(prompt, request) for _, _, request in trained for prompt in prompts]
-        answers = self._generate([p for p, _ in rows], generation, [r for _, r in rows])
+        live = [request for stats, _, request in trained if not stats.stopped]  # a diverged adapter answers nothing
+        rows = [(prompt, request) for request in live for prompt in prompts]
+        answers = iter(self._generate([p for p, _ in rows], generation, [r for _, r in rows]))
         for _, _, request in trained:
             shutil.rmtree(Path(request.lora_path).parent, ignore_errors=True)
         return [
-            CandidateResult(stats=stats, answers=answers[i * len(prompts) : (i + 1) * len(prompts)], adapter_state=state)
-            for i, (stats, state, _) in enumerate(trained)
+            CandidateResult(stats=stats, answers=[NO_ANSWER if stats.stopped else next(answers) for _ in prompts], adapter_state=state)
+            for stats, state, _ in trained
         ]
 
     def train_and_answer_each(

@@ -11,6 +11,7 @@ import logging
 import sys
 import warnings
 
+from seal_lm.__main__ import INTERRUPTED
 from seal_lm.cli.adapt import AdaptConfig, adapt
 from seal_lm.cli.arc_subset import SelectSubsetConfig, select_subset
 from seal_lm.cli.chat import ChatConfig, chat
@@ -65,6 +66,21 @@ COMMANDS = {
     (None, "chat"): ("Talk to a run's current (or a pinned) version, or any model.", ChatConfig, chat),
 }
 
+RESUMABLE = "every finished unit is saved in the run directory; re-run the same command to resume"
+# What Ctrl-C leaves behind, for the commands that do not keep resumable units in a run directory.
+KEPT_ON_INTERRUPT = {
+    (None, "demo"): "the demo writes no files, so nothing is kept",
+    (None, "adapt"): "the current document is abandoned and every version committed before it is kept in the ledger; "
+    "re-run the same command to continue",
+    ("eval", "continual"): "every measured step is saved in the run directory and every committed version in its ledger; "
+    "re-run the same command to resume",
+    ("ledger", "list"): "nothing was changed",
+    ("ledger", "show"): "nothing was changed",
+    ("ledger", "diff"): "nothing was changed",
+    ("ledger", "export"): "nothing was exported (the folder is moved into place only when complete)",
+    (None, "rollback"): "the rollback is one transaction: it happened entirely or not at all (seal ledger list shows which)",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seal", description="Self-adapting language models (SEAL).")
@@ -76,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``seal`` command; the exit status: 0, 2 for a user error, 130 when interrupted (Ctrl-C)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from transformers.utils import logging as hf_logging
@@ -83,17 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)  # raised inside peft
+    key = (args.command, args.domain) if args.command in GROUPS else (None, args.command)
     try:
-        _, config_class, command = COMMANDS[(args.command, args.domain) if args.command in GROUPS else (None, args.command)]
+        _, config_class, command = COMMANDS[key]
         command(config_from_args(config_class, args))
     except USER_ERRORS as err:
         print(f"seal: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("seal: interrupted; finished work is saved, re-run the same command to resume.", file=sys.stderr)
-        return 130
+        print(f"\nseal: interrupted; {KEPT_ON_INTERRUPT.get(key, RESUMABLE)}.", file=sys.stderr)
+        return INTERRUPTED
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -26,7 +26,7 @@ class ContinualOptions(KnowledgeOptions):
     retention_weight: float = option(1.0, "Candidate reward = gain on the document's probes minus this times the retention drop.")
     on_forgetting: str = option("reject", "When retention drops more than --retention-tolerance (retry-with-replay: once, with replay mixed into training, then reject).", ACTIONS)
     retention_tolerance: float = option(0.1, "Largest drop in mean retention score an update may cause (scores are 0 to 1).")
-    min_gain: float = option(-1.0, "Least gain on the document's own probes for an update to be kept (-1: no minimum).")
+    min_gain: float = option(-1.0, "Least gain on the document's own probes for an update to be kept (-1, the default: no minimum; an update kept without a measured gain says so). 0.01 keeps only updates that measurably taught something.")
     probes: str = option("auto", "A document's probes: auto takes its gold questions if it has any, else questions written by the model, filled up with cloze (fill-in-the-blank sentences of the document).", PROBE_SOURCES)
     probe_count: int = option(5, "Probe questions the model writes per document.")
     probe_max_tokens: int = option(256, "Token budget for writing a document's probes.")

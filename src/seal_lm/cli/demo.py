@@ -63,7 +63,11 @@ def demo(config: DemoConfig) -> None:
     print(f"Fine-tuning a fresh LoRA adapter on {len(plan.examples)} sequences for {config.epochs} epochs ...")
     result = loop.train_and_answer([plan], prompts, domain.answer_generation)[0]
     after = domain.score(passage, [g.text for g in result.answers])
-    print(f"Trained {result.stats.steps} steps in {result.stats.seconds:.0f} s, loss {result.stats.first_loss:.2f} → {result.stats.last_loss:.2f}\n")
+    stats = result.stats
+    if stats.stopped:
+        print(f"Trained {stats.steps} steps, then stopped: {stats.stopped}.\n")
+    else:
+        print(f"Trained {stats.steps} steps in {stats.seconds:.0f} s, loss {stats.first_loss:.2f} → {stats.last_loss:.2f}\n")
     _show("After: answers from the adapted model, still with no passage in the prompt", after)
     print(f"Score: {_correct(before)}/{len(before)} before → {_correct(after)}/{len(after)} after.")
 

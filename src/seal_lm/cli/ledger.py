@@ -57,11 +57,12 @@ def ledger_list(config: LedgerListConfig) -> None:
     """Every update attempt, one line each, and every rollback."""
     with config.open_ledger() as ledger:
         current = ledger.current()
+        broken = {version.id: problem for version in ledger.versions() if (problem := ledger.weights_problem(version.id))}
         print(f"{'update':>6} {'version':>7}  {'decision':<17} {'probes':<12} {'retention':<12} {'dropped':>7}  document")
         for update in ledger.updates():
             record = update.record
             marker = "*" if current and update.version == current.id else " "
-            version = f"{update.version}{marker}" if update.version else "-"
+            version = f"{'!' if update.version in broken else ''}{update.version}{marker}" if update.version else "-"
             probes = _change(record.scores_before, record.scores_after)
             retention = _change(record.retention_before, record.retention_after)
             print(
@@ -71,6 +72,8 @@ def ledger_list(config: LedgerListConfig) -> None:
         for event in ledger.events():
             if event.kind == "rollback":
                 print(f"rollback at {event.at}: version {event.previous} → {event.version}{f' ({event.reason})' if event.reason else ''}")
+        for version, problem in broken.items():
+            print(f"version {version} is broken (! above): {problem}; it cannot be restored or rolled back to.")
         print(f"current version: {current.id if current else 'none'} (* above)")
 
 
@@ -82,6 +85,9 @@ def ledger_show(config: LedgerShowConfig) -> None:
         update, record = version.update, version.update.record
         print(f"version {version.id}{' (current)' if current and current.id == version.id else ''}, parent {version.parent or '-'}, created {version.created}")
         print(f"weights: {version.file} ({version.n_tensors} tensors, {version.size_bytes / 2**20:.1f} MiB, sha256 {version.weights_sha256})")
+        problem = ledger.weights_problem(version.id)
+        if problem:
+            print(f"BROKEN: {problem}; this version cannot be restored or rolled back to.")
         print(f"update {update.id}: {record.decision} ({record.reason})")
         print(f"document: {_document(update)}; sha256 {record.document_id or '-'}")
         print(f"started {record.started or '-'}, recorded {update.recorded}; adapter sha256 {record.adapter_sha256 or '-'}")

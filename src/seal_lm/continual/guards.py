@@ -107,7 +107,11 @@ class RetentionPolicy:
 
     tolerance: float = 0.0  # the largest drop in mean retention score an update may cause
     action: str = "reject"  # beyond the tolerance: "reject", "retry-with-replay" (once, then reject), or "accept" (naive)
-    min_gain: float | None = None  # if set, the least gain on the new document's probes; below it the update is rejected
+    # If set, the least gain on the new document's probes; below it the update is rejected. Unset by
+    # default: a few probes of a small model often score the same before and after an update that did
+    # teach something (wording, a fact the probes miss), and the retention guard already protects
+    # earlier documents; an update kept without a measured gain says so in its reason.
+    min_gain: float | None = None
 
     def __post_init__(self):
         check_choice(self.action, ACTIONS, "retention action")
@@ -142,16 +146,25 @@ def decide_update(
             return UpdateDecision(REJECTED, "no probes on the new document to check the gain", gain, drop)
         if gain < policy.min_gain:
             return UpdateDecision(REJECTED, f"gain {gain:+.3f} on the new document is below min_gain {policy.min_gain:.3f}", gain, drop)
+    untaught = _untaught(gain) if policy.min_gain is None else ""
     if drop is None:
-        return UpdateDecision(ACCEPTED, "no retention probes yet", gain, drop)
+        return UpdateDecision(ACCEPTED, f"{untaught}no retention probes yet", gain, drop)
     if drop <= policy.tolerance + 1e-9:
-        return UpdateDecision(ACCEPTED, f"retention drop {drop:+.3f} within tolerance {policy.tolerance:.3f}", gain, drop)
+        return UpdateDecision(ACCEPTED, f"{untaught}retention drop {drop:+.3f} within tolerance {policy.tolerance:.3f}", gain, drop)
     beyond = f"retention dropped {drop:.3f}, more than tolerance {policy.tolerance:.3f}"
     if policy.action == "accept":
-        return UpdateDecision(ACCEPTED, f"{beyond}; accepted by policy", gain, drop)
+        return UpdateDecision(ACCEPTED, f"{untaught}{beyond}; accepted by policy", gain, drop)
     if policy.action == "retry-with-replay" and not retried:
         return UpdateDecision(RETRY_WITH_REPLAY, f"{beyond}; retrying with replay", gain, drop)
     return UpdateDecision(REJECTED, f"{beyond}{' even with replay' if retried else ''}", gain, drop)
+
+
+def _untaught(gain: float | None) -> str:
+    """The start of an accepted update's reason when its probes measured no gain (no min_gain asked for one)."""
+    if gain is None or gain > 1e-9:
+        return ""
+    measured = "no measurable gain on the new document" if gain > -1e-9 else f"the new document's probes got worse ({gain:+.3f})"
+    return f"{measured}, kept as no min_gain is set; "
 
 
 def retention_aware_reward(

@@ -59,6 +59,8 @@ REJECTED = "rejected"
 RETRY_WITH_REPLAY = "retry-with-replay"
 COMMITTING = (INITIAL, ACCEPTED)
 
+_ACCESS_HINT = "check that the folder exists and is readable, and writable for commands that change it (adapt, rollback)"
+
 SCHEMA = """
 CREATE TABLE versions (
     id INTEGER PRIMARY KEY,
@@ -193,13 +195,32 @@ class Ledger:
         """
         folder = Path(folder)
         database = folder / DATABASE
-        if readonly:
-            if not database.is_file():
-                raise LedgerError(f"{folder}: no ledger here (missing {DATABASE}).")
-            db = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
-            ledger = cls(folder, db, None)
+        try:
+            return cls._open_readonly(folder, timeout) if readonly else cls._open_for_writing(folder, timeout)
+        except sqlite3.OperationalError as err:  # cannot open or write the file (permissions, a read-only place, locked)
+            raise LedgerError(f"cannot open the ledger {database} for {'reading' if readonly else 'writing'} ({err}); {_ACCESS_HINT}") from None
+        except sqlite3.DatabaseError as err:  # the bytes are not an SQLite database, or a damaged one
+            raise LedgerError(f"{database} is not a ledger database or is damaged ({err}); restore it from a backup, or start a new --out.") from None
+        except OSError as err:
+            raise LedgerError(f"cannot open the ledger in {folder} for {'reading' if readonly else 'writing'} ({err}); {_ACCESS_HINT}") from None
+
+    @classmethod
+    def _open_readonly(cls, folder: Path, timeout: float) -> "Ledger":
+        database = folder / DATABASE
+        if not database.is_file():
+            raise LedgerError(f"{folder}: no ledger here (missing {DATABASE}).")
+        db = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+        ledger = cls(folder, db, None)
+        try:
             ledger._check_schema()
-            return ledger
+        except BaseException:
+            db.close()
+            raise
+        return ledger
+
+    @classmethod
+    def _open_for_writing(cls, folder: Path, timeout: float) -> "Ledger":
+        database = folder / DATABASE
         if folder.exists() and not folder.is_dir():
             raise LedgerError(f"{folder} is a file, not a ledger folder.")
         (folder / VERSIONS).mkdir(parents=True, exist_ok=True)
@@ -277,8 +298,10 @@ class Ledger:
     def rollback(self, version: int, reason: str = "") -> None:
         """Make an earlier ``version`` current again; later commits branch from it. Recorded as an event."""
         self._check_writable()
+        problem = self.weights_problem(version)  # also raises for an unknown version
+        if problem:
+            raise LedgerError(f"cannot roll back to version {version}: {problem}; restore the file (it is named by its SHA-256) or roll back to another version.")
         with self._transaction():
-            self.get(version)  # raises for an unknown version
             current = self._current_id()
             if current == version:
                 raise LedgerError(f"version {version} is already current.")
@@ -326,16 +349,20 @@ class Ledger:
             version = self._current_id()
             if version is None:
                 raise LedgerError(f"{self.folder}: the ledger is empty; there are no weights to load.")
+        problem = self.weights_problem(version)
+        if problem:
+            raise LedgerError(f"version {version}: {problem}; restore it or roll back to another version.")
+        return load_file(self.get(version).file)
+
+    def weights_problem(self, version: int) -> str:
+        """Why ``version``'s weights cannot be loaded as committed (file missing, or not the recorded SHA-256); empty if they can."""
         entry = self.get(version)
         if not entry.file.is_file():
-            raise LedgerError(f"version {version}: weights file {entry.file} is missing; restore it or roll back to another version.")
+            return f"weights file {entry.file} is missing"
         actual = _sha256(entry.file)
         if actual != entry.weights_sha256:
-            raise LedgerError(
-                f"version {version}: weights file {entry.file} is corrupt (SHA-256 {actual[:12]}…, recorded "
-                f"{entry.weights_sha256[:12]}…); restore it or roll back to another version."
-            )
-        return load_file(entry.file)
+            return f"weights file {entry.file} is corrupt (SHA-256 {actual[:12]}…, recorded {entry.weights_sha256[:12]}…)"
+        return ""
 
     def diff(self, a: int, b: int) -> VersionDiff:
         """Per-tensor change from version ``a`` to ``b`` (max |b - a| and L2 norm of b - a), and the updates between.

@@ -58,7 +58,7 @@ from seal_lm.continual.guards import (
     decide_update,
     retention_aware_reward,
 )
-from seal_lm.continual.ledger import ACCEPTED, INITIAL, RETRY_WITH_REPLAY, Ledger, LedgerError, UpdateRecord, Version
+from seal_lm.continual.ledger import ACCEPTED, INITIAL, REJECTED, RETRY_WITH_REPLAY, Ledger, LedgerError, UpdateRecord, Version
 from seal_lm.continual.probes import WrittenProbes, cloze_probes, parse_probes, probe_prompt
 from seal_lm.continual.stream import Location, StreamError, StopCondition, read_stream
 from seal_lm.domains.base import SelfEditRejected
@@ -174,20 +174,25 @@ class ContinualLearner:
     def learn(self, document: Passage, location: Location | None = None) -> Outcome:
         """Write self-edits for ``document``, train, verify, decide, and record (and commit) the update."""
         started, clock = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+        _phase(document, "finding probes")
         probes, probe_notes = self._probes(document)
         retained = [entry for entry in self.replay.entries if entry.probes] if self.settings.verify else []
         checked = [replace(document, questions=probes), *(entry.as_passage() for entry in retained)]
         prompts = [prompt for passage in checked for prompt in self.domain.probe_prompts(passage)]
         generation = self.domain.answer_generation
+        _phase(document, f"answering {len(probes)} probes and {len(prompts) - len(probes)} retention probes before the update")
         before = _split(self._scores(checked, self.inner_loop.generate_with_base(prompts, generation)))
 
+        _phase(document, f"writing {self.settings.k} self-edit{'s' if self.settings.k > 1 else ''}")
         candidates = self._candidates(document)
+        _phase(document, f"training {len(candidates)} candidate adapter{'s' if len(candidates) > 1 else ''} and answering the probes again")
         results = self.inner_loop.train_and_answer([c.plan for c in candidates], prompts, generation)
         afters = [_split(self._scores(checked, result.answers)) for result in results]
         rewards = [self._reward(before, after) for after in afters] if len(candidates) > 1 else [None]
-        best = max(range(len(candidates)), key=lambda i: rewards[i]) if len(candidates) > 1 else 0  # ties: the first
+        # A candidate whose training diverged is chosen only when all did; ties: the first.
+        best = max(range(len(candidates)), key=lambda i: (not results[i].stats.stopped, rewards[i])) if len(candidates) > 1 else 0
         candidate, result, after = candidates[best], results[best], afters[best]
-        decision = self._decide(before, after)
+        decision = self._decide(before, after, result)
         details = {
             **probe_notes,
             "retention_documents": [entry.document_id for entry in retained],
@@ -199,9 +204,10 @@ class ContinualLearner:
             attempt = self._record(decision, document, location, probes, before, after, candidate, result, started, clock, details)
             details["retry_of"] = self.ledger.reject(attempt)
             plan, details["replayed_documents"] = self._with_replay(candidate.plan, document)
+            _phase(document, f"retention dropped: retrying with {len(details['replayed_documents'])} earlier documents replayed")
             result = self.inner_loop.train_and_answer([plan], prompts, generation)[0]
             after = _split(self._scores(checked, result.answers))
-            decision = self._decide(before, after, retried=True)
+            decision = self._decide(before, after, result, retried=True)
         else:
             plan = candidate.plan
         record = self._record(decision, document, location, probes, before, after, candidate, result, started, clock, details)
@@ -209,6 +215,7 @@ class ContinualLearner:
             self.ledger.reject(record)
             self.inner_loop.release()  # the model stays the current version, as a plain module
             return Outcome(record, None)
+        _phase(document, "merging the update and committing it to the ledger")
         self.inner_loop.load_adapter(result.adapter_state, plan.settings)
         model = self.inner_loop.merge_adapter()
         targets = self.domain.settings.inner_loop.target_modules
@@ -291,7 +298,9 @@ class ContinualLearner:
         """Retention-aware reward of a candidate (a document without probes counts as no gain)."""
         return retention_aware_reward(before[0] or [0.0], after[0] or [0.0], before[1], after[1], self.settings.retention_weight)
 
-    def _decide(self, before: Scores, after: Scores, retried: bool = False) -> UpdateDecision:
+    def _decide(self, before: Scores, after: Scores, result: CandidateResult, retried: bool = False) -> UpdateDecision:
+        if result.stats.stopped:  # its weights are not fit to merge, verified or not; it answered nothing to score
+            return UpdateDecision(REJECTED, result.stats.stopped, None, None)
         if not self.settings.verify:
             return UpdateDecision(ACCEPTED, "accepted unverified (naive sequential updates)", None, None)
         return decide_update(before[0], after[0], before[1], after[1], self.settings.policy, retried=retried)
@@ -449,6 +458,11 @@ def _fingerprint(weights: dict[str, torch.Tensor]) -> torch.Tensor:
 def _replay_entry(record: UpdateRecord) -> ReplayEntry:
     probes = tuple(Question(p["id"], p["question"], tuple(p["answers"])) for p in record.probes)
     return ReplayEntry(record.document_id, record.details["title"], probes, tuple(record.details["train_sequences"]))
+
+
+def _phase(document: Passage, text: str) -> None:
+    """One progress line: which phase of learning ``document`` starts (seal adapt prints the log)."""
+    log.info("%r: %s", document.title or document.id[:12], text)
 
 
 def _split(scores: list[list[float]]) -> Scores:

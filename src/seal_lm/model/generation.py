@@ -126,4 +126,6 @@ def _decode(tokenizer, token_ids: torch.Tensor, settings: GenerationSettings) ->
     if cut:
         text = text[: min(cut)]
     hit_budget = length == len(ids) and len(ids) == settings.max_new_tokens and not cut
+    if hit_budget:  # the budget may end inside a multi-byte character, whose first bytes decode as U+FFFD
+        text = text.rstrip("\ufffd")
     return Generation(text=text, tokens=length, truncated=hit_budget)

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,7 @@ def resolve_model(spec: str) -> str:
         return str(_bundled_folder(spec.removeprefix("bundled:")))
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
-        return str(_converted_gguf(path, name=path.stem))
+        return str(_converted_gguf(path, name=path.stem, fix="Download or copy the file again"))
     return str(path) if path.is_dir() else spec  # a hub id
 
 
@@ -167,6 +168,19 @@ def _loading(spec: str):
         ) from None
 
 
+def _check_gguf(gguf_path: Path, fix: str) -> None:
+    """Parse ``gguf_path``'s header, metadata and tensor table; a damaged or foreign file is one :class:`ModelError` line."""
+    import gguf
+
+    try:
+        gguf.GGUFReader(gguf_path)
+    except (ValueError, IndexError, struct.error, EOFError) as err:  # what the parser raises where the bytes run out
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelError(
+            f"'{gguf_path}' is truncated or not a GGUF file ({gguf_path.stat().st_size} bytes; reading it failed: {detail}). {fix}."
+        ) from None
+
+
 def _bundled_folder(name: str) -> Path:
     bundled = BUNDLED_MODELS[name]
     package = importlib.util.find_spec(bundled.package)
@@ -175,11 +189,15 @@ def _bundled_folder(name: str) -> Path:
     gguf_path = Path(next(iter(package.submodule_search_locations))) / bundled.gguf_file
     if not gguf_path.is_file():
         raise ModelError(f"The package {bundled.package} has no {bundled.gguf_file}; reinstall: {bundled.install}")
-    return _converted_gguf(gguf_path, name=name)
+    return _converted_gguf(gguf_path, name=name, fix=f"Reinstall it: {bundled.install} --force-reinstall")
 
 
-def _converted_gguf(gguf_path: Path, name: str) -> Path:
-    """Convert a GGUF file into a plain float32 HF folder in the cache, once (atomically)."""
+def _converted_gguf(gguf_path: Path, name: str, fix: str) -> Path:
+    """Convert a GGUF file into a plain float32 HF folder in the cache, once (atomically).
+
+    A file that cannot be read as GGUF (truncated download, wrong file) is a :class:`ModelError`
+    naming the file and ``fix``.
+    """
     stat = gguf_path.stat()
     key = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = cache_dir() / "models" / f"{name}-{key}"
@@ -189,6 +207,7 @@ def _converted_gguf(gguf_path: Path, name: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoConfig, AutoTokenizer
 
     folder, filename = str(gguf_path.parent), gguf_path.name
+    _check_gguf(gguf_path, fix)
     quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
     config = quantized.config
     if hasattr(config, "quantization_config"):
