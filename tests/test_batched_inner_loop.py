@@ -96,7 +96,9 @@ def test_packed_batches_of_several_sequences_match_one_by_one(engines):
 
     for alone, joint in zip(one_by_one, together):
         for name, tensor in as_sequential_names(alone.adapter_state).items():
-            torch.testing.assert_close(joint.adapter_state[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+            # A padded batch and a packed row sum in different orders: on an AVX-512/AMX CPU one element
+            # of 256 drifts by 1.2e-5 after 4 AdamW steps at lr 1e-2 (within 1e-5 on AVX2-only CPUs).
+            torch.testing.assert_close(joint.adapter_state[name], tensor, rtol=1e-4, atol=3e-5, msg=name)
         assert (joint.stats.steps, joint.stats.tokens) == (alone.stats.steps, alone.stats.tokens)
         assert joint.stats.last_loss == pytest.approx(alone.stats.last_loss, rel=1e-4)
 
