@@ -140,8 +140,8 @@ class BatchedInnerLoop:
         self, plans: Sequence[TrainPlan], prompts: Sequence[str], generation: GenerationSettings
     ) -> list[CandidateResult]:
         """Plans that share LoRA shapes train as one stacked computation; the results keep plan order."""
-        if any(plan.settings.dropout for plan in plans):
-            raise ValueError("the batched engine trains without LoRA dropout; use the sequential engine for dropout > 0")
+        for plan in plans:
+            check_supported(plan.settings)
         results: list[CandidateResult | None] = [None] * len(plans)
         groups: dict[tuple, list[int]] = {}
         for index, plan in enumerate(plans):
@@ -166,6 +166,14 @@ class BatchedInnerLoop:
     ) -> Iterator[CandidateResult]:
         """The results of :meth:`train_and_answer`: the plans train together, so they come together."""
         yield from self.train_and_answer(plans, prompts, generation)
+
+
+def check_supported(settings: InnerLoopSettings) -> None:
+    """Raise ValueError for inner-loop settings this engine cannot train with."""
+    if settings.dropout:
+        raise ValueError("the batched engine trains without LoRA dropout; use the sequential engine for dropout > 0")
+    if settings.objective != "sft":
+        raise ValueError(f"the batched engine trains with the sft objective only; use --engine sequential for --inner-objective {settings.objective}")
 
 
 def _initialise(layers: dict[str, StackedLoRALinear], plans: Sequence[TrainPlan]) -> None:

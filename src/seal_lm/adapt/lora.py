@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Iterator, Mapping, Protocol, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from seal_lm.adapt.objectives import INNER_OBJECTIVES, Teacher, combined_loss, distill_weight, distillation_loss
+from seal_lm.choices import check_choice
 from seal_lm.model.generation import Generation, GenerationSettings, generate
 
 if TYPE_CHECKING:
@@ -44,8 +46,13 @@ class InnerLoopSettings:
     max_seq_len: int = 2048
     loss_on: str = "all"  # "all" tokens, or "completion" tokens only
     seed: int = 0
+    objective: str = "sft"  # one of INNER_OBJECTIVES (seal_lm.adapt.objectives)
+    distill_weight: float = 0.5  # w in (1 - w) * sft + w * distill, for objective "sft+distill"
 
     def __post_init__(self):
+        check_choice(self.objective, INNER_OBJECTIVES, "inner-loop objective")
+        if not 0 <= self.distill_weight <= 1:
+            raise ValueError(f"distill_weight must be between 0 and 1, got {self.distill_weight}")
         if self.loss_on not in ("all", "completion"):
             raise ValueError(f"loss_on must be 'all' or 'completion', got {self.loss_on!r}")
         for name in ("rank", "alpha", "epochs", "batch_size", "max_seq_len"):
@@ -57,10 +64,14 @@ class InnerLoopSettings:
 
 @dataclass(frozen=True)
 class TrainExample:
-    """One training sequence: ``prompt`` + ``completion``. With ``loss_on='completion'`` only the completion is learned."""
+    """One training sequence: ``prompt`` + ``completion``. With ``loss_on='completion'`` only the completion is learned.
+
+    ``context`` is the document a distillation teacher reads before the sequence (never trained on).
+    """
 
     completion: str
     prompt: str = ""
+    context: str = ""
 
 
 @dataclass(frozen=True)
@@ -245,12 +256,19 @@ def train_on_plan(
     """Fine-tune ``parameters`` of ``model`` on the plan's examples.
 
     AdamW with a linear decay to zero and gradient clipping: the HF Trainer defaults SEAL used.
+    The loss is ``settings.objective``'s (:mod:`seal_lm.adapt.objectives`); distillation needs a
+    PEFT ``model`` (its teacher is the model with the adapter disabled).
     A step whose loss is not finite stops training there, before it changes the weights (``stopped`` says so).
     """
     settings = plan.settings
     sequences = [tokenize_example(tokenizer, example, settings) for example in plan.examples]
     if not sequences:
         raise ValueError("a training plan needs at least one example")
+    teacher = None
+    if settings.objective != "sft":
+        contexts = [tokenizer(e.context, add_special_tokens=False)["input_ids"] if e.context else [] for e in plan.examples]
+        teacher = Teacher(model, contexts, [ids for ids, _ in sequences], model.config.vocab_size)
+    weight = distill_weight(settings.objective, settings.distill_weight)
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.0)
     steps = step_batches(plan, len(sequences))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / len(steps))
@@ -260,7 +278,12 @@ def train_on_plan(
     bar = tqdm(total=len(steps), desc="fine-tune", unit="step", disable=not progress, leave=False)
     for number, indices in enumerate(steps, start=1):
         input_ids, labels, attention = collate_batch([sequences[i] for i in indices], tokenizer.pad_token_id, device)
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        output = model(input_ids=input_ids, attention_mask=attention, labels=labels)
+        distill = None
+        if teacher is not None:
+            targets = teacher.batch(indices, input_ids.shape[1])
+            distill = distillation_loss(output.logits[:, :-1], targets, labels[:, 1:] != -100)
+        loss = combined_loss(settings.objective, weight, output.loss, distill)
         stopped = divergence(loss.item(), number, len(steps), settings.lr)
         if stopped:
             break
