@@ -11,6 +11,7 @@ from typing import Literal
 
 import pytest
 
+from seal_lm.adapt.objectives import INNER_OBJECTIVES
 from seal_lm.choices import check_choice
 from seal_lm.cli import COMMANDS, build_parser, main
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig
@@ -28,6 +29,7 @@ from seal_lm.model.loading import DTYPES, PROMPT_FORMATS
 # Every flag that takes a choice, and the registry it comes from.
 REGISTRIES = {
     "--engine": ENGINES,
+    "--inner-objective": INNER_OBJECTIVES,
     "--generator": GENERATORS,
     "--dtype": DTYPES,
     "--compute-dtype": DTYPES,

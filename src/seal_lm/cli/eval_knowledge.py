@@ -13,7 +13,7 @@ from seal_lm.cli.options import defaults, option
 from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge
-from seal_lm.loops.evaluate import judge_answers, run_conditions, with_judgements
+from seal_lm.loops.evaluate import SAMPLED_KINDS, judge_answers, run_conditions, with_judgements
 from seal_lm.loops.report import markdown_table, summarize
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -101,7 +101,7 @@ def write_outputs(run: RunDir, passages, records: list[dict], bootstrap_samples:
     run.write_json("squad_gold.json", to_official_squad(list(passages)))
     predictions: dict[str, dict[str, str]] = {}
     for r in records:
-        name = r["condition"] if r["condition"] in ("base", "passage") else f"{r['condition']}-{r['sample']}"
+        name = f"{r['condition']}-{r['sample']}" if KnowledgeDomain.conditions[r["condition"]] in SAMPLED_KINDS else r["condition"]
         predictions.setdefault(name, {}).update({g["question_id"]: g["answer"] for g in r["grades"]})
     for name, answers in predictions.items():
         run.write_json(f"predictions/{name}.json", answers)

@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from seal_lm.adapt.batched import BatchedInnerLoop
+from seal_lm.adapt.batched import BatchedInnerLoop, check_supported
 from seal_lm.adapt.lora import InnerLoop, InnerLoopEngine, InnerLoopSettings
+from seal_lm.adapt.objectives import INNER_OBJECTIVES
 from seal_lm.adapt.vllm_engine import VLLMInnerLoop
 from seal_lm.choices import check_choice
 from seal_lm.cli.options import option, required
@@ -140,15 +141,24 @@ class KnowledgeOptions(ModelOptions):
     lr: float = option(1e-3, "Inner-loop learning rate (SEAL: 1e-3).")
     epochs: int = option(10, "Inner-loop epochs (SEAL: 10).")
     batch_size: int = option(1, "Inner-loop batch size (SEAL: 1).")
+    inner_objective: str = option("sft", "What the inner loop minimises: sft (SEAL), distill (match the frozen model that reads the passage; see the README), or their weighted sum.", INNER_OBJECTIVES)
+    distill_weight: float = option(0.5, "With --inner-objective sft+distill: w in (1 - w) * sft + w * distill, from 0 to 1.")
+
+    def check(self) -> None:
+        """Also the inner-loop settings: in range, and ones the engine can train with."""
+        super().check()
+        settings = self.inner_loop_settings()
+        if self.engine == "batched":
+            check_supported(settings)
 
     def passages(self) -> list[Passage]:
         """The passages of ``--data`` (after checking the settings, so a typo fails before any work)."""
         self.check()
         return load_passages(self.data)
 
-    def knowledge_settings(self) -> KnowledgeSettings:
-        """The domain settings these options describe."""
-        inner = InnerLoopSettings(
+    def inner_loop_settings(self) -> InnerLoopSettings:
+        """The inner-loop settings these options describe (raises ValueError on a value out of range)."""
+        return InnerLoopSettings(
             rank=self.lora_rank,
             alpha=self.lora_alpha,
             dropout=self.lora_dropout,
@@ -157,12 +167,17 @@ class KnowledgeOptions(ModelOptions):
             epochs=self.epochs,
             batch_size=self.batch_size,
             seed=self.seed,
+            objective=self.inner_objective,
+            distill_weight=self.distill_weight,
         )
+
+    def knowledge_settings(self) -> KnowledgeSettings:
+        """The domain settings these options describe."""
         return KnowledgeSettings(
             self_edit_style=self.self_edit_prompt,
             answer_style=self.answer_style,
             answer_max_tokens=self.answer_max_tokens,
-            inner_loop=inner,
+            inner_loop=self.inner_loop_settings(),
         )
 
 

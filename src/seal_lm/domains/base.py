@@ -19,10 +19,12 @@ class SelfEditRejected(ValueError):
 class Domain(Protocol):
     name: str
     answer_generation: GenerationSettings  # how probe prompts are answered
-    # The evaluation conditions the domain offers, name → kind: "base" (no training), "context"
-    # (train on the context itself), "self-edit" (the model's own), "external" (read from a file).
+    # The evaluation conditions the domain offers, name → kind: "base" (no training), "in-context"
+    # (no training, the context in the probe prompts), "context" (train on the context itself),
+    # "context-repeat" (the context repeated to a self-edit's size), "self-edit" (the model's own),
+    # "external" (read from a file). A domain offering "in-context" or "context-repeat" implements
+    # ``in_context_prompts`` or ``repeat_plan``.
     conditions: dict[str, str]
-
 
     def context_id(self, context: Any) -> str:
         """A stable id for the context, used in run records."""
@@ -38,6 +40,12 @@ class Domain(Protocol):
 
     def probe_prompts(self, context: Any) -> list[str]:
         """Prompts that test whether the adapted model learned the context (the context not in them)."""
+
+    def in_context_prompts(self, context: Any) -> list[str]:
+        """The probe prompts with the context in them (the "in-context" kind)."""
+
+    def repeat_plan(self, context: Any, plan: TrainPlan) -> TrainPlan:
+        """The context alone, repeated to about the size of ``plan`` (the "context-repeat" kind)."""
 
     def score(self, context: Any, answers: Sequence[str]) -> list[dict]:
         """One graded record per probe; each has a boolean ``correct`` and may add other metrics."""

@@ -6,7 +6,11 @@ training data of all contexts goes into one adapter, probed on all their questio
 unit's record is appended to ``records.jsonl`` the moment it is finished. The conditions:
 
 - ``base``: no training; the untouched model answers the probes.
+- ``in-context``: no training; the untouched model answers the probes with the context in them (the ceiling).
 - ``context``: a fresh adapter trained on the context alone (knowledge: "passage"; ARC: "ttt-oracle").
+- ``context-repeat``: the context alone, repeated to the size of each of the ``k`` self-edits the
+  ``self-edit`` kind would write (the same samples: they are seeded by the context), so it needs no
+  other condition to have run (knowledge: "passage-repeat", the size-matched control).
 - ``self-edit``: the model writes ``k`` self-edits; each trains its own fresh adapter.
 - ``external``: ``k`` self-edits read from a file (for example GPT-4.1's), parsed the same way.
 
@@ -43,7 +47,8 @@ from seal_lm.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-KINDS = ("base", "context", "self-edit", "external")  # what a domain's named conditions train on
+KINDS = ("base", "in-context", "context", "context-repeat", "self-edit", "external")  # what a domain's named conditions train on
+SAMPLED_KINDS = ("context-repeat", "self-edit", "external")  # kinds with k samples per context
 RECORDS = "records.jsonl"
 POOLED_SELF_EDITS = "pooled_self_edits.jsonl"
 JUDGEMENTS = "judgements.jsonl"  # the LLM judge's verdicts: {unit, question (index of the grade), judge}
@@ -80,7 +85,7 @@ def run_conditions(
     groups = []  # (context, condition, samples not yet done): the k samples of a context train together
     for context in contexts:
         for condition in conditions:
-            samples = range(k if domain.conditions[condition] in ("self-edit", "external") else 1)
+            samples = range(k if domain.conditions[condition] in SAMPLED_KINDS else 1)
             todo = [s for s in samples if unit_key(domain.context_id(context), condition, s) not in done]
             if todo:
                 groups.append((context, condition, todo))
@@ -104,7 +109,7 @@ def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_gene
     """
     done = {record["unit"]: record for record in run.records(RECORDS)}
     for condition in conditions:
-        for sample in range(k if domain.conditions[condition] in ("self-edit", "external") else 1):
+        for sample in range(k if domain.conditions[condition] in SAMPLED_KINDS else 1):
             key = f"pooled/{condition}/{sample}"
             if key not in done:
                 done[key] = _run_pooled_unit(
@@ -135,14 +140,14 @@ def _run_pooled_unit(run, key, domain, contexts, condition, sample, k, inner_loo
             settings = plan.settings
         written = self_edit if domain.conditions[condition] == "self-edit" else None
         parts.append({"context_id": domain.context_id(context), "self_edit": written, "rejected": rejected})
-    prompts = [domain.probe_prompts(context) for context in contexts]
+    prompts = [_prompts(domain, context, condition) for context in contexts]
     flat_prompts = [p for group in prompts for p in group]
     train = None
     if examples:
         result = inner_loop.train_and_answer([TrainPlan(tuple(examples), settings)], flat_prompts, domain.answer_generation)[0]
         answers = [g.text for g in result.answers]
         train = {"sequences": [e.prompt + e.completion for e in examples], **vars(result.stats)}
-    elif domain.conditions[condition] == "base":
+    elif domain.conditions[condition] in ("base", "in-context"):
         answers = [g.text for g in inner_loop.generate_with_base(flat_prompts, domain.answer_generation)]
     else:
         answers = [""] * len(flat_prompts)  # every self-edit was unusable
@@ -232,7 +237,7 @@ def _run_group(
         return all_self_edits()[sample]
 
     context_id = domain.context_id(context)
-    prompts = domain.probe_prompts(context)
+    prompts = _prompts(domain, context, condition)
     plans = []
     for sample in samples:
         plan, self_edit, rejected = _plan_for(domain, context, condition, sample, write_self_edit, external_self_edits)
@@ -249,7 +254,7 @@ def _run_group(
             plans.append((record, plan))
         elif rejected:
             yield finished(record, [""] * len(prompts))  # an unusable self-edit earns nothing
-        else:  # the base condition
+        else:  # no training: base or in-context
             yield finished(record, [g.text for g in inner_loop.generate_with_base(prompts, domain.answer_generation)])
     results = inner_loop.train_and_answer_each([plan for _, plan in plans], prompts, domain.answer_generation)
     for (record, plan), result in zip(plans, results):
@@ -267,11 +272,11 @@ def _plan_for(
 ) -> tuple[TrainPlan | None, dict | None, str | None]:
     """What ``condition`` trains on for this context: (plan or None, the self-edit, why it was rejected)."""
     kind = domain.conditions[condition]
-    if kind == "base":
+    if kind in ("base", "in-context"):
         return None, None, None
     if kind == "context":
         return domain.context_plan(context), None, None
-    if kind == "self-edit":
+    if kind in ("self-edit", "context-repeat"):
         self_edit = write_self_edit(context, sample)
     else:
         self_edit = {"text": external_self_edits(context)[sample], "source": "external"}
@@ -280,7 +285,14 @@ def _plan_for(
     except SelfEditRejected as reason:
         log.warning("%s %d of context %s is unusable (%s); it scores 0", condition, sample, domain.context_id(context), reason)
         return None, self_edit, str(reason)
+    if kind == "context-repeat":
+        plan = domain.repeat_plan(context, plan)
     return replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + sample)), self_edit, None
+
+
+def _prompts(domain: Domain, context: Any, condition: str) -> list[str]:
+    """The probe prompts ``condition`` answers: with the context in them for the in-context kind."""
+    return domain.in_context_prompts(context) if domain.conditions[condition] == "in-context" else domain.probe_prompts(context)
 
 
 def _write_self_edits(

@@ -23,17 +23,18 @@ ANSWER_STYLES = {
             "Answer each question with a short phrase.\n\n"
             "Topic: Moon landing\nQuestion: Who was the first person to walk on the Moon?\nAnswer: Neil Armstrong\n\n"
             "Topic: Water\nQuestion: At what temperature in Celsius does water boil at sea level?\nAnswer: 100 degrees\n\n"
-            "Topic: {title}\nQuestion: {question}\nAnswer:"
+            "Topic: {title}\n{passage}Question: {question}\nAnswer:"
         ),
         user="",
     ),
     # The paper's zero-shot template (as a chat turn for instruct models).
     "paper": PromptTemplate(
-        plain="Topic: {title}\nLet's answer a question directly and concisely.\nQuestion: {question}\nAnswer:",
-        user="Topic: {title}\nLet's answer a question directly and concisely.\nQuestion: {question}",
+        plain="Topic: {title}\n{passage}Let's answer a question directly and concisely.\nQuestion: {question}\nAnswer:",
+        user="Topic: {title}\n{passage}Let's answer a question directly and concisely.\nQuestion: {question}",
     ),
 }
 ALWAYS_PLAIN_ANSWER_STYLES = {"few-shot"}
+IN_CONTEXT_PASSAGE = "Passage: {context}\n"  # fills {passage} of an answer style for the in-context condition (else empty)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,14 @@ class KnowledgeDomain:
     """Passages in, title-prefixed training sequences out, questions graded against gold answers."""
 
     name = "knowledge"
-    conditions = {"base": "base", "passage": "context", "self-edit": "self-edit", "external": "external"}
+    conditions = {
+        "base": "base",
+        "in-context": "in-context",
+        "passage": "context",
+        "passage-repeat": "context-repeat",
+        "self-edit": "self-edit",
+        "external": "external",
+    }
 
     def __init__(self, formatter: PromptFormatter, settings: KnowledgeSettings = KnowledgeSettings()):
         self.formatter = formatter
@@ -87,14 +95,25 @@ class KnowledgeDomain:
             )
         except SelfEditError as err:
             raise SelfEditRejected(str(err)) from None
-        return self._plan(parsed.sequences)
+        return self._plan(passage, parsed.sequences)
 
     def context_plan(self, passage: Passage) -> TrainPlan:
-        return self._plan([f"{passage.title}\n{passage.context.strip()}"])
+        return self._plan(passage, [document(passage)])
+
+    def repeat_plan(self, passage: Passage, plan: TrainPlan) -> TrainPlan:
+        """The passage alone, repeated to about as many tokens as ``plan`` trains on per epoch (at least once)."""
+        def tokens(text: str) -> int:
+            return len(self.formatter.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        planned = sum(tokens(example.prompt + example.completion) for example in plan.examples)
+        return self._plan(passage, [document(passage)] * max(1, round(planned / tokens(document(passage)))))
 
     def probe_prompts(self, passage: Passage) -> list[str]:
-        template = ANSWER_STYLES[self.settings.answer_style]
-        return [self._answer_formatter(template, title=passage.title, question=q.question) for q in passage.questions]
+        return self._answer_prompts(passage, "")
+
+    def in_context_prompts(self, passage: Passage) -> list[str]:
+        """The probe prompts with the passage in them (the in-context ceiling)."""
+        return self._answer_prompts(passage, IN_CONTEXT_PASSAGE.format(context=passage.context.strip()))
 
     def score(self, passage: Passage, answers: Sequence[str]) -> list[dict]:
         records = []
@@ -114,5 +133,16 @@ class KnowledgeDomain:
             )
         return records
 
-    def _plan(self, sequences: list[str]) -> TrainPlan:
-        return TrainPlan(tuple(TrainExample(s) for s in sequences), self.settings.inner_loop)
+    def _answer_prompts(self, passage: Passage, shown: str) -> list[str]:
+        template = ANSWER_STYLES[self.settings.answer_style]
+        return [self._answer_formatter(template, title=passage.title, passage=shown, question=q.question) for q in passage.questions]
+
+    def _plan(self, passage: Passage, sequences: list[str]) -> TrainPlan:
+        """Training sequences with the passage as each one's context (what a distillation teacher reads first)."""
+        context = f"{document(passage)}\n\n"
+        return TrainPlan(tuple(TrainExample(s, context=context) for s in sequences), self.settings.inner_loop)
+
+
+def document(passage: Passage) -> str:
+    """The passage as one training sequence: its title, then its text."""
+    return f"{passage.title}\n{passage.context.strip()}"
