@@ -12,6 +12,7 @@ import seal_lm.adapt.objectives as objectives
 import seal_lm.cli.shared_options as shared_options
 import seal_lm.loops.evaluate as evaluate
 from seal_lm.cli import main
+from seal_lm.continual.ledger import Ledger
 from seal_lm.domains.knowledge.data import Passage, Question
 from seal_lm.domains.knowledge.domain import KnowledgeDomain, KnowledgeSettings
 from seal_lm.model.prompting import PromptFormatter
@@ -200,3 +201,36 @@ def test_the_pooled_setting_distills_each_sequence_from_its_own_passage(tmp_path
     assert units["pooled/in-context/0"]["train"] is None and len(units["pooled/in-context/0"]["contexts"]) == 2
     passage_teacher = teachers[0]  # the passage condition's: one sequence per passage, each read after its own passage
     assert len(passage_teacher) == 2 and passage_teacher[0] != passage_teacher[1]
+
+
+# --- the other commands that run the inner loop --------------------------------------------------------
+
+
+def test_adapt_learns_with_distillation_records_it_in_the_ledger_and_resumes(tmp_path, tiny_model_dir):
+    stream, out = tmp_path / "stream.jsonl", tmp_path / "run"
+    stream.write_text("".join(json.dumps({"title": p["title"], "text": p["context"], "questions": p["questions"]}) + "\n" for p in PASSAGES))
+    args = ["adapt", "--model", str(tiny_model_dir), "--stream", str(stream), "--out", str(out), "--epochs", "1",
+            "--lora-rank", "4", "--lora-alpha", "8", "--self-edit-max-tokens", "16", "--answer-max-tokens", "4",
+            "--inner-objective", "sft+distill", "--distill-weight", "0.3"]
+
+    assert main(args) == 0
+    assert main(args) == 0  # resumes: nothing left to learn
+
+    with Ledger.open(out / "ledger", readonly=True) as ledger:
+        updates = ledger.updates()
+    inner_loop = updates[0].record.details["inner_loop"]
+    assert (inner_loop["objective"], inner_loop["distill_weight"]) == ("sft+distill", 0.3)
+    assert [u.record.decision for u in updates].count("initial") == 1 and len(updates) >= 3
+
+
+def test_train_knowledge_scores_self_edits_with_a_distilled_inner_loop(tmp_path, tiny_model_dir):
+    data = tmp_path / "passages.json"
+    data.write_text(json.dumps(PASSAGES))
+    out = tmp_path / "run"
+    assert main(["train", "knowledge", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out),
+                 "--rounds", "1", "--contexts-per-round", "2", "--k", "2", "--epochs", "1", "--lora-rank", "4",
+                 "--lora-alpha", "8", "--policy-rank", "4", "--policy-alpha", "8", "--policy-epochs", "1",
+                 "--self-edit-max-tokens", "16", "--answer-max-tokens", "4", "--keep-rule", "threshold",
+                 "--keep-threshold", "0", "--inner-objective", "distill"]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["inner_objective"] == "distill"
+    assert (out / "round-1" / "summary.json").is_file()
