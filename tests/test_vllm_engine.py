@@ -178,9 +178,10 @@ def passages(tmp_path) -> Path:
     return path
 
 
-def test_eval_with_generator_vllm_records_what_the_hf_generator_records(stand_in_vllm, tiny_model_dir, passages, tmp_path):
-    assert main(knowledge_args(tiny_model_dir, passages, tmp_path / "hf")) == 0
-    assert main(knowledge_args(tiny_model_dir, passages, tmp_path / "vllm", "--generator", "vllm")) == 0
+@pytest.mark.parametrize("objective", ["sft", "distill"])  # vLLM only generates: training is the sequential engine's
+def test_eval_with_generator_vllm_records_what_the_hf_generator_records(stand_in_vllm, tiny_model_dir, passages, tmp_path, objective):
+    assert main(knowledge_args(tiny_model_dir, passages, tmp_path / "hf", "--inner-objective", objective)) == 0
+    assert main(knowledge_args(tiny_model_dir, passages, tmp_path / "vllm", "--generator", "vllm", "--inner-objective", objective)) == 0
     assert [llm.engine_args["max_lora_rank"] for llm in stand_in_vllm] == [8]
     assert any(adapter is not None for _, _, adapter in stand_in_vllm[0].requests)  # the passage condition's adapter
 
