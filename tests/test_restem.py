@@ -102,7 +102,7 @@ class RawTextKnowledgeDomain(KnowledgeDomain):
     domain lets the rewards be measured (a domain is a plain object the loop only calls)."""
 
     def parse_self_edit(self, passage, text, truncated=False):
-        return self._plan([f"{passage.title}\n{text}", f"{passage.title}\n{passage.context}"])
+        return self._plan(passage, [f"{passage.title}\n{text}", f"{passage.title}\n{passage.context}"])
 
 
 def make_domain(formatter: PromptFormatter) -> KnowledgeDomain:
