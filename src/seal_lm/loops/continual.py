@@ -37,7 +37,6 @@ import hashlib
 import logging
 import random
 import time
-import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -64,7 +63,8 @@ from seal_lm.continual.stream import Location, StreamError, StopCondition, read_
 from seal_lm.domains.base import SelfEditRejected
 from seal_lm.domains.knowledge.data import Passage, Question
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
-from seal_lm.model.generation import Generation, GenerationSettings
+from seal_lm.loops.self_edits import reseeded, sample_self_edits
+from seal_lm.model.generation import Generation, GenerationSettings, seed_for
 from seal_lm.model.loading import load_model
 from seal_lm.runs.rundir import remove_partial_writes, write_folder
 
@@ -93,7 +93,7 @@ class ContinualSettings:
     replay_capacity: int = 16
     replay_strategy: str = "reservoir"
     replay_mix: int = 4  # earlier documents whose training sequences a retried update also trains on
-    seed: int = 0
+    seed: int = 0  # the replay buffer's and the replay mix's (sampling takes each generation setting's own seed)
 
     def __post_init__(self):
         check_choice(self.commit, COMMIT_MODES, "commit mode")
@@ -240,7 +240,7 @@ class ContinualLearner:
         count = self.settings.probe_count
         if source == "cloze":
             return cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12]), {"probe_source": "cloze"}
-        generation = replace(self.settings.probe_generation, seed=self._seed(document))
+        generation = self.settings.probe_generation.seeded_for(document.id)
         written, text = write_probes(self.inner_loop, self.domain, document, count, generation)
         probes = written.probes
         if source == "auto" and len(probes) < count:  # the model's own probes first, fill-in-the-blank ones for the rest
@@ -255,16 +255,9 @@ class ContinualLearner:
 
     def _candidates(self, document: Passage) -> list[Candidate]:
         """``k`` self-edits sampled in one batched generation, each parsed into a plan with its own seed."""
-        k = self.settings.k
-        prompt = self.domain.self_edit_prompt(document)
-        if prompt is None:  # the "none" style: the document alone
-            edits = [Generation("", 0, False)] * k
-        else:
-            generation = self.settings.self_edit_generation
-            generation = replace(generation, seed=self._seed(document), batch_size=max(k, generation.batch_size))
-            edits = self.inner_loop.generate_with_base([prompt] * k, generation)
+        _, edits = sample_self_edits(self.inner_loop, self.domain, document, self.settings.k, self.settings.self_edit_generation)
         candidates = []
-        for index, edit in enumerate(edits):
+        for index, edit in enumerate(edits):  # the "none" style writes nothing: its empty self-edits parse to the document alone
             rejected = None
             try:
                 plan = self.domain.parse_self_edit(document, edit.text, edit.truncated)
@@ -273,14 +266,13 @@ class ContinualLearner:
             unfaithful: tuple[DroppedLine, ...] = ()
             if self.settings.drop_unfaithful:
                 plan, unfaithful = drop_unfaithful(plan, document)
-            plan = replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + index))
-            candidates.append(Candidate(edit, rejected, unfaithful, plan))
+            candidates.append(Candidate(edit, rejected, unfaithful, reseeded(plan, index)))
         return candidates
 
     def _with_replay(self, plan: TrainPlan, document: Passage) -> tuple[TrainPlan, list[str]]:
         """``plan`` plus the training sequences of up to ``replay_mix`` earlier documents (a seeded sample)."""
         entries = list(self.replay.entries)
-        chosen = random.Random(self._seed(document)).sample(entries, min(self.settings.replay_mix, len(entries)))
+        chosen = random.Random(seed_for(self.settings.seed, document.id)).sample(entries, min(self.settings.replay_mix, len(entries)))
         replayed = tuple(TrainExample(text) for entry in chosen for text in entry.train_texts)
         return replace(plan, examples=plan.examples + replayed), [entry.document_id for entry in chosen]
 
@@ -304,10 +296,6 @@ class ContinualLearner:
         if not self.settings.verify:
             return UpdateDecision(ACCEPTED, "accepted unverified (naive sequential updates)", None, None)
         return decide_update(before[0], after[0], before[1], after[1], self.settings.policy, retried=retried)
-
-    def _seed(self, document: Passage) -> int:
-        """A seed per document, so a resumed run samples what the interrupted one would have."""
-        return self.settings.seed + zlib.crc32(document.id.encode())
 
     def _record(
         self, decision, document, location, probes, before, after, candidate: Candidate, result: CandidateResult, started, clock, details

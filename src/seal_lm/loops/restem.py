@@ -21,7 +21,7 @@ import logging
 import random
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, TrainPlan, train_on_plan
 from seal_lm.domains.base import Domain, SelfEditRejected
+from seal_lm.loops.self_edits import reseeded, sample_self_edits
 from seal_lm.loops.worker import Worker
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.loading import LoadedModel
@@ -165,14 +166,11 @@ def _score_job(worker: Worker, context: Any, *, settings: RestemSettings, measur
 def _score_context(domain, context, inner_loop, settings, measure_baseline, round_number) -> dict:
     start = time.perf_counter()
     prompts = domain.probe_prompts(context)
-    edit_prompt = domain.self_edit_prompt(context)
+    key = f"{round_number}/{domain.context_id(context)}"  # a round's samples of a context differ from the last round's
+    edit_prompt, edits = sample_self_edits(inner_loop, domain, context, settings.k, settings.self_edit_generation, key)
     if edit_prompt is None:
         raise ValueError("the self-edit style writes nothing (e.g. 'none'); choose a prompt that generates self-edits")
-    generation = settings.self_edit_generation.seeded_for(f"{round_number}/{domain.context_id(context)}")
     samples, plans, owners = [], [], []  # owners[i]: the sample index plans[i] scores, or None for the baseline
-    edits = inner_loop.generate_with_base(  # the k samples in one batched generation
-        [edit_prompt] * settings.k, replace(generation, batch_size=max(settings.k, generation.batch_size))
-    )
     for index, edit in enumerate(edits):
         sample = {"text": edit.text, "tokens": edit.tokens, "truncated": edit.truncated, "rejected": None, "seed_rewards": []}
         try:
@@ -200,7 +198,7 @@ def _score_context(domain, context, inner_loop, settings, measure_baseline, roun
 
 def _seeded(plan: TrainPlan, seeds: int) -> list[TrainPlan]:
     """The plan once per inner-loop seed; all of a context's plans train in one engine call."""
-    return [replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + s)) for s in range(seeds)]
+    return [reseeded(plan, s) for s in range(seeds)]
 
 
 def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict], settings: RestemSettings) -> str:
