@@ -16,7 +16,7 @@ from seal_lm.cli import COMMANDS, build_parser, main
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig
 from seal_lm.cli.options import add_config_flags, config_from_args, option, required
 from seal_lm.cli.shared_options import ENGINES, EXECUTORS, GENERATORS
-from seal_lm.cli.train import KEEP_RULES
+from seal_lm.cli.train import KEEP_RULES, KNOWLEDGE_REWARDS
 from seal_lm.continual.guards import ACTIONS, STRATEGIES
 from seal_lm.domains.arc.data import SPLITS, VERSIONS
 from seal_lm.domains.arc.domain import ArcDomain
@@ -38,6 +38,7 @@ REGISTRIES = {
     "--split": SPLITS,
     "--version": VERSIONS,
     "--keep-rule": KEEP_RULES,
+    "--reward": KNOWLEDGE_REWARDS,
     "--commit": COMMIT_MODES,
     "--probes": PROBE_SOURCES,
     "--on-forgetting": ACTIONS,
