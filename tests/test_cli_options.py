@@ -22,7 +22,8 @@ from seal_lm.domains.arc.data import SPLITS, VERSIONS
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.knowledge.domain import ANSWER_STYLES, KnowledgeDomain
 from seal_lm.domains.knowledge.self_edits import SELF_EDIT_STYLES
-from seal_lm.loops.continual import COMMIT_MODES, PROBE_SOURCES
+from seal_lm.continual.versions import COMMIT_MODES
+from seal_lm.loops.continual import PROBE_SOURCES
 from seal_lm.model.loading import DTYPES, PROMPT_FORMATS
 
 # Every flag that takes a choice, and the registry it comes from.
