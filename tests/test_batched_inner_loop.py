@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seal_lm.adapt.batched import BatchedInnerLoop, target_names
+from seal_lm.adapt.batched import BatchedInnerLoop
+from seal_lm.adapt.lora import target_names
 from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, TrainPlan
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.loading import load_model

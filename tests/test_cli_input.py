@@ -13,6 +13,7 @@ import transformers
 
 import seal_lm.cli.demo
 import seal_lm.cli.shared_options
+import seal_lm.continual.versions
 import seal_lm.loops.continual
 import seal_lm.model.loading
 from seal_lm.cli import main
@@ -51,7 +52,8 @@ def _loaded(*args, **kwargs):
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Loading a model, a tokenizer or a worker fails the test."""
-    for module in (seal_lm.model.loading, seal_lm.cli.shared_options, seal_lm.cli.demo, seal_lm.loops.continual):
+    for module in (seal_lm.model.loading, seal_lm.cli.shared_options, seal_lm.cli.demo, seal_lm.loops.continual,
+                   seal_lm.continual.versions):
         for name in ("load_model", "load_tokenizer", "resolve_model"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, _loaded)

@@ -17,13 +17,14 @@ from seal_lm.cli import COMMANDS, build_parser, main
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig
 from seal_lm.cli.options import add_config_flags, config_from_args, option, required
 from seal_lm.cli.shared_options import ENGINES, EXECUTORS, GENERATORS
-from seal_lm.cli.train import KEEP_RULES
+from seal_lm.cli.train import KEEP_RULES, KNOWLEDGE_REWARDS
 from seal_lm.continual.guards import ACTIONS, STRATEGIES
 from seal_lm.domains.arc.data import SPLITS, VERSIONS
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.knowledge.domain import ANSWER_STYLES, KnowledgeDomain
 from seal_lm.domains.knowledge.self_edits import SELF_EDIT_STYLES
-from seal_lm.loops.continual import COMMIT_MODES, PROBE_SOURCES
+from seal_lm.continual.versions import COMMIT_MODES
+from seal_lm.loops.continual import PROBE_SOURCES
 from seal_lm.model.loading import DTYPES, PROMPT_FORMATS
 
 # Every flag that takes a choice, and the registry it comes from.
@@ -40,6 +41,7 @@ REGISTRIES = {
     "--split": SPLITS,
     "--version": VERSIONS,
     "--keep-rule": KEEP_RULES,
+    "--reward": KNOWLEDGE_REWARDS,
     "--commit": COMMIT_MODES,
     "--probes": PROBE_SOURCES,
     "--on-forgetting": ACTIONS,

@@ -17,7 +17,8 @@ from seal_lm.continual.ledger import ACCEPTED, INITIAL, REJECTED, RETRY_WITH_REP
 from seal_lm.domains.knowledge.data import Passage, Question
 from seal_lm.domains.knowledge.domain import KnowledgeDomain, KnowledgeSettings
 from seal_lm.loops import continual
-from seal_lm.loops.continual import ContinualLearner, ContinualSettings, drop_unfaithful, export_version
+from seal_lm.continual.versions import export_version
+from seal_lm.loops.continual import ContinualLearner, ContinualSettings, drop_unfaithful
 from seal_lm.model.generation import Generation
 from seal_lm.model.loading import load_model
 from seal_lm.model.prompting import PromptFormatter

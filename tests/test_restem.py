@@ -18,6 +18,7 @@ import seal_lm.loops.restem as restem
 from seal_lm.adapt.lora import InnerLoopSettings
 from seal_lm.cli import main
 from seal_lm.cli.shared_options import ModelOptions
+from seal_lm.cli.train import KNOWLEDGE_REWARDS
 from seal_lm.domains.knowledge.data import Passage, Question
 from seal_lm.domains.knowledge.domain import KnowledgeDomain, KnowledgeSettings
 from seal_lm.loops.restem import Kept, RestemSettings, Scored, best_of_k, positive_gain, threshold, train_policy
@@ -69,6 +70,12 @@ def test_positive_gain_needs_a_baseline():
 def test_threshold_keeps_rewards_at_or_above_the_minimum():
     assert threshold(0.5)(Scored([0.49, 0.5, 1.0, None, 0.0], baseline=None)) == Kept([1, 2], None)
     assert threshold(1.0)(Scored([0.99, 0.0], baseline=None)) == Kept([], "below-threshold")
+
+
+def test_the_rewards_average_correct_or_f1_over_the_graded_answers():
+    grades = [{"correct": True, "f1": 1.0}, {"correct": False, "f1": 0.5}]
+    assert KNOWLEDGE_REWARDS["correct"](grades) == restem.mean_correct(grades) == 0.5
+    assert KNOWLEDGE_REWARDS["f1"](grades) == 0.75
 
 
 # ---------------------------------------------------------------------------------------------

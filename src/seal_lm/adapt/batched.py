@@ -36,6 +36,7 @@ from seal_lm.adapt.lora import (
     initial_lora_a,
     mixed_precision,
     step_batches,
+    target_names,
     tokenize_example,
 )
 from seal_lm.adapt.packed_ops import frozen_head_token_losses, per_sequence_attention, sequence_boundaries
@@ -81,20 +82,6 @@ class StackedLoRALinear(torch.nn.Module):
             stretches = tokens.split(self.routing.tokens)
             update = torch.cat([part @ a_j.T @ b_j.T for part, a_j, b_j in zip(stretches, a.unbind(), b.unbind())])
         return output + self.scaling * update.reshape(output.shape)
-
-
-def target_names(model: torch.nn.Module, target_modules: tuple[str, ...]) -> list[str]:
-    """Names of the linear layers LoRA adapts (``all-linear``: every one but the output layer)."""
-    output_layer = model.get_output_embeddings()
-    names = []
-    for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear) or module is output_layer:
-            continue
-        if target_modules == ("all-linear",) or name.split(".")[-1] in target_modules:
-            names.append(name)
-    if not names:
-        raise ValueError(f"no linear layer of the model matches target modules {', '.join(target_modules)}")
-    return names
 
 
 @contextlib.contextmanager

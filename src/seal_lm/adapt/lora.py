@@ -62,6 +62,20 @@ class InnerLoopSettings:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
 
+def target_names(model: torch.nn.Module, target_modules: tuple[str, ...]) -> list[str]:
+    """Names of the linear layers LoRA adapts (``all-linear``: every one but the output layer)."""
+    output_layer = model.get_output_embeddings()
+    names = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or module is output_layer:
+            continue
+        if target_modules == ("all-linear",) or name.split(".")[-1] in target_modules:
+            names.append(name)
+    if not names:
+        raise ValueError(f"no linear layer of the model matches target modules {', '.join(target_modules)}")
+    return names
+
+
 @dataclass(frozen=True)
 class TrainExample:
     """One training sequence: ``prompt`` + ``completion``. With ``loss_on='completion'`` only the completion is learned.

@@ -9,8 +9,9 @@ from seal_lm.cli.options import option
 from seal_lm.cli.shared_options import KnowledgeOptions
 from seal_lm.continual.guards import ACTIONS, STRATEGIES, RetentionPolicy
 from seal_lm.continual.ledger import Ledger
+from seal_lm.continual.versions import COMMIT_MODES
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
-from seal_lm.loops.continual import COMMIT_MODES, PROBE_SOURCES, ContinualLearner, ContinualSettings
+from seal_lm.loops.continual import PROBE_SOURCES, ContinualLearner, ContinualSettings
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.prompting import PromptFormatter
 

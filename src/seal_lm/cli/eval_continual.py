@@ -11,7 +11,8 @@ from pathlib import Path
 from seal_lm.cli.continual_options import ContinualOptions, naive
 from seal_lm.cli.options import defaults, option
 from seal_lm.continual.guards import ACTIONS
-from seal_lm.loops.continual import COMMIT_MODES, PROBE_SOURCES
+from seal_lm.continual.versions import COMMIT_MODES
+from seal_lm.loops.continual import PROBE_SOURCES
 from seal_lm.loops.forgetting import forgetting_results, run_forgetting, sequences_of
 from seal_lm.runs.rundir import RunDir, default_run_path
 

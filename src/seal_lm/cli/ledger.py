@@ -9,7 +9,7 @@ from pathlib import Path
 from seal_lm.cli.adapt import LEDGER, location_text, mean_text
 from seal_lm.cli.options import option, positional, required
 from seal_lm.continual.ledger import DATABASE, Ledger, Update
-from seal_lm.loops.continual import BASE_FINGERPRINT, export_version, ledger_setup
+from seal_lm.continual.versions import BASE_FINGERPRINT, export_version, ledger_setup
 
 
 @dataclass

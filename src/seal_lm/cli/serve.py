@@ -27,8 +27,9 @@ from seal_lm.cli.adapt import LEDGER
 from seal_lm.cli.continual_options import ContinualOptions
 from seal_lm.cli.options import option
 from seal_lm.continual.ledger import DATABASE, Ledger
+from seal_lm.continual.versions import ledger_setup
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
-from seal_lm.loops.continual import ContinualLearner, ledger_setup
+from seal_lm.loops.continual import ContinualLearner
 from seal_lm.model.loading import DEFAULT_MODEL, LoadedModel, load_model
 from seal_lm.model.completion import CompletionWorker
 from seal_lm.model.prompting import PromptFormatter

@@ -14,7 +14,8 @@ from seal_lm.domains.arc.data import SPLITS
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.base import Domain
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
-from seal_lm.loops.restem import KeepRule, RestemSettings, best_of_k, positive_gain, threshold, train_policy
+from seal_lm.domains.knowledge.grading import mean_f1
+from seal_lm.loops.restem import KeepRule, RestemSettings, Reward, best_of_k, mean_correct, positive_gain, threshold, train_policy
 from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -26,6 +27,8 @@ KEEP_RULES: dict[str, Callable[[float], KeepRule]] = {
     "positive-gain": lambda minimum: positive_gain,
     "threshold": threshold,
 }
+# --reward name → how an adapter's graded probe answers become its reward (knowledge: F1 gives partial credit)
+KNOWLEDGE_REWARDS: dict[str, Reward] = {"correct": mean_correct, "f1": mean_f1}
 
 
 @dataclass
@@ -45,7 +48,7 @@ class RestemOptions:
 
 @dataclass
 class TrainKnowledgeConfig(RestemOptions, ExecutorOptions, KnowledgeOptions):
-    pass
+    reward: str = option("correct", "A self-edit's reward: the share of probes answered correctly (SEAL), or their mean token F1 (partial credit).", KNOWLEDGE_REWARDS)
 
 
 @dataclass
@@ -60,7 +63,8 @@ class TrainArcConfig(RestemOptions, ExecutorOptions, ArcOptions):
 def train_knowledge(config: TrainKnowledgeConfig) -> str:
     """Run or resume ReST-EM on passages; returns the final policy folder."""
     _check(config)
-    return _train(config, config.passages(), partial(KnowledgeDomain, settings=config.knowledge_settings()), "train-knowledge")
+    domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
+    return _train(config, config.passages(), domain, "train-knowledge", KNOWLEDGE_REWARDS[config.reward])
 
 
 def train_arc(config: TrainArcConfig) -> str:
@@ -75,7 +79,9 @@ def _check(config: RestemOptions) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}.")
 
 
-def _train(config: Any, contexts: Sequence[Any], make_domain: Callable[[PromptFormatter], Domain], command: str) -> str:
+def _train(
+    config: Any, contexts: Sequence[Any], make_domain: Callable[[PromptFormatter], Domain], command: str, reward: Reward = mean_correct
+) -> str:
     """The generic driver: the domain is all that differs between knowledge and ARC."""
     executor = config.start_executor()
     with RunDir.open(config.out or default_run_path(command), config.run_config(), defaults(config)) as run:
@@ -108,6 +114,7 @@ def _train(config: Any, contexts: Sequence[Any], make_domain: Callable[[PromptFo
             config.model,
             settings,
             keep,
+            reward,
             measure_baseline=config.keep_rule == "positive-gain",
             executor=executor,
         )

@@ -6,22 +6,20 @@
   document's probes and on a retention set, by a :class:`RetentionPolicy`;
   :func:`retention_aware_reward` is the matching reward for the outer loop.
 - :class:`ReplayBuffer` keeps a bounded, seeded sample of earlier documents (their probes form the
-  retention set; their training texts can be mixed into a retried update), saved as JSON.
+  retention set; their training texts can be mixed into a retried update). The continual learner
+  rebuilds it from the ledger's accepted updates, so it is never saved on its own.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from seal_lm.choices import check_choice
 from seal_lm.continual.ledger import ACCEPTED, REJECTED, RETRY_WITH_REPLAY
 from seal_lm.domains.knowledge.data import Passage, Question
-from seal_lm.runs.rundir import RunDir
 
 # ---------------------------------------------------------------------------------------------
 # Faithfulness
@@ -201,7 +199,6 @@ def _retention_drop(before: Sequence[float], after: Sequence[float]) -> float | 
 # ---------------------------------------------------------------------------------------------
 
 STRATEGIES = ("reservoir", "fifo")
-BUFFER_FORMAT = "seal-lm replay buffer"
 
 
 @dataclass(frozen=True)
@@ -249,52 +246,3 @@ class ReplayBuffer:
             slot = self._rng.randrange(self.added)
             if slot < self.capacity:
                 self._entries[slot] = entry
-
-    def save(self, path: str | Path) -> None:
-        """Write the buffer (entries, and the random state, so a resumed run samples the same) atomically as JSON."""
-        path = Path(path)
-        RunDir(path.parent).write_json(
-            path.name,
-            {
-                "format": BUFFER_FORMAT,
-                "capacity": self.capacity,
-                "strategy": self.strategy,
-                "seed": self.seed,
-                "added": self.added,
-                "random_state": self._rng.getstate(),
-                "entries": [_entry_json(e) for e in self._entries],
-            },
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> "ReplayBuffer":
-        """A buffer saved by :meth:`save`."""
-        path = Path(path)
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.get("format") != BUFFER_FORMAT:
-                raise ValueError("not a replay buffer file")
-            buffer = cls(saved["capacity"], saved["strategy"], saved["seed"])
-            buffer.added = saved["added"]
-            version, state, gauss = saved["random_state"]
-            buffer._rng.setstate((version, tuple(state), gauss))
-            buffer._entries = [_entry_from_json(e) for e in saved["entries"]]
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such replay buffer file.") from None
-        except (json.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"{path}: not a valid replay buffer ({err}).") from None
-        return buffer
-
-
-def _entry_json(entry: ReplayEntry) -> dict[str, Any]:
-    return {
-        "document_id": entry.document_id,
-        "title": entry.title,
-        "probes": [{"id": q.id, "question": q.question, "answers": list(q.answers)} for q in entry.probes],
-        "train_texts": list(entry.train_texts),
-    }
-
-
-def _entry_from_json(saved: dict[str, Any]) -> ReplayEntry:
-    probes = tuple(Question(p["id"], p["question"], tuple(p["answers"])) for p in saved["probes"])
-    return ReplayEntry(saved["document_id"], saved["title"], probes, tuple(saved["train_texts"]))

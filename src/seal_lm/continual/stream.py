@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from seal_lm.domains.knowledge.data import DataError, Passage, Question
+from seal_lm.domains.knowledge.data import DataError, Passage, Question, answer_texts
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 SUFFIXES = (".json", ".jsonl", *TEXT_SUFFIXES)
@@ -265,22 +265,12 @@ def _with_questions(document: Document, raw: object) -> Document:
     for q_index, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("question"), str) or not item["question"].strip():
             raise DataError(f"question {q_index}: expected an object with a non-empty 'question'.")
-        answers = _answer_texts(item.get("answers", item.get("answer")))
+        answers = answer_texts(item.get("answers", item.get("answer")))
         if not answers:
             raise DataError(f"question {q_index}: missing gold answer ('answer' as text or 'answers' as a list).")
         question_id = str(item.get("id", f"{document.id[:12]}-q{q_index:02d}"))
         questions.append(Question(question_id, item["question"], answers))
     return Document(document.id, document.text, document.title, document.location, tuple(questions))
-
-
-def _answer_texts(answers: object) -> tuple[str, ...]:
-    """Gold answers from text, a list of texts, or SQuAD's ``[{"text": ...}]``; empty when there are none."""
-    if isinstance(answers, str):
-        answers = [answers]
-    if not isinstance(answers, list):
-        return ()
-    texts = (a.get("text") if isinstance(a, dict) else a for a in answers)
-    return tuple(t for t in texts if isinstance(t, str) and t.strip())
 
 
 def _document(text: str, title: str, location: Location) -> Document:

@@ -16,13 +16,8 @@ For each document, :meth:`ContinualLearner.learn`:
 5. merges an accepted adapter into the model and commits the new version to the ledger. Every attempt,
    accepted or not, is recorded there with its probes, scores, self-edit and training sequences.
 
-The ledger is the learner's whole state. Its first version records the base model (its spec, and
-a SHA-256 fingerprint of the layers LoRA adapts, so a ledger is never applied to another base
-model) and how versions are stored:
-
-- ``merge``: a version holds the adapted layers' weights after merging (the first version too);
-- ``stack``: a version holds only its own adapter; the model is the base plus the adapters of the
-  version's ancestry, merged in order (a fraction of the disk of ``merge``).
+The ledger is the learner's whole state. Its first version records the base model and how versions
+are stored, ``merge`` or ``stack`` (:mod:`seal_lm.continual.versions`).
 
 :meth:`ContinualLearner.open` restores the current version bit for bit, and rebuilds the replay
 buffer from the accepted updates that led to it, so a killed run resumes exactly and a rollback
@@ -33,21 +28,14 @@ adapter is merged into the running model, the stack is a way of storing it.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import random
 import time
-import zlib
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import torch
-from safetensors.torch import save as safetensors_bytes
-
-from seal_lm.adapt.batched import target_names
 from seal_lm.choices import check_choice
-from seal_lm.adapt.lora import CandidateResult, InnerLoop, InnerLoopSettings, TrainExample, TrainPlan
+from seal_lm.adapt.lora import CandidateResult, InnerLoop, TrainExample, TrainPlan
 from seal_lm.continual.guards import (
     DroppedLine,
     ReplayBuffer,
@@ -58,21 +46,27 @@ from seal_lm.continual.guards import (
     decide_update,
     retention_aware_reward,
 )
-from seal_lm.continual.ledger import ACCEPTED, INITIAL, REJECTED, RETRY_WITH_REPLAY, Ledger, LedgerError, UpdateRecord, Version
+from seal_lm.continual.ledger import ACCEPTED, INITIAL, REJECTED, RETRY_WITH_REPLAY, Ledger, LedgerError, UpdateRecord
 from seal_lm.continual.probes import WrittenProbes, cloze_probes, parse_probes, probe_prompt
 from seal_lm.continual.stream import Location, StreamError, StopCondition, read_stream
+from seal_lm.continual.versions import (
+    COMMIT_MODES,
+    adapted_weights,
+    initial_weights,
+    ledger_setup,
+    lineage,
+    restore,
+    tensors_sha256,
+)
 from seal_lm.domains.base import SelfEditRejected
 from seal_lm.domains.knowledge.data import Passage, Question
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
-from seal_lm.model.generation import Generation, GenerationSettings
-from seal_lm.model.loading import load_model
-from seal_lm.runs.rundir import remove_partial_writes, write_folder
+from seal_lm.loops.self_edits import reseeded, sample_self_edits
+from seal_lm.model.generation import Generation, GenerationSettings, seed_for
 
 log = logging.getLogger(__name__)
 
-COMMIT_MODES = ("merge", "stack")
 PROBE_SOURCES = ("auto", "gold", "model", "cloze")
-BASE_FINGERPRINT = "base_model.sha256"  # in the first version: identifies the base model's adapted layers
 Scores = tuple[list[float], list[float]]  # per-probe scores on the new document, and on the retention set
 
 
@@ -93,7 +87,7 @@ class ContinualSettings:
     replay_capacity: int = 16
     replay_strategy: str = "reservoir"
     replay_mix: int = 4  # earlier documents whose training sequences a retried update also trains on
-    seed: int = 0
+    seed: int = 0  # the replay buffer's and the replay mix's (sampling takes each generation setting's own seed)
 
     def __post_init__(self):
         check_choice(self.commit, COMMIT_MODES, "commit mode")
@@ -153,8 +147,8 @@ class ContinualLearner:
                 "commit": settings.commit,
                 "inner_loop": asdict(domain.settings.inner_loop),
             }
-            ledger.commit(_initial_weights(model, targets, settings.commit), UpdateRecord(INITIAL, reason="the base model", details=setup))
-            lineage = []
+            ledger.commit(initial_weights(model, targets, settings.commit), UpdateRecord(INITIAL, reason="the base model", details=setup))
+            ancestry = []
         else:
             setup = ledger_setup(ledger)
             if setup["commit"] != settings.commit:
@@ -163,9 +157,9 @@ class ContinualLearner:
                 adapted = ",".join(setup["inner_loop"]["target_modules"])
                 raise LedgerError(f"{ledger.folder} adapts {adapted}; re-run with --target-modules {adapted}.")
             restore(ledger, current.id, inner_loop)
-            lineage = _lineage(ledger, current.id)[1:]
+            ancestry = lineage(ledger, current.id)[1:]
         replay = ReplayBuffer(settings.replay_capacity, settings.replay_strategy, settings.seed)
-        for version in lineage:
+        for version in ancestry:
             replay.add(_replay_entry(version.update.record))
         return cls(ledger, inner_loop, domain, settings, replay)
 
@@ -240,7 +234,7 @@ class ContinualLearner:
         count = self.settings.probe_count
         if source == "cloze":
             return cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12]), {"probe_source": "cloze"}
-        generation = replace(self.settings.probe_generation, seed=self._seed(document))
+        generation = self.settings.probe_generation.seeded_for(document.id)
         written, text = write_probes(self.inner_loop, self.domain, document, count, generation)
         probes = written.probes
         if source == "auto" and len(probes) < count:  # the model's own probes first, fill-in-the-blank ones for the rest
@@ -255,16 +249,9 @@ class ContinualLearner:
 
     def _candidates(self, document: Passage) -> list[Candidate]:
         """``k`` self-edits sampled in one batched generation, each parsed into a plan with its own seed."""
-        k = self.settings.k
-        prompt = self.domain.self_edit_prompt(document)
-        if prompt is None:  # the "none" style: the document alone
-            edits = [Generation("", 0, False)] * k
-        else:
-            generation = self.settings.self_edit_generation
-            generation = replace(generation, seed=self._seed(document), batch_size=max(k, generation.batch_size))
-            edits = self.inner_loop.generate_with_base([prompt] * k, generation)
+        _, edits = sample_self_edits(self.inner_loop, self.domain, document, self.settings.k, self.settings.self_edit_generation)
         candidates = []
-        for index, edit in enumerate(edits):
+        for index, edit in enumerate(edits):  # the "none" style writes nothing: its empty self-edits parse to the document alone
             rejected = None
             try:
                 plan = self.domain.parse_self_edit(document, edit.text, edit.truncated)
@@ -273,14 +260,13 @@ class ContinualLearner:
             unfaithful: tuple[DroppedLine, ...] = ()
             if self.settings.drop_unfaithful:
                 plan, unfaithful = drop_unfaithful(plan, document)
-            plan = replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + index))
-            candidates.append(Candidate(edit, rejected, unfaithful, plan))
+            candidates.append(Candidate(edit, rejected, unfaithful, reseeded(plan, index)))
         return candidates
 
     def _with_replay(self, plan: TrainPlan, document: Passage) -> tuple[TrainPlan, list[str]]:
         """``plan`` plus the training sequences of up to ``replay_mix`` earlier documents (a seeded sample)."""
         entries = list(self.replay.entries)
-        chosen = random.Random(self._seed(document)).sample(entries, min(self.settings.replay_mix, len(entries)))
+        chosen = random.Random(seed_for(self.settings.seed, document.id)).sample(entries, min(self.settings.replay_mix, len(entries)))
         replayed = tuple(TrainExample(text) for entry in chosen for text in entry.train_texts)
         return replace(plan, examples=plan.examples + replayed), [entry.document_id for entry in chosen]
 
@@ -304,10 +290,6 @@ class ContinualLearner:
         if not self.settings.verify:
             return UpdateDecision(ACCEPTED, "accepted unverified (naive sequential updates)", None, None)
         return decide_update(before[0], after[0], before[1], after[1], self.settings.policy, retried=retried)
-
-    def _seed(self, document: Passage) -> int:
-        """A seed per document, so a resumed run samples what the interrupted one would have."""
-        return self.settings.seed + zlib.crc32(document.id.encode())
 
     def _record(
         self, decision, document, location, probes, before, after, candidate: Candidate, result: CandidateResult, started, clock, details
@@ -370,89 +352,6 @@ def drop_unfaithful(plan: TrainPlan, document: Passage) -> tuple[TrainPlan, tupl
     check = check_faithfulness([example.completion for example in plan.examples], document.context, document.title)
     kept = set(check.kept)
     return replace(plan, examples=tuple(e for e in plan.examples if e.completion in kept)), check.dropped
-
-
-# ---------------------------------------------------------------------------------------------
-# Versions: what is stored, and how a version's weights are put back
-# ---------------------------------------------------------------------------------------------
-
-
-def adapted_weights(model: torch.nn.Module, target_modules: Sequence[str]) -> dict[str, torch.Tensor]:
-    """The weights of the layers LoRA adapts (what a ``merge`` version stores), by state-dict name."""
-    modules = dict(model.named_modules())
-    return {f"{name}.weight": modules[name].weight for name in target_names(model, tuple(target_modules))}
-
-
-def ledger_setup(ledger: Ledger) -> dict[str, Any]:
-    """What the ledger's first version says about the model: spec, dtype, commit mode, inner-loop settings."""
-    versions = ledger.versions()
-    if not versions or "commit" not in versions[0].update.record.details:
-        raise LedgerError(f"{ledger.folder} was not written by seal adapt or seal eval continual (no model setup in version 1).")
-    return versions[0].update.record.details
-
-
-def restore(ledger: Ledger, version: int, inner_loop: InnerLoop) -> torch.nn.Module:
-    """Set the freshly loaded base model of ``inner_loop`` to ``version``'s weights, bit for bit; returns it.
-
-    Refuses a base model whose adapted layers differ from the ledger's first version.
-    """
-    setup = ledger_setup(ledger)
-    lineage = _lineage(ledger, version)
-    model = inner_loop.base_model
-    recorded = ledger.load_weights(lineage[0].id)[BASE_FINGERPRINT]
-    if not torch.equal(_fingerprint(adapted_weights(model, setup["inner_loop"]["target_modules"])), recorded):
-        raise LedgerError(f"{ledger.folder} was started from another model than {setup['model']!r} as loaded now (its adapted layers differ).")
-    if setup["commit"] == "stack":
-        settings = InnerLoopSettings(**{**setup["inner_loop"], "target_modules": tuple(setup["inner_loop"]["target_modules"])})
-        for step in lineage[1:]:
-            inner_loop.load_adapter(ledger.load_weights(step.id), settings)
-            model = inner_loop.merge_adapter()
-    elif len(lineage) > 1:
-        unexpected = model.load_state_dict(ledger.load_weights(version), strict=False).unexpected_keys
-        if unexpected:
-            raise LedgerError(f"version {version} has tensors this model lacks ({', '.join(unexpected[:3])}).")
-    return model
-
-
-def export_version(ledger: Ledger, version: int, target: str | Path) -> Path:
-    """Write ``version`` as a Hugging Face model folder (``--model`` accepts it), atomically; returns it."""
-    target = Path(target)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ValueError(f"{target} exists and is not an empty folder; pass a new folder to export into.")
-    setup = ledger_setup(ledger)
-    loaded = load_model(setup["model"], dtype=setup["dtype"], device="cpu")
-    model = restore(ledger, version, InnerLoop(loaded.model, loaded.tokenizer))
-
-    def save(staging: Path) -> None:
-        model.save_pretrained(staging)
-        loaded.tokenizer.save_pretrained(staging)
-
-    remove_partial_writes(target)  # left by a killed export into the same folder (two exports into one folder clash anyway)
-    return write_folder(target, save)
-
-
-def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of the tensors serialised as safetensors (identifies an adapter whether or not it was kept)."""
-    return hashlib.sha256(safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()})).hexdigest()
-
-
-def _lineage(ledger: Ledger, version: int) -> list[Version]:
-    """``version`` and its ancestors, the first version first."""
-    chain = [ledger.get(version)]
-    while chain[-1].parent is not None:
-        chain.append(ledger.get(chain[-1].parent))
-    return chain[::-1]
-
-
-def _initial_weights(model: torch.nn.Module, target_modules: Sequence[str], commit: str) -> dict[str, torch.Tensor]:
-    """The first version: the base model's fingerprint, and in ``merge`` mode its adapted layers (to diff against)."""
-    weights = adapted_weights(model, target_modules)
-    return {BASE_FINGERPRINT: _fingerprint(weights), **(weights if commit == "merge" else {})}
-
-
-def _fingerprint(weights: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The SHA-256 of the weights, as 32 bytes in a tensor."""
-    return torch.tensor(list(bytes.fromhex(tensors_sha256(weights))), dtype=torch.uint8)
 
 
 def _replay_entry(record: UpdateRecord) -> ReplayEntry:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from functools import cache, partial
 from typing import Any, Callable, Iterator, Sequence
 
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 from seal_lm.adapt.lora import InnerLoopEngine, TrainPlan
 from seal_lm.choices import check_choice
 from seal_lm.domains.base import Domain, SelfEditRejected
+from seal_lm.loops.self_edits import reseeded, sample_self_edits
 from seal_lm.loops.worker import Worker
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.runs.executor import Executor, InProcessExecutor
@@ -287,7 +287,7 @@ def _plan_for(
         return None, self_edit, str(reason)
     if kind == "context-repeat":
         plan = domain.repeat_plan(context, plan)
-    return replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + sample)), self_edit, None
+    return reseeded(plan, sample), self_edit, None
 
 
 def _prompts(domain: Domain, context: Any, condition: str) -> list[str]:
@@ -298,13 +298,6 @@ def _prompts(domain: Domain, context: Any, condition: str) -> list[str]:
 def _write_self_edits(
     domain: Domain, context: Any, count: int, inner_loop: InnerLoopEngine, settings: GenerationSettings
 ) -> list[dict]:
-    """``count`` self-edits for a context, sampled in one batched generation (reproducible for a given count).
-
-    The seed is the context's own, so contexts with similar prompts do not draw the same samples.
-    """
-    prompt = domain.self_edit_prompt(context)
-    if prompt is None:
-        return [{"prompt": None, "text": "", "tokens": 0, "truncated": False}] * count
-    settings = settings.seeded_for(domain.context_id(context))
-    generations = inner_loop.generate_with_base([prompt] * count, replace(settings, batch_size=max(count, settings.batch_size)))
+    """``count`` self-edits for a context as records (:func:`~seal_lm.loops.self_edits.sample_self_edits`)."""
+    prompt, generations = sample_self_edits(inner_loop, domain, context, count, settings)
     return [{"prompt": prompt, "text": g.text, "tokens": g.tokens, "truncated": g.truncated} for g in generations]

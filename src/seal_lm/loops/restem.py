@@ -3,8 +3,9 @@
 Each round, on-policy:
 
 - **E-step**: for a fresh, seeded sample of contexts, the *current* policy writes ``k`` self-edits
-  per context; each is scored by the inner loop (train a fresh adapter on it, answer the probes;
-  averaged over ``inner_seeds``). A keep rule (a plain callable) picks the self-edits to learn from.
+  per context; each is scored by the inner loop (train a fresh adapter on it, answer the probes, turn
+  their grades into a reward; averaged over ``inner_seeds``). A keep rule picks the self-edits to
+  learn from. The reward and the keep rule are plain callables (:data:`Reward`, :data:`KeepRule`).
 - **M-step**: the policy is fine-tuned on (self-edit prompt → kept self-edit) pairs, merged into a
   new full checkpoint ``round-N/policy`` that the next round samples from.
 
@@ -21,7 +22,7 @@ import logging
 import random
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 
 from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, TrainPlan, train_on_plan
 from seal_lm.domains.base import Domain, SelfEditRejected
+from seal_lm.loops.self_edits import reseeded, sample_self_edits
 from seal_lm.loops.worker import Worker
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.loading import LoadedModel
@@ -59,6 +61,12 @@ class Kept:
 
 
 KeepRule = Callable[[Scored], Kept]
+Reward = Callable[[Sequence[dict]], float]  # the grades of one adapter's probe answers (``Domain.score``) → its reward
+
+
+def mean_correct(grades: Sequence[dict]) -> float:
+    """SEAL's reward: the share of probes answered correctly (every domain's grades say ``correct``)."""
+    return statistics.fmean(grade["correct"] for grade in grades)
 
 
 def best_of_k(scored: Scored) -> Kept:
@@ -111,6 +119,7 @@ def train_policy(
     initial_model: str,
     settings: RestemSettings,
     keep: KeepRule = best_of_k,
+    reward: Reward = mean_correct,
     measure_baseline: bool = False,
     executor: Executor | None = None,
 ) -> str:
@@ -118,7 +127,8 @@ def train_policy(
 
     ``domain`` names the contexts here. ``make_worker(policy)`` builds an E-step worker on a round's
     policy (picklable for a Ray ``executor``; default: in this process); ``load_policy(policy)`` loads
-    it here for the M-step.
+    it here for the M-step. ``reward`` turns an adapter's graded probe answers into its reward, and
+    ``keep`` picks the self-edits to learn from by their rewards.
     """
     if len(contexts) < settings.contexts_per_round:
         raise ValueError(f"--contexts-per-round {settings.contexts_per_round} exceeds the {len(contexts)} contexts available.")
@@ -138,17 +148,17 @@ def train_policy(
             raise RunDirError(f"{round_dir} is incomplete or corrupt (no {SAMPLES}); move it away and re-run to redo the round.")
         sample = random.Random(settings.seed * 1000 + round_number).sample(list(contexts), settings.contexts_per_round)
         workers = partial(make_worker, policy)
-        records = _e_step(run, round_number, sample, domain, workers, executor or InProcessExecutor(), settings, keep, measure_baseline)
+        records = _e_step(run, round_number, sample, domain, workers, executor or InProcessExecutor(), settings, keep, reward, measure_baseline)
         loaded = load_policy(policy)
         policy = _m_step(run, round_number, loaded.model, loaded.tokenizer, records, settings)
     return policy
 
 
-def _e_step(run, round_number, contexts, domain, make_worker, executor, settings, keep, measure_baseline) -> list[dict]:
+def _e_step(run, round_number, contexts, domain, make_worker, executor, settings, keep, reward, measure_baseline) -> list[dict]:
     samples_file = f"round-{round_number}/{SAMPLES}"
     done = {r["context_id"]: r for r in run.records(samples_file)}
     todo = [context for context in contexts if domain.context_id(context) not in done]
-    job = partial(_score_job, settings=settings, measure_baseline=measure_baseline, round_number=round_number)
+    job = partial(_score_job, settings=settings, reward=reward, measure_baseline=measure_baseline, round_number=round_number)
     for _, record in tqdm(executor.run(make_worker, job, todo), desc=f"round {round_number}", unit="context", total=len(todo)):
         chosen = keep(Scored(record["rewards"], record["baseline"]))
         record |= {"kept": chosen.indices, "keep_note": chosen.note}
@@ -157,22 +167,19 @@ def _e_step(run, round_number, contexts, domain, make_worker, executor, settings
     return [done[domain.context_id(c)] for c in contexts]
 
 
-def _score_job(worker: Worker, context: Any, *, settings: RestemSettings, measure_baseline: bool, round_number: int) -> dict:
+def _score_job(worker: Worker, context: Any, *, settings: RestemSettings, reward: Reward, measure_baseline: bool, round_number: int) -> dict:
     """A job: the record of one context, its self-edits written and scored on ``worker``."""
-    return _score_context(worker.domain, context, worker.inner_loop, settings, measure_baseline, round_number)
+    return _score_context(worker.domain, context, worker.inner_loop, settings, reward, measure_baseline, round_number)
 
 
-def _score_context(domain, context, inner_loop, settings, measure_baseline, round_number) -> dict:
+def _score_context(domain, context, inner_loop, settings, reward, measure_baseline, round_number) -> dict:
     start = time.perf_counter()
     prompts = domain.probe_prompts(context)
-    edit_prompt = domain.self_edit_prompt(context)
+    key = f"{round_number}/{domain.context_id(context)}"  # a round's samples of a context differ from the last round's
+    edit_prompt, edits = sample_self_edits(inner_loop, domain, context, settings.k, settings.self_edit_generation, key)
     if edit_prompt is None:
         raise ValueError("the self-edit style writes nothing (e.g. 'none'); choose a prompt that generates self-edits")
-    generation = settings.self_edit_generation.seeded_for(f"{round_number}/{domain.context_id(context)}")
     samples, plans, owners = [], [], []  # owners[i]: the sample index plans[i] scores, or None for the baseline
-    edits = inner_loop.generate_with_base(  # the k samples in one batched generation
-        [edit_prompt] * settings.k, replace(generation, batch_size=max(settings.k, generation.batch_size))
-    )
     for index, edit in enumerate(edits):
         sample = {"text": edit.text, "tokens": edit.tokens, "truncated": edit.truncated, "rejected": None, "seed_rewards": []}
         try:
@@ -186,8 +193,8 @@ def _score_context(domain, context, inner_loop, settings, measure_baseline, roun
         owners += [None] * settings.inner_seeds
     baseline_rewards = []
     for owner, result in zip(owners, inner_loop.train_and_answer(plans, prompts, domain.answer_generation)):
-        reward = statistics.fmean(g["correct"] for g in domain.score(context, [a.text for a in result.answers]))
-        (baseline_rewards if owner is None else samples[owner]["seed_rewards"]).append(reward)
+        earned = reward(domain.score(context, [a.text for a in result.answers]))
+        (baseline_rewards if owner is None else samples[owner]["seed_rewards"]).append(earned)
     return {
         "context_id": domain.context_id(context),
         "prompt": edit_prompt,
@@ -200,7 +207,7 @@ def _score_context(domain, context, inner_loop, settings, measure_baseline, roun
 
 def _seeded(plan: TrainPlan, seeds: int) -> list[TrainPlan]:
     """The plan once per inner-loop seed; all of a context's plans train in one engine call."""
-    return [replace(plan, settings=replace(plan.settings, seed=plan.settings.seed + s)) for s in range(seeds)]
+    return [reseeded(plan, s) for s in range(seeds)]
 
 
 def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict], settings: RestemSettings) -> str:

@@ -40,7 +40,12 @@ class GenerationSettings:
 
     def seeded_for(self, key: str) -> "GenerationSettings":
         """These settings with a seed of ``key``'s own (e.g. a context id), so different keys draw different samples."""
-        return replace(self, seed=self.seed + zlib.crc32(key.encode()))
+        return replace(self, seed=seed_for(self.seed, key))
+
+
+def seed_for(seed: int, key: str) -> int:
+    """``key``'s own seed (e.g. a context id's) derived from ``seed``: different keys draw different numbers."""
+    return seed + zlib.crc32(key.encode())
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A version differs from the base model only in the layers LoRA adapts (the ledger
 so each version's model is a copy of the base model that *shares* every other parameter with it and
 owns only its adapted layers: ten versions of SmolLM2-135M with ``q_proj,v_proj`` adapted cost the
 base model once plus ten times those layers. Versions are restored from the ledger bit for bit
-(:func:`seal_lm.loops.continual.restore`) on first use and kept, least recently used first out, up
+(:func:`seal_lm.continual.versions.restore`) on first use and kept, least recently used first out, up
 to ``max_loaded``.
 """
 
@@ -18,10 +18,9 @@ from typing import Sequence
 
 import torch
 
-from seal_lm.adapt.batched import target_names
-from seal_lm.adapt.lora import InnerLoop
+from seal_lm.adapt.lora import InnerLoop, target_names
 from seal_lm.continual.ledger import Ledger
-from seal_lm.loops.continual import restore
+from seal_lm.continual.versions import restore
 from seal_lm.model.loading import LoadedModel
 
 

@@ -147,16 +147,22 @@ def _required_text(record: dict, key: str, where: str) -> str:
     return value
 
 
-def _answer_texts(answers: object, where: str) -> tuple[str, ...]:
-    """Gold answers as strings, from a string, a list of strings, or SQuAD's [{"text": ...}]."""
+def answer_texts(answers: object) -> tuple[str, ...]:
+    """Gold answers from text, a list of texts, or SQuAD's ``[{"text": ...}]``; empty when there are none."""
     if isinstance(answers, str):
         answers = [answers]
-    if isinstance(answers, list):
-        texts = [a.get("text") if isinstance(a, dict) else a for a in answers]
-        texts = [t for t in texts if isinstance(t, str) and t.strip()]
-        if texts:
-            return tuple(texts)
-    raise DataError(f"{where}: missing gold answer (expected 'answer' as text or 'answers' as a list).")
+    if not isinstance(answers, list):
+        return ()
+    texts = (a.get("text") if isinstance(a, dict) else a for a in answers)
+    return tuple(t for t in texts if isinstance(t, str) and t.strip())
+
+
+def _answer_texts(answers: object, where: str) -> tuple[str, ...]:
+    """The gold answers (:func:`answer_texts`); a :class:`DataError` when there are none."""
+    texts = answer_texts(answers)
+    if not texts:
+        raise DataError(f"{where}: missing gold answer (expected 'answer' as text or 'answers' as a list).")
+    return texts
 
 
 def to_official_squad(passages: list[Passage]) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import string
 import time
 import urllib.error
@@ -73,6 +74,11 @@ def grade_answer(prediction: str, golds: Sequence[str]) -> Grade:
         exact_match=any(exact_match(prediction, g) for g in golds),
         f1=max(token_f1(prediction, g) for g in golds),
     )
+
+
+def mean_f1(grades: Sequence[dict]) -> float:
+    """A reward (``seal train knowledge --reward f1``): the mean token F1 of the graded answers, partial credit included."""
+    return statistics.fmean(grade["f1"] for grade in grades)
 
 
 # The paper's grading prompt (SEAL knowledge-incorporation, OpenAI grading template).
