@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # The ARC palette, colour 0 to 9
 ARC_COLOURS = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00", "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25")
@@ -40,10 +41,10 @@ def grouped_bars(
     series: dict[str, Sequence[float | None]],
     errors: dict[str, Sequence[tuple[float, float] | None]] | None,
     title: str,
-    ylabel: str,
     axis: plt.Axes,
+    share: bool = False,
 ) -> None:
-    """Bars per group (x) and series (one colour per series); ``errors`` are (below, above) lengths or None."""
+    """Bars per group (x) and series (one colour per series); ``errors`` are (below, above) lengths or None; a ``share`` is on 0..1."""
     width = 0.8 / max(1, len(series))
     for index, (name, values) in enumerate(series.items()):
         xs = [g + (index - (len(series) - 1) / 2) * width for g in range(len(groups))]
@@ -55,9 +56,10 @@ def grouped_bars(
         axis.bar(xs, heights, width, label=name, yerr=yerr, capsize=3)
     axis.set_xticks(range(len(groups)), groups, fontsize=8)
     axis.set_title(title, fontsize=9)
-    axis.set_ylabel(ylabel, fontsize=8)
     axis.axhline(0, color="black", linewidth=0.6)
     axis.grid(axis="y", alpha=0.3)
+    if share:
+        axis.set_ylim(0, 1)
 
 
 def panels(count: int, width: float = 3.2, height: float = 2.8) -> tuple[plt.Figure, list[plt.Axes]]:
@@ -69,18 +71,32 @@ def panels(count: int, width: float = 3.2, height: float = 2.8) -> tuple[plt.Fig
 def lines_across(
     xlabels: Sequence[str], series: dict[str, Sequence[float | None]], errors: dict[str, Sequence[float | None]], title: str, ylabel: str
 ) -> str:
-    """One line per series across ``xlabels`` (e.g. a condition's accuracy across round policies), ± the given errors."""
+    """Shares (0..1), one line per series across ``xlabels`` (e.g. a condition's accuracy across round policies), ± the given errors."""
     figure, (axis,) = panels(1, width=max(4.0, 1.2 * len(xlabels) + 2), height=3.0)
+    _lines(axis, xlabels, series, errors, title, ylabel)
+    axis.set_ylim(-0.05, 1.05)
+    return png_uri(figure)
+
+
+def lines_panels(xlabels: Sequence[str], measures: dict[str, dict[str, Sequence[float | None]]]) -> str:
+    """One panel per measure (its name), each with one line per series across ``xlabels``."""
+    figure, axes = panels(len(measures), width=max(3.6, 1.0 * len(xlabels) + 1.8), height=2.8)
+    for axis, (name, series) in zip(axes, measures.items()):
+        _lines(axis, xlabels, series, {}, f"self-edit {name} (mean)", name)
+    return png_uri(figure)
+
+
+def _lines(axis: plt.Axes, xlabels: Sequence[str], series: dict, errors: dict, title: str, ylabel: str) -> None:
     for name, values in series.items():
         ys = [math.nan if v is None else v for v in values]
         yerr = [0 if e is None else e for e in errors.get(name, [None] * len(ys))]
         axis.errorbar(range(len(xlabels)), ys, yerr=yerr, marker="o", capsize=3, label=name)
     axis.set_xticks(range(len(xlabels)), xlabels, fontsize=8)
+    axis.set_xlim(-0.5, len(xlabels) - 0.5)
     axis.set_title(title, fontsize=9)
     axis.set_ylabel(ylabel, fontsize=8)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
-    return png_uri(figure)
 
 
 def sorted_differences(differences: Sequence[float], title: str, ylabel: str) -> str:
@@ -97,7 +113,7 @@ def sorted_differences(differences: Sequence[float], title: str, ylabel: str) ->
 
 
 def distributions(labels: Sequence[str], values: Sequence[Sequence[float]], title: str, ylabel: str) -> str:
-    """A box plot with every point beside it, per label (e.g. the rewards of each round)."""
+    """A box plot of shares (0..1) with every point beside it, per label (e.g. the rewards of each round)."""
     figure, (axis,) = panels(1, width=max(4.0, 1.4 * len(labels) + 1.5), height=3.0)
     for index, points in enumerate(values):
         if points:
@@ -106,6 +122,7 @@ def distributions(labels: Sequence[str], values: Sequence[Sequence[float]], titl
             axis.scatter(spread, points, s=8, alpha=0.6, color="#1f77b4")
     axis.set_xticks(range(len(labels)), labels, fontsize=8)
     axis.set_xlim(-0.6, len(labels) - 0.2)
+    axis.set_ylim(-0.05, 1.05)
     axis.set_title(title, fontsize=9)
     axis.set_ylabel(ylabel, fontsize=8)
     axis.grid(axis="y", alpha=0.3)
@@ -126,6 +143,8 @@ def ledger_timeline(updates: Sequence[dict], rollbacks: Sequence[float]) -> str:
         for position in rollbacks:
             axis.axvline(position, color="#9467bd", linestyle="--", linewidth=1)
         axis.set_ylim(-0.05, 1.05)
+        axis.set_xlim(0.5, max(u["id"] for u in updates) + 0.5)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("update", fontsize=8)
         axis.set_ylabel("mean score, before → after", fontsize=8)
         axis.set_title(name, fontsize=9)
@@ -136,23 +155,26 @@ def ledger_timeline(updates: Sequence[dict], rollbacks: Sequence[float]) -> str:
     return png_uri(figure)
 
 
-def arc_grids(rows: Sequence[tuple[str, Sequence[tuple[str, list[list[int]] | None]]]]) -> str:
-    """Grids in ARC colours: one row of titled grids per line (e.g. the truth, then each configuration's attempts)."""
-    columns = max(len(grids) for _, grids in rows)
-    figure, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns + 1.2, 1.7 * len(rows)), squeeze=False, layout="constrained")
-    colour_map = ListedColormap(ARC_COLOURS)
+def arc_grids(truth: list[list[int]], rows: Sequence[tuple[str, Sequence[tuple[str, list[list[int]] | None]]]]) -> str:
+    """Grids in ARC colours: per row (e.g. a configuration), the truth and then the row's titled grids (e.g. its two attempts)."""
+    columns = 1 + max(len(grids) for _, grids in rows)
+    figure, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns + 1.2, 1.35 * len(rows)), squeeze=False, layout="constrained")
     for (name, grids), line in zip(rows, axes):
         line[0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
-        for axis, (title, grid) in zip(line, grids):
-            if grid:
-                axis.imshow(grid, cmap=colour_map, vmin=0, vmax=9)
-                axis.set_xticks([x - 0.5 for x in range(1, len(grid[0]))], minor=True)
-                axis.set_yticks([y - 0.5 for y in range(1, len(grid))], minor=True)
-                axis.grid(which="minor", color="#555555", linewidth=0.5)
-            else:
-                axis.text(0.5, 0.5, "no grid", ha="center", va="center", fontsize=8, transform=axis.transAxes)
-            axis.set_title(title, fontsize=8)
-            axis.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
-        for axis in line[len(grids):]:
+        for axis, (title, grid) in zip(line, [("truth", truth), *grids]):
+            _grid(axis, title, grid)
+        for axis in line[1 + len(grids):]:
             axis.axis("off")
     return png_uri(figure)
+
+
+def _grid(axis: plt.Axes, title: str, grid: list[list[int]] | None) -> None:
+    if grid:
+        axis.imshow(grid, cmap=ListedColormap(ARC_COLOURS), vmin=0, vmax=9)
+        axis.set_xticks([x - 0.5 for x in range(1, len(grid[0]))], minor=True)
+        axis.set_yticks([y - 0.5 for y in range(1, len(grid))], minor=True)
+        axis.grid(which="minor", color="#555555", linewidth=0.5)
+    else:
+        axis.text(0.5, 0.5, "no grid", ha="center", va="center", fontsize=8, transform=axis.transAxes)
+    axis.set_title(title, fontsize=8)
+    axis.tick_params(which="both", length=0, labelbottom=False, labelleft=False)

@@ -21,6 +21,11 @@ from seal_lm.report.runs import Run
 SHOWN_PASSAGES = 3  # best and worst passages shown in full, each
 SHOWN_CONTEXTS = 4  # contexts per ReST-EM round whose self-edits are shown in full
 SHOWN_TASKS = 12  # ARC tasks drawn
+# how a self-edit's shape is measured, to see it change across rounds
+SELF_EDIT_SHAPE: dict[str, Callable[[str], int]] = {
+    "words": lambda text: len(text.split()),
+    "lines": lambda text: sum(1 for line in text.splitlines() if line.strip()),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,12 +66,12 @@ def _conditions(runs: list[Run], metrics: tuple[str, ...]) -> dict[str, Any]:
     for axis, metric in zip(axes, metrics):
         values = {label: [_get(rows(c)[i], metric) for c in conditions] for i, label in enumerate(labels)}
         errors = {label: [_symmetric(_get(rows(c)[i], "accuracy_se")) for c in conditions] for i, label in enumerate(labels)}
-        charts.grouped_bars(conditions, values, errors if metric == "accuracy" else None, titles[metric], "", axis)
+        charts.grouped_bars(conditions, values, errors if metric == "accuracy" else None, titles[metric], axis, share=True)
     if reference:
         compared = [c for c in conditions if c != reference]
         values = {label: [_get(_get(rows(c)[i], "vs_reference"), "difference") for c in compared] for i, label in enumerate(labels)}
         errors = {label: [_interval(_get(rows(c)[i], "vs_reference")) for c in compared] for i, label in enumerate(labels)}
-        charts.grouped_bars(compared, values, errors, f"accuracy − {reference} [95% CI]", "", axes[-1])
+        charts.grouped_bars(compared, values, errors, f"accuracy − {reference} [95% CI]", axes[-1])
     if len(labels) > 1:
         axes[0].legend(fontsize=7)
     section = {"runs": entries, "conditions": conditions, "reference": reference, "chart": charts.png_uri(figure), "across": None}
@@ -135,11 +140,11 @@ def _arc_tasks(records: list[dict]) -> list[dict[str, Any]]:
         figures = []
         for index in test_indices:
             first = [next(g for g in unit["grades"] if g["test_index"] == index) for unit in units]
-            rows = [("truth", [(f"test {index + 1}", first[0]["gold"])])]
-            for unit, grade in zip(units, first):
-                mark = " ✓" if grade["correct"] else ""
-                rows.append((f"{unit['condition']} {unit['sample']}", [(f"attempt 1{mark}", grade["attempt_1"]), ("attempt 2", grade["attempt_2"])]))
-            figures.append(charts.arc_grids(rows))
+            rows = [
+                (f"{unit['condition']} {unit['sample']}", [(f"attempt 1{' ✓' if grade['correct'] else ''}", grade["attempt_1"]), ("attempt 2", grade["attempt_2"])])
+                for unit, grade in zip(units, first)
+            ]
+            figures.append({"test": index + 1, "image": charts.arc_grids(first[0]["gold"], rows)})
         tasks.append({"id": task, "figures": figures, "units": units})
     return tasks
 
@@ -173,14 +178,10 @@ def train(runs: list[Run]) -> dict[str, Any]:
     rounds = [r for entry in entries for r in entry["rounds"]]
     if not rounds:
         raise ValueError(f"{runs[0].path}: no round-N folder yet; the run has not started its first round.")
-    shape = {
-        "words": lambda text: len(text.split()),
-        "lines": lambda text: sum(1 for line in text.splitlines() if line.strip()),
-    }
     return {
         "runs": entries,
         "rewards": charts.distributions(labels, [r["rewards"] for r in rounds], "rewards of the usable self-edits, per round", "reward"),
-        "shape": {name: _shape_chart(labels, rounds, measure, name) for name, measure in shape.items()},
+        "shape": charts.lines_panels(labels, {name: _shape(rounds, measure) for name, measure in SELF_EDIT_SHAPE.items()}),
     }
 
 
@@ -188,13 +189,12 @@ def _round_label(run: Run, number: int, runs: int) -> str:
     return f"{run.label} r{number}" if runs > 1 else f"round {number}"
 
 
-def _shape_chart(labels: list[str], rounds: list[dict], measure: Callable[[str], int], name: str) -> str:
+def _shape(rounds: list[dict], measure: Callable[[str], int]) -> dict[str, list[float | None]]:
     """The mean of ``measure`` over every self-edit and over the kept ones, per round."""
-    series = {
+    return {
         "all self-edits": [fmean(map(measure, r["texts"])) if r["texts"] else None for r in rounds],
         "kept": [fmean(map(measure, r["kept_texts"])) if r["kept_texts"] else None for r in rounds],
     }
-    return charts.lines_across(labels, series, {}, f"self-edit {name} (mean)", name)
 
 
 # ---------------------------------------------------------------------------------------------
