@@ -13,8 +13,9 @@ from statistics import fmean
 from typing import Any, Callable
 
 from seal_lm.continual.ledger import Update
-from seal_lm.loops.evaluate import per_context
+from seal_lm.loops.evaluate import RECORDS, per_context
 from seal_lm.loops.report import per_question_scores
+from seal_lm.loops.restem import SAMPLES
 from seal_lm.report import charts
 from seal_lm.report.runs import Run
 
@@ -38,7 +39,7 @@ def eval_knowledge(runs: list[Run]) -> dict[str, Any]:
     section = _conditions(runs, ("accuracy", "exact_match", "f1"))
     for entry in section["runs"]:
         run, summary = entry["run"], entry["summary"]
-        records = [part for record in run.records("records.jsonl") for part in per_context(record)]
+        records = [part for record in run.records(RECORDS) for part in per_context(record)]
         entry["paired"] = _paired(summary, records, _passages(run))
     return section
 
@@ -47,7 +48,7 @@ def eval_arc(runs: list[Run]) -> dict[str, Any]:
     """The conditions of each run (share of test inputs solved), and each task's truth beside every configuration's attempts."""
     section = _conditions(runs, ("accuracy",))
     for entry in section["runs"]:
-        entry["tasks"] = _arc_tasks(entry["run"].records("records.jsonl"))
+        entry["tasks"] = _arc_tasks(entry["run"].records(RECORDS))
     return section
 
 
@@ -104,7 +105,8 @@ def _paired(summary: dict, records: list[dict], passages: dict[str, dict]) -> di
         by_context[record["context_id"]].append(record)
 
     def shown(ctx: str) -> dict[str, Any]:
-        return {"id": ctx, "difference": differences[ctx], **passages.get(ctx, {}), "units": by_context[ctx]}
+        passage = passages.get(by_context[ctx][0]["grades"][0]["question_id"], {})
+        return {"id": ctx, "difference": differences[ctx], **passage, "units": by_context[ctx]}
 
     return {
         "compared": compared,
@@ -119,14 +121,14 @@ def _paired(summary: dict, records: list[dict], passages: dict[str, dict]) -> di
 
 
 def _passages(run: Run) -> dict[str, dict[str, str]]:
-    """context id → title and text, from the run's squad_gold.json (a question id is ``<context id>-q<n>``)."""
+    """question id → its passage's title and text, from the run's squad_gold.json."""
     gold = run.json("squad_gold.json", required=False) or {"data": []}
-    found = {}
-    for article in gold["data"]:
-        for paragraph in article["paragraphs"]:
-            for question in paragraph["qas"]:
-                found[question["id"].rsplit("-q", 1)[0]] = {"title": article["title"], "text": paragraph["context"]}
-    return found
+    return {
+        question["id"]: {"title": article["title"], "text": paragraph["context"]}
+        for article in gold["data"]
+        for paragraph in article["paragraphs"]
+        for question in paragraph["qas"]
+    }
 
 
 def _arc_tasks(records: list[dict]) -> list[dict[str, Any]]:
@@ -161,7 +163,7 @@ def train(runs: list[Run]) -> dict[str, Any]:
         numbers = sorted(int(m.group(1)) for p in run.path.iterdir() if (m := re.fullmatch(r"round-(\d+)", p.name)) and p.is_dir())
         rounds = []
         for number in numbers:
-            samples = run.records(f"round-{number}/samples.jsonl")
+            samples = run.records(f"round-{number}/{SAMPLES}")
             rounds.append(
                 {
                     "number": number,
