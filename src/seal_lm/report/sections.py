@@ -46,14 +46,14 @@ def eval_knowledge(runs: list[Run]) -> dict[str, Any]:
 
 def eval_arc(runs: list[Run]) -> dict[str, Any]:
     """The conditions of each run (share of test inputs solved), and each task's truth beside every configuration's attempts."""
-    section = _conditions(runs, ("accuracy",))
+    section = _conditions(runs, ("accuracy",), accuracy="solved")
     for entry in section["runs"]:
         entry["tasks"] = _arc_tasks(entry["run"].records(RECORDS))
     return section
 
 
-def _conditions(runs: list[Run], metrics: tuple[str, ...]) -> dict[str, Any]:
-    """Every run's results.json, and the charts comparing their conditions."""
+def _conditions(runs: list[Run], metrics: tuple[str, ...], accuracy: str = "accuracy") -> dict[str, Any]:
+    """Every run's results.json, and the charts comparing their conditions (``accuracy``: what the accuracy is called)."""
     entries = [{"run": run, "summary": run.json("results.json")} for run in runs]
     conditions = list(dict.fromkeys(c for entry in entries for c in entry["summary"]["conditions"]))
     reference = entries[0]["summary"].get("reference")
@@ -63,7 +63,7 @@ def _conditions(runs: list[Run], metrics: tuple[str, ...]) -> dict[str, Any]:
         return [entry["summary"]["conditions"].get(condition) for entry in entries]
 
     figure, axes = charts.panels(len(metrics) + (1 if reference else 0))
-    titles = {"accuracy": "accuracy ± SE", "exact_match": "exact match", "f1": "F1"}
+    titles = {"accuracy": f"{accuracy} ± SE", "exact_match": "exact match", "f1": "F1"}
     for axis, metric in zip(axes, metrics):
         values = {label: [_get(rows(c)[i], metric) for c in conditions] for i, label in enumerate(labels)}
         errors = {label: [_symmetric(_get(rows(c)[i], "accuracy_se")) for c in conditions] for i, label in enumerate(labels)}
@@ -72,17 +72,17 @@ def _conditions(runs: list[Run], metrics: tuple[str, ...]) -> dict[str, Any]:
         compared = [c for c in conditions if c != reference]
         values = {label: [_get(_get(rows(c)[i], "vs_reference"), "difference") for c in compared] for i, label in enumerate(labels)}
         errors = {label: [_interval(_get(rows(c)[i], "vs_reference")) for c in compared] for i, label in enumerate(labels)}
-        charts.grouped_bars(compared, values, errors, f"accuracy − {reference} [95% CI]", axes[-1])
+        charts.grouped_bars(compared, values, errors, f"{accuracy} − {reference} [95% CI]", axes[-1])
     if len(labels) > 1:
         axes[0].legend(fontsize=7)
-    section = {"runs": entries, "conditions": conditions, "reference": reference, "chart": charts.png_uri(figure), "across": None}
+    section = {"runs": entries, "accuracy": accuracy, "reference": reference, "chart": charts.png_uri(figure), "across": None}
     if len(runs) > 1:
         section["across"] = charts.lines_across(
             labels,
             {c: [_get(row, "accuracy") for row in rows(c)] for c in conditions},
             {c: [_get(row, "accuracy_se") for row in rows(c)] for c in conditions},
-            "accuracy per run ± SE",
-            "accuracy",
+            f"{accuracy} per run ± SE",
+            accuracy,
         )
     return section
 
