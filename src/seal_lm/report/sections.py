@@ -100,8 +100,9 @@ def _paired(summary: dict, records: list[dict], passages: dict[str, dict]) -> di
     ranked = sorted(shared, key=lambda ctx: differences[ctx])
     best = ranked[::-1][:SHOWN_PASSAGES]
     worst = [ctx for ctx in ranked[:SHOWN_PASSAGES] if ctx not in best]
+    order = list(summary["conditions"])
     by_context = defaultdict(list)
-    for record in records:
+    for record in sorted(records, key=lambda r: (order.index(r["condition"]), r["sample"])):
         by_context[record["context_id"]].append(record)
 
     def shown(ctx: str) -> dict[str, Any]:
