@@ -143,7 +143,7 @@ def ledger_timeline(updates: Sequence[dict], rollbacks: Sequence[float]) -> str:
         for position in rollbacks:
             axis.axvline(position, color="#9467bd", linestyle="--", linewidth=1)
         axis.set_ylim(-0.05, 1.05)
-        axis.set_xlim(0.5, max(u["id"] for u in updates) + 0.5)
+        axis.set_xlim(0.5, max([u["id"] for u in updates] + list(rollbacks)) + 0.5)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("update", fontsize=8)
         axis.set_ylabel("mean score, before → after", fontsize=8)
@@ -151,7 +151,7 @@ def ledger_timeline(updates: Sequence[dict], rollbacks: Sequence[float]) -> str:
         axis.grid(alpha=0.3)
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=c, label=d) for d, c in DECISION_COLOURS.items()]
     handles.append(plt.Line2D([], [], linestyle="--", color="#9467bd", label="rollback"))
-    axes[1].legend(handles=handles, fontsize=7, loc="lower right")
+    axes[1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return png_uri(figure)
 
 
