@@ -1,5 +1,5 @@
 """The ``seal`` command: ``seal demo``, ``seal eval knowledge|arc|continual``, ``seal train knowledge|arc``,
-``seal adapt``, ``seal ledger list|show|diff|export``, ``seal rollback``, ``seal serve`` and ``seal chat``.
+``seal adapt``, ``seal ledger list|show|diff|export``, ``seal rollback``, ``seal serve``, ``seal chat`` and ``seal report``.
 
 Each command is a function over a config dataclass; its fields are the command's flags.
 """
@@ -32,6 +32,7 @@ from seal_lm.cli.ledger import (
     rollback,
 )
 from seal_lm.cli.options import add_config_flags, config_from_args
+from seal_lm.cli.report import ReportConfig, report
 from seal_lm.cli.serve import ServeConfig, serve
 from seal_lm.cli.train import TrainArcConfig, TrainKnowledgeConfig, train_arc, train_knowledge
 from seal_lm.continual.ledger import LedgerError
@@ -64,6 +65,7 @@ COMMANDS = {
     (None, "rollback"): ("Make an earlier model version current again.", RollbackConfig, rollback),
     (None, "serve"): ("Serve a model that keeps learning, behind an OpenAI-compatible API.", ServeConfig, serve),
     (None, "chat"): ("Talk to a run's current (or a pinned) version, or any model.", ChatConfig, chat),
+    (None, "report"): ("One self-contained HTML page of runs, several of a kind side by side.", ReportConfig, report),
 }
 
 RESUMABLE = "every finished unit is saved in the run directory; re-run the same command to resume"

@@ -2,8 +2,9 @@
 
 Values come from, in increasing priority: the field defaults, a YAML file given with ``--config``,
 and the flags typed on the command line. A field made with :func:`positional` is a positional
-argument instead (``seal ledger show 3``); fields a config class names in ``without_flags`` (a
-class attribute) are not settable and keep their defaults.
+argument instead (``seal ledger show 3``; a ``tuple[str, ...]`` one takes one or more values:
+``seal report RUN [RUN ...]``); fields a config class names in ``without_flags`` (a class attribute)
+are not settable and keep their defaults.
 
 Every value is checked here, before a command runs: its kind (``int``, ``float``, ``str``, ``bool``,
 a comma-separated ``tuple[str, ...]``, any of them ``| None``), its choices (a ``Literal[...]`` type,
@@ -72,7 +73,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> Non
     for field in settable_fields(config_class):
         if field.metadata.get("positional"):
             optional = {"nargs": "?", "default": None} if field.default is not None else {}
-            parser.add_argument(field.name, help=field.metadata["help"], metavar=field.name.upper(), **optional)
+            several = {"nargs": "+"} if typing.get_origin(hints[field.name]) is tuple else {}  # seal report RUN [RUN ...]
+            parser.add_argument(field.name, help=field.metadata["help"], metavar=field.name.upper(), **optional, **several)
             continue
         choices = field_choices(field, hints[field.name])
         default_text = ",".join(field.default) if isinstance(field.default, tuple) else field.default

@@ -129,20 +129,10 @@ class RunDir:
     def records(self, name: str) -> list[dict[str, Any]]:
         """Every complete record in ``name``; a torn last line (from a kill) is dropped from the file."""
         file = self.path / name
-        if not file.exists():
-            return []
-        raw = file.read_bytes()
-        lines = raw.split(b"\n")
-        complete, tail = lines[:-1], lines[-1]
-        records = []
-        for number, line in enumerate(complete, start=1):
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise RunDirError(f"{file}: line {number} is corrupt; the run cannot be resumed safely.") from None
-        if tail:  # the last write was interrupted: drop it so the unit is redone
+        records, torn = read_records(file)
+        if torn:  # the last write was interrupted: drop it so the unit is redone
             with open(file, "r+b") as f:
-                f.truncate(len(raw) - len(tail))
+                f.truncate(file.stat().st_size - torn)
         return records
 
     def write_json(self, name: str, obj: Any) -> Path:
@@ -175,6 +165,20 @@ class RunDir:
     def write_folder(self, name: str, save: Callable[[Path], None]) -> Path:
         """Write a whole folder atomically: ``save`` fills a staging folder, then it is renamed to ``name`` (which must not exist)."""
         return write_folder(self.path / name, save)
+
+
+def read_records(file: Path) -> tuple[list[dict[str, Any]], int]:
+    """Every complete record of the JSONL ``file`` (none if it is missing), and the byte length of a torn last line; only reads."""
+    if not file.exists():
+        return [], 0
+    *complete, tail = file.read_bytes().split(b"\n")
+    records = []
+    for number, line in enumerate(complete, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise RunDirError(f"{file}: line {number} is corrupt; the run cannot be resumed safely.") from None
+    return records, len(tail)
 
 
 def write_folder(target: Path, save: Callable[[Path], None]) -> Path:
