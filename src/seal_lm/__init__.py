@@ -5,6 +5,10 @@ The public API, layer by layer (see the README's architecture section)::
     from seal_lm import load_model, load_passages, KnowledgeDomain, PromptFormatter, InnerLoop
 """
 
+from seal_lm.threads import wait_passively
+
+wait_passively()  # before anything imports torch: idle OpenMP threads sleep (see seal_lm.threads)
+
 from seal_lm.adapt.lora import CandidateResult, InnerLoop, InnerLoopSettings, TrainExample, TrainPlan
 from seal_lm.domains.base import Domain, SelfEditRejected
 from seal_lm.domains.knowledge.data import Passage, Question, load_passages
