@@ -277,6 +277,15 @@ def test_eval_knowledge_records_the_same_in_worker_processes_as_in_process(tmp_p
 def test_a_restem_round_is_the_same_on_ray_as_in_process(local_ray, tmp_path, tiny_model_dir):
     """E-step on 2 Ray workers that load the round's policy; the M-step here: the same samples,
     kept pairs and new policy as the in-process round."""
+    same_restem_round(tmp_path, tiny_model_dir, RayExecutor(workers=2))
+
+
+def test_a_restem_round_is_the_same_in_worker_processes_as_in_process(tmp_path, tiny_model_dir):
+    same_restem_round(tmp_path, tiny_model_dir, ProcessExecutor(workers=2))
+
+
+def same_restem_round(tmp_path, tiny_model_dir, executor) -> None:
+    """A ReST-EM round with its E-step on ``executor`` gives the in-process round's samples, kept pairs and policy."""
     options = ModelOptions(model=str(tiny_model_dir))
 
     def round_on(executor, name: str) -> Path:
@@ -284,11 +293,11 @@ def test_a_restem_round_is_the_same_on_ray_as_in_process(local_ray, tmp_path, ti
         workers = partial(options.worker, make_domain)
         return Path(train_policy(run, PASSAGES, options.domain(make_domain), workers, load_model, str(tiny_model_dir), SETTINGS, keep_first, executor=executor))
 
-    expected, on_ray = round_on(InProcessExecutor(), "in-process"), round_on(RayExecutor(workers=2), "ray")
+    expected, elsewhere = round_on(InProcessExecutor(), "in-process"), round_on(executor, "other")
 
     samples = jsonl(expected.parent / "samples.jsonl", "context_id")
     assert len(samples) == SETTINGS.contexts_per_round and all(r["rewards"][0] is not None for r in samples)
-    assert jsonl(on_ray.parent / "samples.jsonl", "context_id") == samples
-    assert (on_ray.parent / "kept.jsonl").read_text() == (expected.parent / "kept.jsonl").read_text()
-    weights, ray_weights = load_model(str(expected)).model.state_dict(), load_model(str(on_ray)).model.state_dict()
-    assert all(torch.equal(ray_weights[name], weights[name]) for name in weights)
+    assert jsonl(elsewhere.parent / "samples.jsonl", "context_id") == samples
+    assert (elsewhere.parent / "kept.jsonl").read_text() == (expected.parent / "kept.jsonl").read_text()
+    weights, other_weights = load_model(str(expected)).model.state_dict(), load_model(str(elsewhere)).model.state_dict()
+    assert all(torch.equal(other_weights[name], weights[name]) for name in weights)
