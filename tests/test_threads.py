@@ -1,8 +1,9 @@
-"""Thread hygiene: idle OpenMP threads sleep, and every command runs on ``--threads`` compute threads."""
+"""Thread hygiene: idle OpenMP threads sleep after a short spin, and every command runs on ``--threads`` compute threads."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -13,27 +14,26 @@ import seal_lm.cli
 from seal_lm.cli import COMMANDS, build_parser, main
 from seal_lm.cli.options import settable_fields
 from seal_lm.cli.serve import thread_split
-from seal_lm.threads import set_threads, share, usable_cores
+from seal_lm.threads import WAIT_POLICY, set_threads, share, usable_cores
 
 
-def openmp_settings(code: str, **env: str) -> str:
-    """What libgomp reports it runs with (``OMP_DISPLAY_ENV``) in a fresh process running ``code``.
-
-    Its ``GOMP_SPINCOUNT`` is how long an idle thread spins before it sleeps: 0 when it waits passively.
-    """
-    environment = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | {"OMP_DISPLAY_ENV": "VERBOSE"} | env
+def spin_count(code: str, **env: str) -> int:
+    """How long libgomp's idle threads spin before they sleep (``OMP_DISPLAY_ENV``) in a fresh process running ``code``."""
+    environment = {k: v for k, v in os.environ.items() if k not in WAIT_POLICY} | {"OMP_DISPLAY_ENV": "VERBOSE"} | env
     done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True)
-    return done.stdout + done.stderr
+    return int(re.search(r"GOMP_SPINCOUNT = '(\d+)'", done.stderr).group(1))
 
 
-def test_importing_seal_lm_makes_the_openmp_runtime_wait_passively():
-    assert "GOMP_SPINCOUNT = '0'" in openmp_settings("import seal_lm.cli")
-    assert "GOMP_SPINCOUNT = '0'" not in openmp_settings("import torch")  # torch alone spins: the fix is ours
+def test_importing_seal_lm_makes_idle_openmp_threads_sleep_after_a_short_spin():
+    assert spin_count("import torch") == 300_000  # torch alone: libgomp's default
+    assert spin_count("import seal_lm.cli") == int(WAIT_POLICY["GOMP_SPINCOUNT"]) == 3000
+    assert spin_count("import torch; import seal_lm") == 300_000  # too late: the runtime has read its settings
 
 
 def test_a_wait_policy_the_user_set_is_kept():
-    settings = openmp_settings("import seal_lm", OMP_WAIT_POLICY="ACTIVE")
-    assert "OMP_WAIT_POLICY = 'ACTIVE'" in settings and "GOMP_SPINCOUNT = '0'" not in settings
+    assert spin_count("import seal_lm", OMP_WAIT_POLICY="ACTIVE") > 10**9  # spin (nearly) forever, as asked
+    assert spin_count("import seal_lm", OMP_WAIT_POLICY="PASSIVE") == 0
+    assert spin_count("import seal_lm", GOMP_SPINCOUNT="20") == 20
 
 
 @pytest.fixture

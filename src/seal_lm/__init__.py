@@ -7,7 +7,7 @@ The public API, layer by layer (see the README's architecture section)::
 
 from seal_lm.threads import wait_passively
 
-wait_passively()  # before anything imports torch: idle OpenMP threads sleep (see seal_lm.threads)
+wait_passively()  # before anything imports torch: idle OpenMP threads sleep after a short spin (see seal_lm.threads)
 
 from seal_lm.adapt.lora import CandidateResult, InnerLoop, InnerLoopSettings, TrainExample, TrainPlan
 from seal_lm.domains.base import Domain, SelfEditRejected
