@@ -1,6 +1,7 @@
-"""Tests for the executors (``seal_lm.runs.executor``) and ``--executor ray``, on a local Ray with 2 CPUs:
-every item's result arrives exactly once, a worker that dies mid-job is replaced and its job retried,
-and ``seal eval knowledge`` and a ReST-EM round record the same results on Ray as in-process."""
+"""Tests for the executors (``seal_lm.runs.executor``), ``--executor processes`` and ``--executor ray``
+(on a local Ray with 2 CPUs): every item's result arrives exactly once, a Ray worker that dies mid-job
+is replaced and its job retried, and ``seal eval knowledge`` and a ReST-EM round record the same
+results in worker processes and on Ray as in-process."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import ray
 import torch
 
 from seal_lm.cli import main
-from seal_lm.cli.shared_options import ModelOptions
+from seal_lm.cli.shared_options import ExecutorOptions, ModelOptions
 from seal_lm.loops.restem import train_policy
 from seal_lm.model.loading import load_model
-from seal_lm.runs.executor import RAY_MISSING, ExecutorError, InProcessExecutor, RayExecutor
+from seal_lm.runs.executor import RAY_MISSING, ExecutorError, InProcessExecutor, ProcessExecutor, RayExecutor
 from seal_lm.runs.rundir import RunDir
 from test_restem import PASSAGES, SETTINGS, keep_first, make_domain
 
@@ -62,6 +63,11 @@ def die_once_on(victim: int, marker: Path, worker: dict, item: int) -> dict:
         marker.write_text(str(os.getpid()))
         os._exit(1)
     return square(worker, item)
+
+
+def square_and_threads(worker: dict, item: int) -> dict:
+    """``square``, and the compute threads the job ran on."""
+    return square(worker, item) | {"threads": torch.get_num_threads()}
 
 
 def always_die(worker: dict, item: int) -> None:
@@ -143,6 +149,31 @@ def test_more_workers_than_the_cluster_has_is_refused(local_ray):
         RayExecutor(workers=3)
 
 
+def test_worker_processes_each_build_one_worker_on_their_share_of_the_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # --threads 2
+    executor = ExecutorOptions(executor="processes", workers=2).start_executor()
+    results = list(executor.run(new_worker, square_and_threads, list(range(6))))
+    assert sorted(item for item, _ in results) == list(range(6))
+    assert all(r["square"] == item * item and r["threads"] == 1 for item, r in results)  # 2 workers × 1 thread
+    pids = {r["pid"] for _, r in results}
+    assert 1 <= len(pids) <= 2 and os.getpid() not in pids
+    for pid in pids:  # each worker was built once and then reused for its jobs
+        counts = sorted(r["jobs_on_worker"] for _, r in results if r["pid"] == pid)
+        assert counts == list(range(1, len(counts) + 1))
+
+
+def test_worker_processes_return_a_generator_jobs_results_together_and_pass_on_its_exception():
+    assert sorted(ProcessExecutor(workers=2).run(new_worker, powers, [2, 3])) == [(2, [2, 4, 8]), (3, [3, 9, 27])]
+    with pytest.raises(ValueError, match="^item 5 is not allowed$"):
+        list(ProcessExecutor(workers=1).run(new_worker, refuse, [5]))
+
+
+def test_a_worker_process_that_dies_ends_the_run_with_one_line():
+    with pytest.raises(ExecutorError, match="A worker process died mid-job") as caught:
+        list(ProcessExecutor(workers=1).run(new_worker, always_die, [7]))
+    assert "\n" not in str(caught.value)
+
+
 def test_without_ray_installed_the_error_says_how_to_install_it(monkeypatch, tmp_path, tiny_model_dir, data, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes ``import ray`` fail
     with pytest.raises(ExecutorError) as caught:
@@ -154,9 +185,15 @@ def test_without_ray_installed_the_error_says_how_to_install_it(monkeypatch, tmp
     assert not (tmp_path / "run").exists()  # refused before any work
 
 
-def test_workers_without_ray_is_refused(tmp_path, tiny_model_dir, data, capsys):
+def test_workers_in_process_is_refused(tmp_path, tiny_model_dir, data, capsys):
     assert main(eval_args(tiny_model_dir, data, tmp_path / "run", "--workers", "2")) == 2
     assert "--workers 2" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_more_worker_processes_than_threads_is_refused(tmp_path, tiny_model_dir, data, capsys, keep_threads):
+    assert main(eval_args(tiny_model_dir, data, tmp_path / "run", "--executor", "processes", "--workers", "2", "--threads", "1")) == 2
+    assert "--workers 2 with --threads 1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
@@ -168,6 +205,15 @@ EVAL_PASSAGES = [
     {"title": p.title, "context": p.context, "questions": [{"question": q.question, "answer": list(q.answers)} for q in p.questions]}
     for p in PASSAGES[:2]
 ]
+
+
+@pytest.fixture
+def keep_threads(monkeypatch):
+    """Restores this process's compute threads and ``OMP_NUM_THREADS`` after a ``--threads`` command."""
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads())))
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -217,9 +263,29 @@ def test_eval_knowledge_records_the_same_on_ray_as_in_process(local_ray, tmp_pat
     assert (tmp_path / "ray" / "records.jsonl").read_bytes() == before
 
 
+def test_eval_knowledge_records_the_same_in_worker_processes_as_in_process(tmp_path, tiny_model_dir, data, keep_threads):
+    assert main(eval_args(tiny_model_dir, data, tmp_path / "in-process")) == 0
+    assert main(eval_args(tiny_model_dir, data, tmp_path / "processes", "--executor", "processes", "--workers", "2", "--threads", "2")) == 0
+
+    expected = jsonl(tmp_path / "in-process" / "records.jsonl", "unit")
+    assert any(record["train"] for record in expected)
+    assert jsonl(tmp_path / "processes" / "records.jsonl", "unit") == expected
+    results = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("in-process", "processes")]
+    assert without_timings(results[1]) == without_timings(results[0])
+
+
 def test_a_restem_round_is_the_same_on_ray_as_in_process(local_ray, tmp_path, tiny_model_dir):
     """E-step on 2 Ray workers that load the round's policy; the M-step here: the same samples,
     kept pairs and new policy as the in-process round."""
+    same_restem_round(tmp_path, tiny_model_dir, RayExecutor(workers=2))
+
+
+def test_a_restem_round_is_the_same_in_worker_processes_as_in_process(tmp_path, tiny_model_dir):
+    same_restem_round(tmp_path, tiny_model_dir, ProcessExecutor(workers=2))
+
+
+def same_restem_round(tmp_path, tiny_model_dir, executor) -> None:
+    """A ReST-EM round with its E-step on ``executor`` gives the in-process round's samples, kept pairs and policy."""
     options = ModelOptions(model=str(tiny_model_dir))
 
     def round_on(executor, name: str) -> Path:
@@ -227,11 +293,11 @@ def test_a_restem_round_is_the_same_on_ray_as_in_process(local_ray, tmp_path, ti
         workers = partial(options.worker, make_domain)
         return Path(train_policy(run, PASSAGES, options.domain(make_domain), workers, load_model, str(tiny_model_dir), SETTINGS, keep_first, executor=executor))
 
-    expected, on_ray = round_on(InProcessExecutor(), "in-process"), round_on(RayExecutor(workers=2), "ray")
+    expected, elsewhere = round_on(InProcessExecutor(), "in-process"), round_on(executor, "other")
 
     samples = jsonl(expected.parent / "samples.jsonl", "context_id")
     assert len(samples) == SETTINGS.contexts_per_round and all(r["rewards"][0] is not None for r in samples)
-    assert jsonl(on_ray.parent / "samples.jsonl", "context_id") == samples
-    assert (on_ray.parent / "kept.jsonl").read_text() == (expected.parent / "kept.jsonl").read_text()
-    weights, ray_weights = load_model(str(expected)).model.state_dict(), load_model(str(on_ray)).model.state_dict()
-    assert all(torch.equal(ray_weights[name], weights[name]) for name in weights)
+    assert jsonl(elsewhere.parent / "samples.jsonl", "context_id") == samples
+    assert (elsewhere.parent / "kept.jsonl").read_text() == (expected.parent / "kept.jsonl").read_text()
+    weights, other_weights = load_model(str(expected)).model.state_dict(), load_model(str(elsewhere)).model.state_dict()
+    assert all(torch.equal(other_weights[name], weights[name]) for name in weights)

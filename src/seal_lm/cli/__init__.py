@@ -39,6 +39,7 @@ from seal_lm.continual.ledger import LedgerError
 from seal_lm.domains.knowledge.grading import JudgeError
 from seal_lm.runs.executor import ExecutorError
 from seal_lm.runs.rundir import RunDirError
+from seal_lm.threads import set_threads
 
 USER_ERRORS = (ValueError, RunDirError, JudgeError, ExecutorError, LedgerError)  # bad data, models, settings and self-edits are ValueErrors
 
@@ -48,6 +49,10 @@ GROUPS = {
     "arc": "ARC utilities.",
     "ledger": "Inspect (and export versions of) the update ledger of a seal adapt run.",
 }
+THREADS_HELP = (
+    "Compute threads of this command, shared by everything it runs (worker processes, serving and learning); "
+    "a setting of how to run, not recorded in the run (default 0: OMP_NUM_THREADS if set, else every usable core)."
+)
 # (group or None, command) → (help, config dataclass, function)
 COMMANDS = {
     (None, "demo"): ("Learn one passage from a self-edit, before/after.", DemoConfig, demo),
@@ -89,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     top = parser.add_subparsers(dest="command", required=True)
     groups = {name: top.add_parser(name, help=text).add_subparsers(dest="domain", required=True) for name, text in GROUPS.items()}
     for (group, name), (text, config_class, _) in COMMANDS.items():
-        add_config_flags((groups[group] if group else top).add_parser(name, help=text), config_class)
+        command = (groups[group] if group else top).add_parser(name, help=text)
+        add_config_flags(command, config_class)
+        command.add_argument("--threads", type=int, default=0, metavar="N", help=THREADS_HELP)
     return parser
 
 
@@ -105,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     key = (args.command, args.domain) if args.command in GROUPS else (None, args.command)
     try:
         _, config_class, command = COMMANDS[key]
-        command(config_from_args(config_class, args))
+        config = config_from_args(config_class, args)
+        set_threads(args.threads)
+        command(config)
     except USER_ERRORS as err:
         print(f"seal: error: {err}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from typing import Callable
 
 from seal_lm.cli.options import option, optional_positional
 from seal_lm.model.loading import DEFAULT_MODEL, load_model
+from seal_lm.threads import usable_cores
 
 
 @dataclass
@@ -28,7 +29,7 @@ class ChatConfig:
 
 def chat(config: ChatConfig, read: Callable[[str], str] = input) -> None:
     """Answer ``config.question``, or hold a conversation reading lines with ``read``."""
-    from seal_lm.cli.serve import load_version, usable_cores
+    from seal_lm.cli.serve import load_version
     from seal_lm.model.completion import CompletionWorker, Sampling, chat_prompt
 
     if config.max_tokens < 1 or config.temperature < 0 or not 0 < config.top_p <= 1:

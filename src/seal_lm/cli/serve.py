@@ -9,7 +9,7 @@ the documents posted to it, through the same continual loop as ``seal adapt``; s
 
 How the cores are shared: request handling (one completion at a time) and learning each run on their
 own thread with their own number of compute threads (``--serve-threads``, ``--learn-threads``; by
-default half of the cores each), so the two never oversubscribe the CPU.
+default half of ``--threads`` each), so the two never oversubscribe the CPU.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from seal_lm.serve.documents import DocumentQueue
 from seal_lm.serve.learner import BackgroundLearner
 from seal_lm.serve.service import Access, Limits, Service
 from seal_lm.serve.versions import ModelVersions
+from seal_lm.threads import share, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class ServeConfig(ContinualOptions):
     max_queue: int = option(100, "Documents waiting to be learned before new ones are refused (429).")
     max_body_bytes: int = option(1_000_000, "Largest request body accepted (413 above it).")
     max_loaded_versions: int = option(4, "Versions kept in memory for answering (each costs only its adapted layers).")
-    serve_threads: int = option(0, "Compute threads answering requests (0: half of the cores).")
+    serve_threads: int = option(0, "Compute threads answering requests (0: half of --threads).")
     learn_threads: int = option(0, "Compute threads learning documents (0: the other half).")
 
     def check_serving(self) -> tuple[str | None, int, int]:
@@ -137,18 +138,13 @@ def start_service(config: ServeConfig) -> tuple[Service, Access]:
 
 
 def thread_split(serve_threads: int, learn_threads: int) -> tuple[int, int]:
-    """Compute threads for answering and for learning: given, or half of the usable cores each (at least one)."""
+    """Compute threads for answering and for learning: given, or half of ``--threads`` each (at least one)."""
     cores = usable_cores()
-    serve_threads = serve_threads or max(1, cores // 2)
+    serve_threads = serve_threads or share(cores, 2)
     learn_threads = learn_threads or max(1, cores - serve_threads)
     if serve_threads < 0 or learn_threads < 0:
         raise ValueError("--serve-threads and --learn-threads must be positive (0: automatic).")
     return serve_threads, learn_threads
-
-
-def usable_cores() -> int:
-    """The cores this process may use: ``OMP_NUM_THREADS`` if set, else the CPU affinity's size."""
-    return int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
 
 
 def load_version(run: str | Path, version: int = 0) -> tuple[LoadedModel, int]:

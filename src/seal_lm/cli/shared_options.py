@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,11 +39,12 @@ from seal_lm.model.loading import (
     resolve_model,
 )
 from seal_lm.model.prompting import PromptFormatter
-from seal_lm.runs.executor import Executor, InProcessExecutor, RayExecutor
+from seal_lm.threads import set_threads, share, usable_cores
+from seal_lm.runs.executor import Executor, InProcessExecutor, ProcessExecutor, RayExecutor
 
 ENGINES = {"sequential": InnerLoop, "batched": BatchedInnerLoop}
 GENERATORS = ("hf", "vllm")
-EXECUTORS = ("in-process", "ray")
+EXECUTORS = ("in-process", "processes", "ray")
 MODEL_HELP = f"{', '.join(f'bundled:{name}' for name in BUNDLED_MODELS)}, a local HF folder, a .gguf file, or a hub id."
 HOW_TO_RUN = ("out", "executor", "ray_address", "workers")  # settings that do not change results: a run may resume with others
 
@@ -110,15 +112,24 @@ class ModelOptions:
 class ExecutorOptions:
     """Where the inner-loop jobs of ``eval`` and ``train`` run."""
 
-    executor: str = option("in-process", "Where inner-loop jobs run: ray runs them over --workers Ray workers, one model replica each.", EXECUTORS)
+    executor: str = option(
+        "in-process",
+        "Where inner-loop jobs run: processes runs them over --workers local processes sharing --threads, ray over --workers Ray workers; one model replica each.",
+        EXECUTORS,
+    )
     ray_address: str = option("", "Ray cluster to join with --executor ray: auto, or HEAD_IP:6379, from a node of the cluster (empty: start a local Ray).")
-    workers: int = option(1, "Ray workers with --executor ray (one GPU each on a cluster with GPUs, else one CPU).")
+    workers: int = option(1, "Worker processes with --executor processes (each with an equal share of --threads), or Ray workers with --executor ray (one GPU each on a cluster with GPUs, else one CPU).")
 
     def start_executor(self) -> Executor:
         """The executor ``--executor`` names (for Ray: joins ``--ray-address`` or starts a local Ray)."""
         check_choice(self.executor, EXECUTORS, "--executor")
-        if self.workers < 1 or (self.workers > 1 and self.executor != "ray"):
-            raise ValueError(f"--workers {self.workers}: give a positive number, and more than 1 only with --executor ray.")
+        if self.workers < 1 or (self.workers > 1 and self.executor == "in-process"):
+            raise ValueError(f"--workers {self.workers}: give a positive number, and more than 1 only with --executor processes or ray.")
+        if self.executor == "processes":
+            threads = usable_cores()
+            if self.workers > threads:
+                raise ValueError(f"--workers {self.workers} with --threads {threads}: each worker process needs a thread of its own; lower --workers or raise --threads.")
+            return ProcessExecutor(self.workers, prepare=partial(set_threads, share(threads, self.workers)))
         if self.executor == "ray":
             return RayExecutor(self.ray_address or None, self.workers)
         return InProcessExecutor()

@@ -1,12 +1,12 @@
-"""Executors: run inner-loop jobs in this process (the default) or over the workers of a Ray cluster.
+"""Executors: run inner-loop jobs in this process (the default), in local worker processes, or over the workers of a Ray cluster.
 
 A *worker* is per-process state, typically a model replica with its domain and inner-loop engine,
 built once by a ``setup`` callable in the process that runs the jobs. A *job* is a function
 ``job(worker, item) -> result``. ``executor.run(setup, job, items)`` yields ``(item, result)`` pairs
 as jobs finish; the caller records each result when it arrives, so a job is counted exactly once
 however often it had to be retried. A job may be a generator of partial results: in this process
-the caller receives each as the job produces it; from a Ray actor they come back together, as a
-list, when the job ends.
+the caller receives each as the job produces it; from a worker process or a Ray actor they come back
+together, as a list, when the job ends.
 
 Jobs must not depend on the order they run in or on what ran before them in the same worker: then
 every executor gives the same results, only faster or slower.
@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+import multiprocessing
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Protocol, Sequence, TypeVar
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,57 @@ class InProcessExecutor:
             if worker is None:
                 worker = setup()
             yield item, job(worker, item)
+
+
+class ProcessExecutor:
+    """Jobs spread over ``workers`` local processes, each holding one worker: all cores of one machine, without Ray.
+
+    The processes are started fresh (``spawn``: nothing of this process's state is inherited), each
+    runs ``prepare`` first (e.g. to set its number of compute threads), builds its worker with
+    ``setup`` on its first job and keeps it for the next. ``setup``, ``job`` and the items must be
+    picklable (module-level functions, ``functools.partial`` of them, dataclasses). Results come back
+    as jobs finish. A worker process that dies ends the run with :class:`ExecutorError`; the results
+    already yielded were recorded, so re-running resumes.
+    """
+
+    def __init__(self, workers: int = 1, prepare: Callable[[], None] | None = None):
+        self.workers = workers
+        self.prepare = prepare
+
+    def run(self, setup: Callable[[], W], job: Callable[[W, I], R], items: Sequence[I]) -> Iterator[tuple[I, R]]:
+        if not items:
+            return
+        context = multiprocessing.get_context("spawn")
+        workers = min(self.workers, len(items))
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_process, initargs=(setup, self.prepare)) as pool:
+            futures = {pool.submit(_run_in_process, job, item): item for item in items}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            except BrokenProcessPool:
+                raise ExecutorError("A worker process died mid-job (out of memory?); finished jobs are recorded, re-run to resume.") from None
+            finally:
+                for future in futures:
+                    future.cancel()
+
+
+_process_setup: Callable[[], object] | None = None  # in a worker process: how to build its worker
+_process_worker: object = None  # in a worker process: the worker, built by its first job
+
+
+def _start_process(setup: Callable[[], object], prepare: Callable[[], None] | None) -> None:
+    global _process_setup
+    if prepare is not None:
+        prepare()
+    _process_setup = setup
+
+
+def _run_in_process(job, item):
+    global _process_worker
+    if _process_worker is None:
+        _process_worker = _process_setup()
+    result = job(_process_worker, item)
+    return list(result) if inspect.isgenerator(result) else result  # a generator cannot travel back to the caller
 
 
 class _Actor:
