@@ -38,9 +38,15 @@ def main() -> None:
     arc = ArcDomain(PromptFormatter(loaded.tokenizer, loaded.chat), ArcSettings(max_examples=24))
     tasks = load_tasks(args.tasks.split(","), split="training")
     free = GenerationSettings(max_new_tokens=320, temperature=0.7, top_p=0.95)
-    rows = ["| sampling | self-edits | parsed | within the step budget | seconds per self-edit | commonest rejection |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| sampling | self-edits | parsed | within the step budget | seconds per self-edit | commonest rejection |",
+        "|---|---|---|---|---|---|",
+    ]
     chosen = []
-    for label, settings in (("free text (SEAL)", free), ("JSON schema (--constrained-self-edits)", replace(free, json_schema=json.dumps(CONFIG_SCHEMA)))):
+    for label, settings in (
+        ("free text (SEAL)", free),
+        ("JSON schema (--constrained-self-edits)", replace(free, json_schema=json.dumps(CONFIG_SCHEMA))),
+    ):
         prompts = [arc.self_edit_prompt(task) for task in tasks for _ in range(args.k)]
         start = time.perf_counter()
         generations = generate(loaded.model, loaded.tokenizer, prompts, settings)

@@ -41,7 +41,10 @@ def machine() -> str:
 def cpu_model() -> str:
     """The processor's name as the kernel reports it (machines differ: AVX2 only, or AMX)."""
     with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-        return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor() or "unknown CPU")
+        return next(
+            (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+            platform.processor() or "unknown CPU",
+        )
 
 
 def publish(section: str, append: bool) -> None:

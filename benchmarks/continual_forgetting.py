@@ -29,19 +29,28 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=3)
     parser.add_argument("--out", default="runs/bench-continual-8x3")
     parser.add_argument("--model", default="bundled:smollm2-135m-instruct")
-    parser.add_argument("--target-modules", default="all-linear", help="LoRA targets (all-linear: what learns a passage at 135M).")
+    parser.add_argument(
+        "--target-modules", default="all-linear", help="LoRA targets (all-linear: what learns a passage at 135M)."
+    )
     parser.add_argument("--extra", default="", help="More flags for seal eval continual, quoted.")
     parser.add_argument("--no-append", action="store_true", help="Print the section only; leave BENCHMARKS.md alone.")
     args = parser.parse_args()
     seal_args = [
-        "eval", "continual",
-        "--model", args.model,
-        "--data", str(SQUAD / "eval200.json"),
-        "--n-passages", str(args.n_passages),
-        "--sequences", str(args.sequences),
+        "eval",
+        "continual",
+        "--model",
+        args.model,
+        "--data",
+        str(SQUAD / "eval200.json"),
+        "--n-passages",
+        str(args.n_passages),
+        "--sequences",
+        str(args.sequences),
         "--guard",
-        "--target-modules", args.target_modules,
-        "--out", args.out,
+        "--target-modules",
+        args.target_modules,
+        "--out",
+        args.out,
         *shlex.split(args.extra),
     ]
     wall = run_seal(seal_args)
@@ -50,7 +59,7 @@ def main() -> None:
 ## Forgetting under sequential updates: {args.sequences} sequences of {args.n_passages} eval200 passages ({dt.date.today()})
 
 Command: `{command()}`
-(= `seal {' '.join(map(shlex.quote, seal_args))}`)
+(= `seal {" ".join(map(shlex.quote, seal_args))}`)
 Machine: {machine()}; wall time of this invocation {wall / 60:.1f} min (a resumed run counts only the resumed part).
 Heatmap: `{args.out}/forgetting.png`. Summaries are means over sequences ± standard error; backward
 transfer is negative and forgetting positive when later updates erase earlier passages.

@@ -30,7 +30,9 @@ BEHAVIOURS = {  # how a seal process starts: the code that runs `seal` with sys.
     "before": "import torch, sys; from seal_lm.cli import main; sys.exit(main())",  # torch first: its OpenMP runtime keeps its default wait policy
     "now": "import sys; from seal_lm.cli import main; sys.exit(main())",
 }
-BUSY_LOOP = "import sys; {start}\nwhile True:\n    main(sys.argv[1:])"  # a busy job: seal demo again and again, until stopped
+BUSY_LOOP = (
+    "import sys; {start}\nwhile True:\n    main(sys.argv[1:])"  # a busy job: seal demo again and again, until stopped
+)
 
 
 def demo_args(epochs: int) -> list[str]:
@@ -39,22 +41,35 @@ def demo_args(epochs: int) -> list[str]:
 
 def environment() -> dict[str, str]:
     """This process's environment without the settings under test (each behaviour sets its own)."""
-    return {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+    }
 
 
 def timed_demo(behaviour: str, busy: int, epochs: int) -> tuple[float, float]:
     """Wall seconds of one ``seal demo`` and its training seconds, beside ``busy`` looping copies."""
     start_code = BEHAVIOURS[behaviour].replace("sys.exit(main())", "")
     others = [
-        subprocess.Popen([sys.executable, "-c", BUSY_LOOP.format(start=start_code), *demo_args(epochs)], env=environment(),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [sys.executable, "-c", BUSY_LOOP.format(start=start_code), *demo_args(epochs)],
+            env=environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(busy)
     ]
     try:
         time.sleep(10 if busy else 0)  # the busy jobs are past their model load, computing
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", BEHAVIOURS[behaviour], *demo_args(epochs)], env=environment(),
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", BEHAVIOURS[behaviour], *demo_args(epochs)],
+            env=environment(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         wall = time.perf_counter() - start
     finally:
         for other in others:
@@ -66,7 +81,9 @@ def timed_demo(behaviour: str, busy: int, epochs: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=10, help="seal demo --epochs (10: the demo's 60 steps; fewer for a quick check)")
+    parser.add_argument(
+        "--epochs", type=int, default=10, help="seal demo --epochs (10: the demo's 60 steps; fewer for a quick check)"
+    )
     parser.add_argument("--busy", default="0,1,2", help="numbers of busy jobs beside the timed one")
     parser.add_argument("--append", action="store_true", help="append the section to BENCHMARKS.md")
     args = parser.parse_args()
@@ -89,7 +106,7 @@ def main() -> None:
 ## CPU contention: `seal demo` alone and beside busy `seal` jobs, before and now ({dt.date.today()})
 
 Command: `{command()}`. Machine: {machine()}; {len(os.sched_getaffinity(0))} usable cores.
-Timed: one `seal {' '.join(demo_args(args.epochs))}` in a fresh process; beside it, that many copies of the
+Timed: one `seal {" ".join(demo_args(args.epochs))}` in a fresh process; beside it, that many copies of the
 same command running in a loop. *before*: torch's OpenMP runtime as it starts (idle threads spin before
 sleeping), all cores per process; *now*: seal-lm's default (`OMP_WAIT_POLICY=PASSIVE`, `GOMP_SPINCOUNT=3000`,
 `--threads` default).

@@ -67,7 +67,10 @@ def main() -> None:
     ray_start = time.perf_counter() - start
     executor = RayExecutor(workers=1)
     actor_start = seconds_to_first_result(executor, no_worker)
-    replica = {name: seconds_to_first_result(executor, partial(ModelOptions(model=spec).worker, KnowledgeDomain)) for name, spec in models.items()}
+    replica = {
+        name: seconds_to_first_result(executor, partial(ModelOptions(model=spec).worker, KnowledgeDomain))
+        for name, spec in models.items()
+    }
     in_process_load = {}
     for name, spec in models.items():
         start = time.perf_counter()
@@ -79,13 +82,16 @@ def main() -> None:
     rows = [
         f"| start a local Ray (`ray.init`) | {ray_start:.1f} s |",
         f"| start a worker, no model (Ray actor: process start, imports) | {actor_start:.1f} s |",
-        *(f"| start a worker and build its replica: {name} | {replica[name]:.1f} s (in-process build: {in_process_load[name]:.1f} s) |" for name in models),
+        *(
+            f"| start a worker and build its replica: {name} | {replica[name]:.1f} s (in-process build: {in_process_load[name]:.1f} s) |"
+            for name in models
+        ),
         f"| dispatch a job to a warm worker and get its result | {dispatch * 1000:.1f} ms (in-process: {local * 1e6:.1f} µs) |",
     ]
     section = f"""
 ## Ray executor overheads ({dt.date.today()})
 
-Command: `python {' '.join(sys.argv)}`. Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python
+Command: `python {" ".join(sys.argv)}`. Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python
 {platform.python_version()}, Ray {ray.__version__}, local Ray; one worker at a time; a no-op job
 for dispatch ({args.jobs} jobs).
 

@@ -39,7 +39,9 @@ from seal_lm.domains.knowledge.data import load_external_self_edits
 from seal_lm.model.loading import DEFAULT_MODEL, DTYPES, resolve_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
-SETTINGS = InnerLoopSettings(target_modules=("all-linear",))  # the paper's values otherwise (r32, a64, lr 1e-3, 10 ep, bs 1)
+SETTINGS = InnerLoopSettings(
+    target_modules=("all-linear",)
+)  # the paper's values otherwise (r32, a64, lr 1e-3, 10 ep, bs 1)
 
 
 def candidates(domain: KnowledgeDomain, passage, k: int) -> list[TrainPlan]:
@@ -63,7 +65,13 @@ def run_reference(model, tokenizer, plans, prompts, generation) -> tuple[list[li
             ids = tokenizer(example.completion, add_special_tokens=False)["input_ids"]
             rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)})
             tokens += (len(ids) - 1) * plan.settings.epochs
-        config = LoraConfig(r=SETTINGS.rank, lora_alpha=SETTINGS.alpha, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+        config = LoraConfig(
+            r=SETTINGS.rank,
+            lora_alpha=SETTINGS.alpha,
+            lora_dropout=0.0,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
         lora_model = get_peft_model(model, config)
         trainer = Trainer(
             model=lora_model,
@@ -152,7 +160,11 @@ LABELS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--side", choices=[*RUNNERS, "all"], default="all")
-    parser.add_argument("--runs", default="reference:float32,ours:float32,ours:bfloat16", help="SIDE:DTYPE pairs run by --side all; the first is the reference of the speed-ups.")
+    parser.add_argument(
+        "--runs",
+        default="reference:float32,ours:float32,ours:bfloat16",
+        help="SIDE:DTYPE pairs run by --side all; the first is the reference of the speed-ups.",
+    )
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="weights' dtype of one --side")
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args()
@@ -176,7 +188,7 @@ def main() -> None:
 
 Command: `python benchmarks/inner_loop.py --k {args.k} --runs {args.runs}`. Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"},
 bundled SmolLM2-135M, LoRA r32/α64 on all linear layers, lr 1e-3, 10 epochs, batch 1; candidates = the
-GPT-4.1 self-edits of eval200 passage 0; {reference['questions']} questions answered per candidate.
+GPT-4.1 self-edits of eval200 passage 0; {reference["questions"]} questions answered per candidate.
 
 | | wall time (s) | speed-up vs A | correct per candidate | trained tokens | achieved GFLOP/s | share of matmul peak (same dtype) | peak RAM (GiB) |
 |---|---|---|---|---|---|---|---|

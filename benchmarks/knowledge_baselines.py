@@ -31,15 +31,24 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="More flags for seal eval knowledge, quoted.")
     args = parser.parse_args()
     seal_args = [
-        "eval", "knowledge",
-        "--data", str(SQUAD / "eval200.json"),
-        "--n-passages", str(args.n_passages),
-        "--conditions", "base,passage,self-edit,external",
-        "--external", str(SQUAD / "self_edits_gpt41_eval200.json"),
-        "--self-edit-prompt", "implications",
-        "--k", "1",
-        "--target-modules", args.target_modules,
-        "--out", args.out,
+        "eval",
+        "knowledge",
+        "--data",
+        str(SQUAD / "eval200.json"),
+        "--n-passages",
+        str(args.n_passages),
+        "--conditions",
+        "base,passage,self-edit,external",
+        "--external",
+        str(SQUAD / "self_edits_gpt41_eval200.json"),
+        "--self-edit-prompt",
+        "implications",
+        "--k",
+        "1",
+        "--target-modules",
+        args.target_modules,
+        "--out",
+        args.out,
         *shlex.split(args.extra),
     ]
     wall = run_seal(seal_args)
@@ -50,9 +59,9 @@ def main() -> None:
     section = f"""
 ## Knowledge incorporation, single passage: {args.n_passages} eval200 passages ({dt.date.today()})
 
-Command: `python {' '.join(map(shlex.quote, sys.argv))}`
-(= `seal {' '.join(map(shlex.quote, seal_args))}`)
-Machine: {platform.machine()}, {__import__('os').cpu_count()} CPUs, {platform.python_version()}; wall time of this invocation
+Command: `python {" ".join(map(shlex.quote, sys.argv))}`
+(= `seal {" ".join(map(shlex.quote, seal_args))}`)
+Machine: {platform.machine()}, {__import__("os").cpu_count()} CPUs, {platform.python_version()}; wall time of this invocation
 {wall / 60:.1f} min (a resumed run counts only the resumed part); peak RAM {peak_ram_gib:.2f} GiB;
 inner-loop training time per adapter: mean {sum(inner) / max(len(inner), 1):.1f} s, max {max(inner, default=0):.1f} s over {len(inner)} adapters.
 

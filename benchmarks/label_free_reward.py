@@ -33,7 +33,15 @@ from dataclasses import asdict, replace
 
 from common import SQUAD, command, machine, publish
 
-from seal_lm import InnerLoop, InnerLoopSettings, KnowledgeDomain, KnowledgeSettings, PromptFormatter, load_model, load_passages
+from seal_lm import (
+    InnerLoop,
+    InnerLoopSettings,
+    KnowledgeDomain,
+    KnowledgeSettings,
+    PromptFormatter,
+    load_model,
+    load_passages,
+)
 from seal_lm.continual.metrics import estimate, spearman
 from seal_lm.continual.probes import cloze_probes
 from seal_lm.domains.base import SelfEditRejected
@@ -49,8 +57,15 @@ def main() -> None:
     parser.add_argument("--n-passages", type=int, default=20)
     parser.add_argument("--k", type=int, default=5, help="Candidate self-edits per passage.")
     parser.add_argument("--probe-count", type=int, default=5)
-    parser.add_argument("--probe-source", choices=["model", "cloze"], default="model", help="model: pairs the model writes; cloze: fill-in-the-blank sentences of the passage.")
-    parser.add_argument("--temperature", type=float, default=1.0, help="Self-edit sampling temperature (SEAL's RL: 1.0).")
+    parser.add_argument(
+        "--probe-source",
+        choices=["model", "cloze"],
+        default="model",
+        help="model: pairs the model writes; cloze: fill-in-the-blank sentences of the passage.",
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="Self-edit sampling temperature (SEAL's RL: 1.0)."
+    )
     parser.add_argument("--model", default="bundled:smollm2-135m-instruct")
     parser.add_argument("--target-modules", default="all-linear")
     parser.add_argument("--epochs", type=int, default=10)
@@ -66,14 +81,18 @@ def main() -> None:
     start = time.time()
     if len(done) < len(passages):
         loaded = load_model(args.model)
-        inner = InnerLoopSettings(target_modules=tuple(args.target_modules.split(",")), epochs=args.epochs, seed=args.seed)
+        inner = InnerLoopSettings(
+            target_modules=tuple(args.target_modules.split(",")), epochs=args.epochs, seed=args.seed
+        )
         domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), KnowledgeSettings(inner_loop=inner))
         loop = InnerLoop(loaded.model, loaded.tokenizer)
         for passage in passages:
             if passage.id not in done:
                 done[passage.id] = score_passage(passage, domain, loop, args)
                 run.append(RECORDS, done[passage.id])
-                print(f"{passage.id}: gold {fmt(done[passage.id]['gold'])}, label-free {fmt(done[passage.id]['label_free'])}")
+                print(
+                    f"{passage.id}: gold {fmt(done[passage.id]['gold'])}, label-free {fmt(done[passage.id]['label_free'])}"
+                )
     records = [done[p.id] for p in passages]
     run.write_json("summary.json", summarize(records))
     publish(section(args, summarize(records), time.time() - start), append=not args.no_append)
@@ -90,11 +109,22 @@ def score_passage(passage, domain: KnowledgeDomain, loop: InnerLoop, args) -> di
         written_by_model, raw = write_probes(loop, domain, passage, args.probe_count, probe_generation)
         written, probe_text, probe_counts = written_by_model.probes, raw.text, written_by_model.summary()
     if not written:  # nothing to compare the gold reward with: the passage is left out, untrained
-        return {"passage_id": passage.id, "probes": [], "probe_counts": probe_counts, "probe_text": probe_text,
-                "rejected_self_edits": 0, "base": None, "gold": [], "label_free": [], "seconds": round(time.perf_counter() - clock, 1)}
+        return {
+            "passage_id": passage.id,
+            "probes": [],
+            "probe_counts": probe_counts,
+            "probe_text": probe_text,
+            "rejected_self_edits": 0,
+            "base": None,
+            "gold": [],
+            "label_free": [],
+            "seconds": round(time.perf_counter() - clock, 1),
+        }
     probes = replace(passage, questions=written)
     prompts = domain.probe_prompts(passage) + domain.probe_prompts(probes)
-    sampling = GenerationSettings(max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=0.95, seed=args.seed, batch_size=args.k)
+    sampling = GenerationSettings(
+        max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=0.95, seed=args.seed, batch_size=args.k
+    )
     edits = loop.generate_with_base([domain.self_edit_prompt(passage)] * args.k, sampling)
     plans, rejected = [], 0
     for index, edit in enumerate(edits):
@@ -135,7 +165,9 @@ def summarize(records: list[dict]) -> dict:
     within = [spearman(r["gold"], r["label_free"]) for r in usable if len(r["gold"]) > 1]
     within = [value for value in within if not math.isnan(value)]
     pooled = [(g, f) for r in usable for g, f in zip(r["gold"], r["label_free"])]
-    gains = [(g - r["base"]["gold"], f - r["base"]["label_free"]) for r in usable for g, f in zip(r["gold"], r["label_free"])]
+    gains = [
+        (g - r["base"]["gold"], f - r["base"]["label_free"]) for r in usable for g, f in zip(r["gold"], r["label_free"])
+    ]
     picks = [r["gold"][r["label_free"].index(max(r["label_free"]))] for r in usable]
     return {
         "passages": len(records),
@@ -143,12 +175,16 @@ def summarize(records: list[dict]) -> dict:
         "passages_scored": len(usable),
         "candidates_scored": len(pooled),
         "rejected_self_edits": sum(r["rejected_self_edits"] for r in records),
-        "probe_counts": {key: statistics.fmean(r["probe_counts"][key] for r in records) for key in ("kept", "malformed", "dropped")},
+        "probe_counts": {
+            key: statistics.fmean(r["probe_counts"][key] for r in records) for key in ("kept", "malformed", "dropped")
+        },
         "within_passage_spearman": asdict(estimate(within)) if within else None,
         "pooled_spearman_rewards": _pooled_spearman(pooled),
         "pooled_spearman_gains": _pooled_spearman(gains),
         "label_free_pick_is_gold_best": sum(pick == max(r["gold"]) for pick, r in zip(picks, usable)),
-        "mean_gold_regret_of_label_free_pick": statistics.fmean(max(r["gold"]) - pick for pick, r in zip(picks, usable)) if usable else None,
+        "mean_gold_regret_of_label_free_pick": statistics.fmean(max(r["gold"]) - pick for pick, r in zip(picks, usable))
+        if usable
+        else None,
         "mean_gold_reward": statistics.fmean(g for g, _ in pooled) if pooled else None,
         "mean_label_free_reward": statistics.fmean(f for _, f in pooled) if pooled else None,
         "seconds_per_passage": statistics.fmean(r["seconds"] for r in records) if records else None,
@@ -158,23 +194,42 @@ def summarize(records: list[dict]) -> dict:
 def section(args, summary: dict, wall: float) -> str:
     within = summary["within_passage_spearman"]
     rows = [
-        ("passages (with ≥1 kept probe / scored)", f"{summary['passages']} ({summary['passages_with_probes']} / {summary['passages_scored']})"),
-        ("probes per passage: kept / malformed / dropped", " / ".join(f"{v:.1f}" for v in summary["probe_counts"].values())),
-        ("candidates scored (unusable self-edits left out)", f"{summary['candidates_scored']} ({summary['rejected_self_edits']} unusable)"),
-        ("Spearman within a passage, mean ± SE (passages where both vary)",
-         f"{within['mean']:.3f} ± {within['stderr'] or 0:.3f} (n={within['n']})" if within else "undefined (no passage where both rewards vary)"),
+        (
+            "passages (with ≥1 kept probe / scored)",
+            f"{summary['passages']} ({summary['passages_with_probes']} / {summary['passages_scored']})",
+        ),
+        (
+            "probes per passage: kept / malformed / dropped",
+            " / ".join(f"{v:.1f}" for v in summary["probe_counts"].values()),
+        ),
+        (
+            "candidates scored (unusable self-edits left out)",
+            f"{summary['candidates_scored']} ({summary['rejected_self_edits']} unusable)",
+        ),
+        (
+            "Spearman within a passage, mean ± SE (passages where both vary)",
+            f"{within['mean']:.3f} ± {within['stderr'] or 0:.3f} (n={within['n']})"
+            if within
+            else "undefined (no passage where both rewards vary)",
+        ),
         ("Spearman pooled over candidates: rewards", fmt(summary["pooled_spearman_rewards"])),
         ("Spearman pooled over candidates: gains over the base model", fmt(summary["pooled_spearman_gains"])),
-        ("label-free pick is a gold-best candidate", f"{summary['label_free_pick_is_gold_best']} / {summary['passages_scored']}"),
+        (
+            "label-free pick is a gold-best candidate",
+            f"{summary['label_free_pick_is_gold_best']} / {summary['passages_scored']}",
+        ),
         ("mean gold reward lost by the label-free pick", fmt(summary["mean_gold_regret_of_label_free_pick"])),
-        ("mean reward: gold / label-free", f"{fmt(summary['mean_gold_reward'])} / {fmt(summary['mean_label_free_reward'])}"),
+        (
+            "mean reward: gold / label-free",
+            f"{fmt(summary['mean_gold_reward'])} / {fmt(summary['mean_label_free_reward'])}",
+        ),
     ]
     table = "\n".join(["| measure | value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows])
     return f"""
 ## Label-free reward vs gold reward: {args.k} self-edits on each of {args.n_passages} eval200 passages ({dt.date.today()})
 
 Command: `{command()}`
-Machine: {machine()}; wall time of this invocation {wall / 60:.1f} min ({fmt(summary['seconds_per_passage'])} s per passage).
+Machine: {machine()}; wall time of this invocation {wall / 60:.1f} min ({fmt(summary["seconds_per_passage"])} s per passage).
 Model {args.model}, LoRA on {args.target_modules}, {args.epochs} epochs; self-edits at temperature {args.temperature};
 up to {args.probe_count} probes per passage ({"written by the model" if args.probe_source == "model" else "fill-in-the-blank sentences of the passage"}). Records: `{args.out}/records.jsonl`.
 

@@ -33,10 +33,17 @@ def step(model, ids, positions, per_sequence: bool, fused: bool) -> None:
     embeddings = model.get_input_embeddings()(ids).detach().requires_grad_(True)
     with per_sequence_attention(model) if per_sequence else contextlib.nullcontext():
         hidden = model.base_model(
-            inputs_embeds=embeddings, position_ids=positions, cu_seq_lens_q=sequence_boundaries(positions, model), use_cache=False
+            inputs_embeds=embeddings,
+            position_ids=positions,
+            cu_seq_lens_q=sequence_boundaries(positions, model),
+            use_cache=False,
         ).last_hidden_state[0, :-1]
     head, targets = model.get_output_embeddings(), ids[0, 1:]
-    losses = frozen_head_token_losses(hidden, head, targets) if fused else F.cross_entropy(head(hidden).float(), targets, reduction="none")
+    losses = (
+        frozen_head_token_losses(hidden, head, targets)
+        if fused
+        else F.cross_entropy(head(hidden).float(), targets, reduction="none")
+    )
     losses.mean().backward()
 
 
@@ -67,7 +74,7 @@ def main() -> None:
 ## Inner loop: one packed step, with and without the packed-row operations ({dt.date.today()})
 
 Command: `{command()}`. Machine: {machine()}; {torch.get_num_threads()} torch threads.
-Bundled SmolLM2-135M (fp32, frozen), one row of {len(LENGTHS)} sequences ({' + '.join(map(str, LENGTHS))} tokens), forward + backward;
+Bundled SmolLM2-135M (fp32, frozen), one row of {len(LENGTHS)} sequences ({" + ".join(map(str, LENGTHS))} tokens), forward + backward;
 median of {args.repeats} interleaved repeats.
 
 | attention | loss | seconds | speed-up |

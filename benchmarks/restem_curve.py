@@ -36,23 +36,59 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--n-passages", type=int, default=50, help="eval200 passages each policy is evaluated on")
     parser.add_argument("--engine", default="sequential")
-    parser.add_argument("--target-modules", default="all-linear", help="LoRA targets of the inner loop (all-linear: what learns a passage at 135M).")
-    parser.add_argument("--cpt", action="store_true", help="Also run the continued-pretraining setting for the first and last policy.")
+    parser.add_argument(
+        "--target-modules",
+        default="all-linear",
+        help="LoRA targets of the inner loop (all-linear: what learns a passage at 135M).",
+    )
+    parser.add_argument(
+        "--cpt", action="store_true", help="Also run the continued-pretraining setting for the first and last policy."
+    )
     parser.add_argument("--out", default="runs/restem-curve")
     parser.add_argument("--extra", default="", help="More flags for every seal command, quoted.")
     parser.add_argument("--no-append", action="store_true", help="Print the sections only; leave BENCHMARKS.md alone.")
     args = parser.parse_args()
     out = Path(args.out)
     shared = ["--target-modules", args.target_modules, "--engine", args.engine, *shlex.split(args.extra)]
-    run_seal(["train", "knowledge", "--data", str(SQUAD / "train_pool.json"), "--rounds", str(args.rounds),
-              "--contexts-per-round", str(args.contexts_per_round), "--k", str(args.k), "--out", str(out / "train"), *shared])
+    run_seal(
+        [
+            "train",
+            "knowledge",
+            "--data",
+            str(SQUAD / "train_pool.json"),
+            "--rounds",
+            str(args.rounds),
+            "--contexts-per-round",
+            str(args.contexts_per_round),
+            "--k",
+            str(args.k),
+            "--out",
+            str(out / "train"),
+            *shared,
+        ]
+    )
     policies = [BUNDLED] + [str(out / "train" / f"round-{r}" / "policy") for r in range(1, args.rounds + 1)]
     evaluations = []
     for round_, policy in enumerate(policies):
         conditions = "base,passage,self-edit" if round_ == 0 else "self-edit"
         run = out / f"eval-round-{round_}"
-        run_seal(["eval", "knowledge", "--model", policy, "--data", str(SQUAD / "eval200.json"), "--n-passages", str(args.n_passages),
-                  "--conditions", conditions, "--out", str(run), *shared])
+        run_seal(
+            [
+                "eval",
+                "knowledge",
+                "--model",
+                policy,
+                "--data",
+                str(SQUAD / "eval200.json"),
+                "--n-passages",
+                str(args.n_passages),
+                "--conditions",
+                conditions,
+                "--out",
+                str(run),
+                *shared,
+            ]
+        )
         evaluations.append((f"round-{round_}", run))
     publish(
         compare_rounds(evaluations)
@@ -67,12 +103,32 @@ def main() -> None:
         for round_ in (0, args.rounds):
             run = out / f"cpt-round-{round_}"
             conditions = "base,passage,self-edit" if round_ == 0 else "self-edit"
-            run_seal(["eval", "knowledge", "--setting", "cpt", "--model", policies[round_], "--data", str(SQUAD / "eval200.json"),
-                      "--n-passages", str(args.n_passages), "--conditions", conditions, "--out", str(run), *shared])
+            run_seal(
+                [
+                    "eval",
+                    "knowledge",
+                    "--setting",
+                    "cpt",
+                    "--model",
+                    policies[round_],
+                    "--data",
+                    str(SQUAD / "eval200.json"),
+                    "--n-passages",
+                    str(args.n_passages),
+                    "--conditions",
+                    conditions,
+                    "--out",
+                    str(run),
+                    *shared,
+                ]
+            )
             cpt_runs.append((f"cpt-round-{round_}", run))
-        publish(f"\n## Continued pretraining, {args.n_passages} eval200 passages pooled ({dt.date.today()})\n\n"
-                f"Command: `{command()}` (its steps `{cpt_runs[0][1]}`, `{cpt_runs[1][1]}`). Machine: {machine()}.\n\n"
-                f"The round-0 policy:\n\n{(cpt_runs[0][1] / 'results.md').read_text()}" + compare_rounds(cpt_runs), append=not args.no_append)
+        publish(
+            f"\n## Continued pretraining, {args.n_passages} eval200 passages pooled ({dt.date.today()})\n\n"
+            f"Command: `{command()}` (its steps `{cpt_runs[0][1]}`, `{cpt_runs[1][1]}`). Machine: {machine()}.\n\n"
+            f"The round-0 policy:\n\n{(cpt_runs[0][1] / 'results.md').read_text()}" + compare_rounds(cpt_runs),
+            append=not args.no_append,
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR")
     parser.add_argument("--condition", default="self-edit", help="the condition of each run to compare")
-    parser.add_argument("--train", type=Path, help="the seal train knowledge run directory whose rounds made the policies")
+    parser.add_argument(
+        "--train", type=Path, help="the seal train knowledge run directory whose rounds made the policies"
+    )
     parser.add_argument("--no-append", action="store_true", help="Print the section only; leave BENCHMARKS.md alone.")
     args = parser.parse_args()
     runs = [(label, Path(path)) for label, _, path in (run.partition("=") for run in args.runs)]
@@ -76,8 +78,11 @@ def records_on_shared_passages(runs: list[tuple[str, Path]], condition: str) -> 
 
 def training_rounds(train_dir: Path) -> str:
     """A table of what each ReST-EM round of ``seal train`` saw and kept (from its samples and summary)."""
-    rows = ["| round | contexts | self-edits | mean reward | mean best-of-k | within-context reward SD | contexts with any reward "
-            "| kept | rejected | mean self-edit tokens | truncated | M-step loss first → last | minutes |", "|---" * 13 + "|"]
+    rows = [
+        "| round | contexts | self-edits | mean reward | mean best-of-k | within-context reward SD | contexts with any reward "
+        "| kept | rejected | mean self-edit tokens | truncated | M-step loss first → last | minutes |",
+        "|---" * 13 + "|",
+    ]
     for summary_path in sorted(train_dir.glob("round-*/summary.json"), key=lambda p: int(p.parent.name.split("-")[1])):
         summary = json.loads(summary_path.read_text())
         records = list(RunDir(train_dir).records(f"{summary_path.parent.name}/samples.jsonl"))
@@ -97,11 +102,15 @@ def training_rounds(train_dir: Path) -> str:
 
 def self_edit_profile(runs: list[tuple[str, Path]], condition: str = "self-edit") -> str:
     """A table of what each policy's self-edits look like: length, usable lines, and how much is copied from the passage."""
-    rows = ["| policy | self-edits | rejected | truncated | mean tokens | mean training lines | copied 5-grams | accuracy |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| policy | self-edits | rejected | truncated | mean tokens | mean training lines | copied 5-grams | accuracy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for label, records in records_on_shared_passages(runs, condition).items():
         edits = [r["self_edit"] for r in records]
-        lines = [len(r["train"]["sequences"]) - 1 for r in records if r["train"]]  # the last sequence is the passage itself
+        lines = [
+            len(r["train"]["sequences"]) - 1 for r in records if r["train"]
+        ]  # the last sequence is the passage itself
         copied = [_copied_share(e["text"], e["prompt"]) for e in edits if e["text"].strip()]
         grades = [g["correct"] for r in records for g in r["grades"]]
         rows.append(
@@ -114,6 +123,7 @@ def self_edit_profile(runs: list[tuple[str, Path]], condition: str = "self-edit"
 
 def _copied_share(text: str, source: str, n: int = 5) -> float:
     """The share of ``text``'s word n-grams that also occur in ``source`` (1.0: every phrase copied)."""
+
     def grams(words: list[str]) -> list[tuple[str, ...]]:
         return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
 

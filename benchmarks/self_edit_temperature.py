@@ -14,7 +14,15 @@ import statistics
 import sys
 from pathlib import Path
 
-from seal_lm import GenerationSettings, KnowledgeDomain, PromptFormatter, SelfEditRejected, generate, load_model, load_passages
+from seal_lm import (
+    GenerationSettings,
+    KnowledgeDomain,
+    PromptFormatter,
+    SelfEditRejected,
+    generate,
+    load_model,
+    load_passages,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
 
@@ -29,7 +37,10 @@ def main() -> None:
     domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat))
     passages = load_passages(SHARED / "eval200.json")[: args.n_passages]
     prompts = [domain.self_edit_prompt(p) for p in passages]
-    rows = ["| temperature | mean items | passages with ≥5 items | truncated | rejected | mean tokens |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| temperature | mean items | passages with ≥5 items | truncated | rejected | mean tokens |",
+        "|---|---|---|---|---|---|",
+    ]
     for temperature in map(float, args.temperatures.split(",")):
         settings = GenerationSettings(max_new_tokens=args.max_tokens, temperature=temperature, top_p=0.95)
         edits = generate(loaded.model, loaded.tokenizer, prompts, settings)
@@ -47,7 +58,8 @@ def main() -> None:
     section = (
         f"\n## Self-edit usability by sampling temperature, {args.n_passages} eval200 passages ({dt.date.today()})\n\n"
         f"Command: `python {' '.join(sys.argv)}` (bundled model, implications prompt, budget {args.max_tokens} tokens)\n\n"
-        + "\n".join(rows) + "\n"
+        + "\n".join(rows)
+        + "\n"
     )
     with open(Path(__file__).resolve().parents[1] / "BENCHMARKS.md", "a") as f:
         f.write(section)

@@ -24,12 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import httpx2
-
 from common import command, machine, publish
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "seal_lm" / "data" / "sample_passages.json"
@@ -48,8 +47,20 @@ def server(run: Path, extra: list[str]) -> Iterator[tuple[str, int]]:
     port = free_port()
     log = open(run.parent / f"{run.name}.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "seal_lm", "serve", "--run", str(run), "--port", str(port), "--allow-unauthenticated-writes", *extra],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "seal_lm",
+            "serve",
+            "--run",
+            str(run),
+            "--port",
+            str(port),
+            "--allow-unauthenticated-writes",
+            *extra,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -78,7 +89,12 @@ def chat(url: str, max_tokens: int, model: str = "seal") -> float:
     start = time.perf_counter()
     response = httpx2.post(
         f"{url}/v1/chat/completions",
-        json={"model": model, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": max_tokens, "temperature": 0},
+        json={
+            "model": model,
+            "messages": [{"role": "user", "content": QUESTION}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        },
         timeout=600,
     )
     response.raise_for_status()
@@ -89,7 +105,11 @@ def load(url: str, clients: int, requests_per_client: int, max_tokens: int) -> d
     """``clients`` concurrent clients, each sending its requests one after another: latency p50/p95 and requests/s."""
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        latencies = [t for ts in pool.map(lambda _: [chat(url, max_tokens) for _ in range(requests_per_client)], range(clients)) for t in ts]
+        latencies = [
+            t
+            for ts in pool.map(lambda _: [chat(url, max_tokens) for _ in range(requests_per_client)], range(clients))
+            for t in ts
+        ]
     wall = time.perf_counter() - start
     latencies.sort()
     return {
@@ -102,8 +122,11 @@ def load(url: str, clients: int, requests_per_client: int, max_tokens: int) -> d
 
 
 def post(url: str, passage: dict) -> str:
-    document = {"title": passage["title"], "text": passage["context"],
-                "questions": [{"question": q["question"], "answers": [q["answer"]]} for q in passage["questions"]]}
+    document = {
+        "title": passage["title"],
+        "text": passage["context"],
+        "questions": [{"question": q["question"], "answers": [q["answer"]]} for q in passage["questions"]],
+    }
     response = httpx2.post(f"{url}/v1/documents", json=document)
     response.raise_for_status()
     return response.json()["id"]
@@ -121,7 +144,9 @@ def wait(url: str, document_id: str, statuses: tuple[str, ...]) -> dict:
 
 def learning_seconds(shown: dict) -> float:
     """From the POST (submitted) to the decision (finished), as the server recorded them."""
-    return (dt.datetime.fromisoformat(shown["finished"]) - dt.datetime.fromisoformat(shown["submitted"])).total_seconds()
+    return (
+        dt.datetime.fromisoformat(shown["finished"]) - dt.datetime.fromisoformat(shown["submitted"])
+    ).total_seconds()
 
 
 def measure_layout(layout: str, args, passages: list[dict], workdir: Path) -> dict:
@@ -148,14 +173,31 @@ def measure_layout(layout: str, args, passages: list[dict], workdir: Path) -> di
 
 def memory_with_versions(workdir: Path, versions: int, model: str) -> tuple[float, float]:
     """Resident MiB with 1 and with ``versions`` versions loaded (cheap documents: 1 epoch, gold probes)."""
-    extra = ["--model", model, "--epochs", "1", "--self-edit-max-tokens", "16", "--probes", "gold", "--answer-max-tokens", "8",
-             "--max-loaded-versions", str(versions), "--min-gain", "-1"]
+    extra = [
+        "--model",
+        model,
+        "--epochs",
+        "1",
+        "--self-edit-max-tokens",
+        "16",
+        "--probes",
+        "gold",
+        "--answer-max-tokens",
+        "8",
+        "--max-loaded-versions",
+        str(versions),
+        "--min-gain",
+        "-1",
+    ]
     with server(workdir / "run-memory", extra) as (url, pid):
         chat(url, 4)
         one = resident_mib(pid)
         for n in range(versions - 1):
-            passage = {"title": f"Note {n}", "context": f"Note {n}: the code word is item{n}.",
-                       "questions": [{"question": "What is the code word?", "answer": f"item{n}"}]}
+            passage = {
+                "title": f"Note {n}",
+                "context": f"Note {n}: the code word is item{n}.",
+                "questions": [{"question": "What is the code word?", "answer": f"item{n}"}],
+            }
             wait(url, post(url, passage), ("accepted", "rejected", "failed"))
         models = [m["id"] for m in httpx2.get(f"{url}/v1/models").json()["data"] if m["id"] != "seal"]
         for model in models:
@@ -187,7 +229,9 @@ def section(results: list[dict], memory: tuple[float, float] | None, args, minut
             f"{result['learn_busy']:.0f} s under the load above; resident memory {result['memory_1']:.0f} MiB with 1 version."
         )
     if memory:
-        lines.append(f"- memory: {memory[0]:.0f} MiB with 1 version loaded, {memory[1]:.0f} MiB with 10 (layout {results[0]['layout']}).")
+        lines.append(
+            f"- memory: {memory[0]:.0f} MiB with 1 version loaded, {memory[1]:.0f} MiB with 10 (layout {results[0]['layout']})."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -47,7 +47,8 @@ def main() -> None:
             tokens[label] = sum(o.tokens for o in outputs)
     baseline = statistics.median(seconds["prefilled per sample"])
     rows = "\n".join(
-        f"| {label} | {statistics.median(times):.1f} | {tokens[label]} | {baseline / statistics.median(times):.2f}× |" for label, times in seconds.items()
+        f"| {label} | {statistics.median(times):.1f} | {tokens[label]} | {baseline / statistics.median(times):.2f}× |"
+        for label, times in seconds.items()
     )
     publish(
         f"""

@@ -85,7 +85,13 @@ def reference_squad_scores(squad_data: list[dict], predictions: dict[str, str]) 
     from torchmetrics.functional.text import squad
 
     targets = [
-        {"id": qa["id"], "answers": {"text": [a["text"] for a in qa["answers"]], "answer_start": [a.get("answer_start", 0) for a in qa["answers"]]}}
+        {
+            "id": qa["id"],
+            "answers": {
+                "text": [a["text"] for a in qa["answers"]],
+                "answer_start": [a.get("answer_start", 0) for a in qa["answers"]],
+            },
+        }
         for article in squad_data
         for paragraph in article["paragraphs"]
         for qa in paragraph["qas"]

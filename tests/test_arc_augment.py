@@ -25,8 +25,14 @@ ALL = augmentations(FAMILIES)
 
 def test_families_hold_the_expected_augmentations():
     assert [a.name for a in augmentations(["basic"])] == [
-        "identity", "rotate90", "rotate180", "rotate270",
-        "flip_horizontal", "flip_vertical", "transpose", "anti_transpose",
+        "identity",
+        "rotate90",
+        "rotate180",
+        "rotate270",
+        "flip_horizontal",
+        "flip_vertical",
+        "transpose",
+        "anti_transpose",
     ]
     assert [a.name for a in augmentations(["size"], include_identity=False)] == ["upscale2"]
     assert [a.name for a in augmentations(["repeat"], include_identity=False)] == ["tile2x1", "tile1x2", "tile2x2"]

@@ -69,12 +69,21 @@ def test_to_json_round_trips_and_strategies_map_to_loss():
     [
         ("no json here", "no complete JSON object"),
         ('{"data_generation": {"use_basic_augmentations": tr', "no complete JSON object"),
-        (edited("data_generation", "use_basic_augmentations", "yes"), "use_basic_augmentations must be true or false, got 'yes'"),
+        (
+            edited("data_generation", "use_basic_augmentations", "yes"),
+            "use_basic_augmentations must be true or false, got 'yes'",
+        ),
         (edited("data_generation", "use_size_augmentations", 1), "use_size_augmentations must be true or false, got 1"),
         (edited("data_generation", "use_repeat_augmentations", delete=True), "missing key 'use_repeat_augmentations'"),
-        (edited("data_generation", "use_colour_permutations", "no"), "use_colour_permutations must be true or false, got 'no'"),
+        (
+            edited("data_generation", "use_colour_permutations", "no"),
+            "use_colour_permutations must be true or false, got 'no'",
+        ),
         (edited("data_generation", "use_color_augmentations", True), "unknown key 'use_color_augmentations'"),
-        (edited("training", "strategy", "train_on_everything"), "strategy must be one of train_using_all_tokens, train_using_output_tokens"),
+        (
+            edited("training", "strategy", "train_on_everything"),
+            "strategy must be one of train_using_all_tokens, train_using_output_tokens",
+        ),
         (edited("training", "strategy", 1), "strategy must be a string"),
         (edited("training", "learning_rate", 0), r"learning_rate must be in \(0, 0.01\], got 0"),
         (edited("training", "learning_rate", -1e-4), r"learning_rate must be in \(0, 0.01\]"),
@@ -103,12 +112,21 @@ def test_non_finite_learning_rate_is_rejected():
 @given(st.data())
 def test_every_configuration_the_schema_allows_parses(data):
     """Constrained decoding writes only what CONFIG_SCHEMA allows; parse_config must accept all of it."""
-    def value(schema):
-        return data.draw(st.booleans()) if schema.get("type") == "boolean" else data.draw(st.sampled_from(schema["enum"]))
 
-    config = {group: {key: value(s) for key, s in spec["properties"].items()} for group, spec in CONFIG_SCHEMA["properties"].items()}
+    def value(schema):
+        return (
+            data.draw(st.booleans()) if schema.get("type") == "boolean" else data.draw(st.sampled_from(schema["enum"]))
+        )
+
+    config = {
+        group: {key: value(s) for key, s in spec["properties"].items()}
+        for group, spec in CONFIG_SCHEMA["properties"].items()
+    }
     parsed = parse_config(json.dumps(config, separators=(",", ":")))
-    assert parsed.learning_rate == config["training"]["learning_rate"] and parsed.epochs == config["training"]["num_train_epochs"]
+    assert (
+        parsed.learning_rate == config["training"]["learning_rate"]
+        and parsed.epochs == config["training"]["num_train_epochs"]
+    )
 
 
 def test_rejections_are_self_edit_rejections():

@@ -46,8 +46,14 @@ def test_arc_agi_2_loads():
     "call, message",
     [
         (lambda: load_tasks(["44f52bb1"]), "Unknown ARC task id '44f52bb1'.*Did you mean 44f52bb0"),
-        (lambda: load_tasks(["x"], split="train"), "Unknown ARC split 'train'. Did you mean 'training'\\? Available: training, evaluation"),
-        (lambda: load_tasks(["x"], version="arc-agi-3"), "Unknown ARC version 'arc-agi-3'. Did you mean 'arc-agi-2'\\? Available: arc-agi-1, arc-agi-2"),
+        (
+            lambda: load_tasks(["x"], split="train"),
+            "Unknown ARC split 'train'. Did you mean 'training'\\? Available: training, evaluation",
+        ),
+        (
+            lambda: load_tasks(["x"], version="arc-agi-3"),
+            "Unknown ARC version 'arc-agi-3'. Did you mean 'arc-agi-2'\\? Available: arc-agi-1, arc-agi-2",
+        ),
     ],
 )
 def test_bad_ids_splits_and_versions_say_what_is_available(call, message):
@@ -87,7 +93,10 @@ def test_a_solutions_file_fills_in_test_outputs(tmp_path):
         ({"train": TASK["train"]}, "task bad: 'test' must be a non-empty list"),
         ({**TASK, "train": [{"input": [[1]]}]}, r"task bad, train\[0\]: a demonstration needs an 'output' grid"),
         ({**TASK, "train": [{"output": [[1]]}]}, r"task bad, train\[0\]: expected an object with 'input'"),
-        ({**TASK, "train": [{"input": [[1, 2], [3]], "output": [[1]]}]}, r"train\[0\].input: grid rows have different lengths"),
+        (
+            {**TASK, "train": [{"input": [[1, 2], [3]], "output": [[1]]}]},
+            r"train\[0\].input: grid rows have different lengths",
+        ),
         ({**TASK, "test": [{"input": [[12]]}]}, r"test\[0\].input: grid cells must be integers 0-9, found 12"),
         ({**TASK, "test": [{"input": "123"}]}, r"test\[0\].input: a grid must be a list of rows"),
         ({"t1": TASK, "t2": {**TASK, "train": "x"}}, "task t2: 'train' must be a non-empty list"),

@@ -62,7 +62,11 @@ def perfect_answers(arc: ArcDomain, task: ArcTask) -> list[str]:
 def test_leave_one_out_uses_each_demonstration_once_as_query():
     tasks = leave_one_out(FLIP.train)
     assert [query for _, query in tasks] == list(FLIP.train)
-    assert [context for context, _ in tasks] == [list(FLIP.train[1:]), [FLIP.train[0], FLIP.train[2]], list(FLIP.train[:2])]
+    assert [context for context, _ in tasks] == [
+        list(FLIP.train[1:]),
+        [FLIP.train[0], FLIP.train[2]],
+        list(FLIP.train[:2]),
+    ]
 
 
 def test_plain_leave_one_out_examples_are_the_task_format():
@@ -148,7 +152,9 @@ def test_probe_prompts_are_one_view_per_prompt_for_each_test_input():
     test_input = FLIP.test[1][0]
     rotate90 = arc.views[1]
     assert prompts[3] == format_task(FLIP.train, test_input)  # view 0 is the identity
-    assert prompts[4] == format_task([(rotate90.apply(i), rotate90.apply(o)) for i, o in FLIP.train], rotate90.apply(test_input))
+    assert prompts[4] == format_task(
+        [(rotate90.apply(i), rotate90.apply(o)) for i, o in FLIP.train], rotate90.apply(test_input)
+    )
     assert all(format_completion(gold) not in p for p in prompts for _, gold in FLIP.test)
 
 
@@ -156,7 +162,12 @@ def test_self_edit_prompt_shows_demonstrations_and_every_key(tiny_tokenizer):
     for arc in (domain(), domain(tiny_tokenizer, chat=True)):
         prompt = arc.self_edit_prompt(FLIP)
         assert format_task(FLIP.train[:2], FLIP.train[2][0]) in prompt
-        for key in [*CONFIG["data_generation"], *CONFIG["training"], "train_using_all_tokens", "train_using_output_tokens"]:
+        for key in [
+            *CONFIG["data_generation"],
+            *CONFIG["training"],
+            "train_using_all_tokens",
+            "train_using_output_tokens",
+        ]:
             assert key in prompt
     assert domain().self_edit_prompt(FLIP).endswith("Configuration:\n")
     assert domain(tiny_tokenizer, chat=True).self_edit_prompt(FLIP).startswith("<|im_start|>user\n")
@@ -237,12 +248,16 @@ def test_submission_has_two_attempts_per_test_input(tmp_path):
     answers[2:] = ["", ""]
     path = tmp_path / "out" / "submission.json"
     written = write_submission(path, {"flip": arc.score(FLIP, answers)})
-    assert json.loads(path.read_text()) == written == {
-        "flip": [
-            {"attempt_1": [list(row) for row in FLIP.test[0][1]], "attempt_2": [[0]]},
-            {"attempt_1": [[0]], "attempt_2": [[0]]},
-        ]
-    }
+    assert (
+        json.loads(path.read_text())
+        == written
+        == {
+            "flip": [
+                {"attempt_1": [list(row) for row in FLIP.test[0][1]], "attempt_2": [[0]]},
+                {"attempt_1": [[0]], "attempt_2": [[0]]},
+            ]
+        }
+    )
     with pytest.raises(ValueError, match="cover test inputs \\[1\\]"):
         task_attempts(arc.score(FLIP, answers)[2:])
 
@@ -262,7 +277,17 @@ def test_tiny_model_test_time_training_end_to_end(tiny_tokenizer):
     records = arc.score(FLIP, [answer.text for answer in result.answers])
     assert len(records) == len(prompts) == 4
     for record, answer in zip(records, result.answers):
-        assert set(record) == {"test_index", "view", "raw_answer", "parsed", "prediction", "attempt_1", "attempt_2", "gold", "correct"}
+        assert set(record) == {
+            "test_index",
+            "view",
+            "raw_answer",
+            "parsed",
+            "prediction",
+            "attempt_1",
+            "attempt_2",
+            "gold",
+            "correct",
+        }
         assert record["parsed"] == (parse_completion(answer.text) is not None)
         assert isinstance(record["correct"], bool)
     assert [r["test_index"] for r in records] == [0, 0, 1, 1]

@@ -57,8 +57,15 @@ def test_parse_ignores_surrounding_whitespace_and_carriage_returns():
 
 def test_to_grid_accepts_lists_and_rejects_non_grids_with_a_reason():
     assert to_grid([[1, 2], [3, 4]]) == ((1, 2), (3, 4))
-    for bad, reason in [([], "at least one row"), ([[]], "at least one row"), ([[1], [1, 2]], "different lengths"),
-                        ([[10]], "0-9"), ([[True]], "0-9"), ([["1"]], "0-9"), ([[1.0]], "0-9")]:
+    for bad, reason in [
+        ([], "at least one row"),
+        ([[]], "at least one row"),
+        ([[1], [1, 2]], "different lengths"),
+        ([[10]], "0-9"),
+        ([[True]], "0-9"),
+        ([["1"]], "0-9"),
+        ([[1.0]], "0-9"),
+    ]:
         with pytest.raises(ValueError, match=reason):
             to_grid(bad)
 

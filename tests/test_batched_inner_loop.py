@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from seal_lm.adapt.batched import BatchedInnerLoop
-from seal_lm.adapt.lora import target_names
-from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, TrainPlan
+from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, TrainPlan, target_names
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.loading import load_model
 
@@ -47,7 +46,9 @@ def test_batched_training_matches_one_by_one(engines):
     sequential, batched = engines
 
     one_by_one = sequential.train_and_answer(PLANS, PROMPTS, GREEDY)
-    together = list(batched.train_and_answer_each(PLANS, PROMPTS, GREEDY))  # train_and_answer's results, handed over one by one
+    together = list(
+        batched.train_and_answer_each(PLANS, PROMPTS, GREEDY)
+    )  # train_and_answer's results, handed over one by one
 
     assert len(together) == len(one_by_one)
     for alone, joint in zip(one_by_one, together):
@@ -64,7 +65,10 @@ def test_batched_training_matches_one_by_one(engines):
 def test_a_diverging_adapter_stops_without_touching_the_others(tiny_model_dir):
     """A float16 adapter with an absurd learning rate leaves the packed row at its first non-finite
     loss; the adapters trained beside it end exactly as they end without it."""
-    with_diverging, alone = [BatchedInnerLoop(loaded.model, loaded.tokenizer) for loaded in (load_model(str(tiny_model_dir), dtype="float16") for _ in range(2))]
+    with_diverging, alone = [
+        BatchedInnerLoop(loaded.model, loaded.tokenizer)
+        for loaded in (load_model(str(tiny_model_dir), dtype="float16") for _ in range(2))
+    ]
     absurd = plan(["The Eiffel Tower is in Paris.", "It was completed in 1889."], seed=5, lr=1e9, epochs=5)
 
     diverged, *others = with_diverging.train_and_answer([absurd, *PLANS[:2]], PROMPTS, GREEDY)
@@ -86,8 +90,21 @@ def test_packed_batches_of_several_sequences_match_one_by_one(engines):
     question = "Question: Where is it?\nAnswer:"
     plans = [
         TrainPlan(
-            (TrainExample(" In Paris.", prompt=question), TrainExample(" Since 1889, by the river.", prompt=question), TrainExample(" Yes.")),
-            InnerLoopSettings(target_modules=("all-linear",), rank=4, alpha=8, lr=1e-2, epochs=2, batch_size=2, loss_on="completion", seed=5),
+            (
+                TrainExample(" In Paris.", prompt=question),
+                TrainExample(" Since 1889, by the river.", prompt=question),
+                TrainExample(" Yes."),
+            ),
+            InnerLoopSettings(
+                target_modules=("all-linear",),
+                rank=4,
+                alpha=8,
+                lr=1e-2,
+                epochs=2,
+                batch_size=2,
+                loss_on="completion",
+                seed=5,
+            ),
         ),
         plan(["Genghis Khan founded the Mongol Empire.", "The Shah fled."], seed=6, batch_size=2),
     ]
@@ -157,18 +174,50 @@ def test_eval_knowledge_gives_the_same_records_with_either_engine(tmp_path, tiny
 
     from seal_lm.cli import main
 
-    passages = [{"title": "Tower", "context": "The Eiffel Tower is in Paris.", "questions": [{"question": "Where?", "answer": "Paris"}]}]
-    external = [{**passages[0], "completions": ["The tower is tall and old.\nIt stands in Paris.", "Paris has a tall tower."]}]
+    passages = [
+        {
+            "title": "Tower",
+            "context": "The Eiffel Tower is in Paris.",
+            "questions": [{"question": "Where?", "answer": "Paris"}],
+        }
+    ]
+    external = [
+        {**passages[0], "completions": ["The tower is tall and old.\nIt stands in Paris.", "Paris has a tall tower."]}
+    ]
     (tmp_path / "data.json").write_text(json.dumps(passages))
     (tmp_path / "external.json").write_text(json.dumps(external))
     records = {}
     for engine in ("sequential", "batched"):
         out = tmp_path / engine
-        assert main([
-            "eval", "knowledge", "--engine", engine, "--data", str(tmp_path / "data.json"), "--model", str(tiny_model_dir),
-            "--conditions", "base,passage,external", "--external", str(tmp_path / "external.json"), "--k", "2",
-            "--epochs", "2", "--target-modules", "all-linear", "--answer-max-tokens", "6", "--out", str(out),
-        ]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "knowledge",
+                    "--engine",
+                    engine,
+                    "--data",
+                    str(tmp_path / "data.json"),
+                    "--model",
+                    str(tiny_model_dir),
+                    "--conditions",
+                    "base,passage,external",
+                    "--external",
+                    str(tmp_path / "external.json"),
+                    "--k",
+                    "2",
+                    "--epochs",
+                    "2",
+                    "--target-modules",
+                    "all-linear",
+                    "--answer-max-tokens",
+                    "6",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         records[engine] = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     for alone, joint in zip(records["sequential"], records["batched"], strict=True):
         assert joint["unit"] == alone["unit"]

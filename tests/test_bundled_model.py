@@ -33,11 +33,26 @@ def test_bundled_model_converts_to_a_plain_trainable_model():
 
 def test_eval_knowledge_on_one_passage(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main([
-        "eval", "knowledge", "--data", str(SAMPLE), "--n-passages", "1",
-        "--conditions", "base,passage,self-edit", "--epochs", "3", "--self-edit-max-tokens", "160",
-        "--target-modules", "all-linear", "--out", str(out),
-    ])
+    code = main(
+        [
+            "eval",
+            "knowledge",
+            "--data",
+            str(SAMPLE),
+            "--n-passages",
+            "1",
+            "--conditions",
+            "base,passage,self-edit",
+            "--epochs",
+            "3",
+            "--self-edit-max-tokens",
+            "160",
+            "--target-modules",
+            "all-linear",
+            "--out",
+            str(out),
+        ]
+    )
 
     assert code == 0
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
@@ -64,15 +79,22 @@ def test_serve_learns_a_posted_passage_and_answers_with_the_new_version(tmp_path
     passage = json.loads(SAMPLE.read_text())[0]
     question = passage["questions"][0]
     config = ServeConfig(
-        run=str(tmp_path / "run"), port=free_port(), allow_unauthenticated_writes=True, target_modules=("all-linear",),
-        self_edit_max_tokens=160, min_gain=-1.0,
+        run=str(tmp_path / "run"),
+        port=free_port(),
+        allow_unauthenticated_writes=True,
+        target_modules=("all-linear",),
+        self_edit_max_tokens=160,
+        min_gain=-1.0,
     )
     with running_server(config) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
         ask = dict(messages=[{"role": "user", "content": question["question"]}], max_tokens=24, temperature=0)
         before = client.chat.completions.create(model="seal", **ask)
-        document = {"title": passage["title"], "text": passage["context"],
-                    "questions": [{"question": q["question"], "answers": [q["answer"]]} for q in passage["questions"]]}
+        document = {
+            "title": passage["title"],
+            "text": passage["context"],
+            "questions": [{"question": q["question"], "answers": [q["answer"]]} for q in passage["questions"]],
+        }
         shown = wait_for(url, post_document(url, document).json()["id"], timeout=900)
         after = client.chat.completions.create(model="seal", **ask)
 
@@ -80,5 +102,7 @@ def test_serve_learns_a_posted_passage_and_answers_with_the_new_version(tmp_path
     assert shown["status"] == "accepted" and after.model == f"seal-v{shown['version']}" == "seal-v2"
     update = shown["update"]
     assert len(update["scores_before"]) == len(update["scores_after"]) == len(passage["questions"])
-    print(f"\nQ: {question['question']} (gold: {question['answer']})\nbefore: {before.choices[0].message.content!r}\n"
-          f"after: {after.choices[0].message.content!r}\nprobes {update['scores_before']} -> {update['scores_after']}")
+    print(
+        f"\nQ: {question['question']} (gold: {question['answer']})\nbefore: {before.choices[0].message.content!r}\n"
+        f"after: {after.choices[0].message.content!r}\nprobes {update['scores_before']} -> {update['scores_after']}"
+    )

@@ -21,7 +21,9 @@ from seal_lm.runs.rundir import RunDir, RunDirError
 
 def parse(*flags: str) -> EvalKnowledgeConfig:
     """The config of ``seal eval knowledge --data x.json FLAGS`` (--data is required)."""
-    return config_from_args(EvalKnowledgeConfig, build_parser().parse_args(["eval", "knowledge", "--data", "x.json", *flags]))
+    return config_from_args(
+        EvalKnowledgeConfig, build_parser().parse_args(["eval", "knowledge", "--data", "x.json", *flags])
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -36,8 +38,18 @@ def test_defaults_without_flags():
 
 
 def test_flags_become_typed_config_fields():
-    config = parse("--n-passages", "3", "--conditions", "base,passage", "--target-modules", "all-linear",
-                   "--lr", "5e-4", "--data", "y.json")
+    config = parse(
+        "--n-passages",
+        "3",
+        "--conditions",
+        "base,passage",
+        "--target-modules",
+        "all-linear",
+        "--lr",
+        "5e-4",
+        "--data",
+        "y.json",
+    )
     assert config.n_passages == 3
     assert config.conditions == ("base", "passage")
     assert config.target_modules == ("all-linear",)
@@ -143,10 +155,32 @@ def write_json(path: Path, obj) -> Path:
 
 
 def eval_args(model_dir, data, out, *extra: str, external=None, conditions=CONDITIONS, k=2) -> list[str]:
-    args = ["eval", "knowledge", "--model", str(model_dir), "--data", str(data), "--out", str(out),
-            "--conditions", ",".join(conditions), "--k", str(k), "--epochs", "1", "--lora-rank", "4",
-            "--lora-alpha", "8", "--self-edit-max-tokens", "16", "--answer-max-tokens", "4",
-            "--bootstrap-samples", "200"]
+    args = [
+        "eval",
+        "knowledge",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--conditions",
+        ",".join(conditions),
+        "--k",
+        str(k),
+        "--epochs",
+        "1",
+        "--lora-rank",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--self-edit-max-tokens",
+        "16",
+        "--answer-max-tokens",
+        "4",
+        "--bootstrap-samples",
+        "200",
+    ]
     if external is not None:
         args += ["--external", str(external)]
     return args + list(extra)
@@ -198,12 +232,25 @@ def test_full_run_writes_every_output(full_run):
     assert len(records) == UNITS
     assert len({r["unit"] for r in records}) == UNITS
     assert {r["condition"] for r in records} == set(CONDITIONS)
-    for name in ["config.json", "answers.jsonl", "self_edits.jsonl", "train_sequences.jsonl", "squad_gold.json",
-                 "results.md", "results.json"]:
+    for name in [
+        "config.json",
+        "answers.jsonl",
+        "self_edits.jsonl",
+        "train_sequences.jsonl",
+        "squad_gold.json",
+        "results.md",
+        "results.json",
+    ]:
         assert (out / name).is_file(), name
     predictions = sorted(p.name for p in (out / "predictions").iterdir())
-    assert predictions == ["base.json", "external-0.json", "external-1.json", "passage.json",
-                           "self-edit-0.json", "self-edit-1.json"]
+    assert predictions == [
+        "base.json",
+        "external-0.json",
+        "external-1.json",
+        "passage.json",
+        "self-edit-0.json",
+        "self-edit-1.json",
+    ]
     assert len(read_jsonl(out / "answers.jsonl")) == 6 * 2 + 6 * 1  # each passage's 6 units answer its questions
     assert len(read_jsonl(out / "self_edits.jsonl")) == 2 * 2 * 2  # self-edit and external, 2 passages, k=2
     assert not list(out.rglob(".*"))  # no temporary files left behind
@@ -250,10 +297,15 @@ def test_a_reference_scorer_agrees_with_results(full_run, files):
     if files["scorable"]:  # the gold answers were built from the model's own answers
         assert base["exact_match"] > 0 and base["f1"] > base["exact_match"], base
 
-    for condition, names in [("passage", ["passage"]), ("self-edit", ["self-edit-0", "self-edit-1"]),
-                             ("external", ["external-0", "external-1"])]:
-        scores = [reference_squad_scores(gold["data"], json.loads((out / "predictions" / f"{n}.json").read_text()))
-                  for n in names]
+    for condition, names in [
+        ("passage", ["passage"]),
+        ("self-edit", ["self-edit-0", "self-edit-1"]),
+        ("external", ["external-0", "external-1"]),
+    ]:
+        scores = [
+            reference_squad_scores(gold["data"], json.loads((out / "predictions" / f"{n}.json").read_text()))
+            for n in names
+        ]
         for metric in ("exact_match", "f1"):
             mean = sum(s[metric] for s in scores) / len(scores)
             assert mean == pytest.approx(100 * rows[condition][metric], abs=1e-4), (condition, metric)
@@ -320,7 +372,9 @@ def test_interrupted_run_keeps_finished_units_and_resumes(tmp_path, tiny_model_d
     assert (out / "results.json").is_file()
 
 
-def test_a_kill_while_an_adapter_trains_keeps_the_samples_already_finished(tmp_path, tiny_model_dir, files, monkeypatch):
+def test_a_kill_while_an_adapter_trains_keeps_the_samples_already_finished(
+    tmp_path, tiny_model_dir, files, monkeypatch
+):
     """A context's k adapters train one after another; each is recorded when it is done, so a kill
     during the 2nd loses only the 2nd, and the re-run trains only the adapters not yet recorded."""
     out = tmp_path / "run"
@@ -345,7 +399,9 @@ def test_a_kill_while_an_adapter_trains_keeps_the_samples_already_finished(tmp_p
     assert len(trained) == 2  # p0000's 2nd sample and p0001's usable one (its 2nd self-edit is rejected)
     lines = (out / "records.jsonl").read_bytes().splitlines(keepends=True)
     assert lines[0] == first_lines[0]
-    assert sorted(json.loads(line)["unit"] for line in lines) == [f"p000{p}/external/{s}" for p in (0, 1) for s in (0, 1)]
+    assert sorted(json.loads(line)["unit"] for line in lines) == [
+        f"p000{p}/external/{s}" for p in (0, 1) for s in (0, 1)
+    ]
 
 
 def test_the_run_directory_is_held_for_the_whole_run_and_released_after(tmp_path, tiny_model_dir, files, monkeypatch):
@@ -370,12 +426,27 @@ def test_the_run_directory_is_held_for_the_whole_run_and_released_after(tmp_path
 def test_a_diverging_adapter_is_recorded_with_its_reason_and_the_run_goes_on(tmp_path, tiny_model_dir, files):
     """float16 weights and --lr 1e9: every adapter's loss overflows; each record says so, answers are empty, the run finishes."""
     out = tmp_path / "run"
-    args = eval_args(tiny_model_dir, files["data"], out, "--dtype", "float16", "--lr", "1e9", "--epochs", "5", conditions=["passage"], k=1)
+    args = eval_args(
+        tiny_model_dir,
+        files["data"],
+        out,
+        "--dtype",
+        "float16",
+        "--lr",
+        "1e9",
+        "--epochs",
+        "5",
+        conditions=["passage"],
+        k=1,
+    )
     assert main(args) == 0
     records = read_jsonl(out / "records.jsonl")
     assert len(records) == 2
     for record in records:
-        assert record["train"]["stopped"].startswith("training diverged") and "learning rate 1e+09" in record["train"]["stopped"]
+        assert (
+            record["train"]["stopped"].startswith("training diverged")
+            and "learning rate 1e+09" in record["train"]["stopped"]
+        )
         assert all(grade["answer"] == "" for grade in record["grades"])
     assert (out / "results.json").is_file()
 
@@ -411,8 +482,9 @@ def test_an_unknown_condition_is_a_user_error(tmp_path, tiny_model_dir, files, c
 
 
 def test_too_few_external_self_edits_for_k_is_a_user_error(tmp_path, tiny_model_dir, files, capsys):
-    args = eval_args(tiny_model_dir, files["data"], tmp_path / "run", conditions=["external"], k=3,
-                     external=files["external"])
+    args = eval_args(
+        tiny_model_dir, files["data"], tmp_path / "run", conditions=["external"], k=3, external=files["external"]
+    )
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("seal: error:")
@@ -452,8 +524,10 @@ def test_passages_with_the_same_prompt_draw_different_self_edits(tmp_path, tiny_
 
 def test_a_negative_passage_count_is_refused(tmp_path, tiny_model_dir, files, capsys):
     """``--n-passages -1`` must not silently mean "all but the last passage"."""
-    assert main(eval_args(tiny_model_dir, files["data"], tmp_path / "run", "--n-passages", "-1",
-                          conditions=["base"], k=1)) == 2
+    assert (
+        main(eval_args(tiny_model_dir, files["data"], tmp_path / "run", "--n-passages", "-1", conditions=["base"], k=1))
+        == 2
+    )
     err = capsys.readouterr().err
     assert "n-passages" in err or "n_passages" in err
 
@@ -475,9 +549,13 @@ def judge_that_fails_after(answers: int, calls: list):
     return judge
 
 
-def test_a_failing_judge_keeps_the_trained_records_and_a_rerun_judges_only_the_rest(tmp_path, tiny_model_dir, files, monkeypatch, capsys):
+def test_a_failing_judge_keeps_the_trained_records_and_a_rerun_judges_only_the_rest(
+    tmp_path, tiny_model_dir, files, monkeypatch, capsys
+):
     out = tmp_path / "run"
-    args = eval_args(tiny_model_dir, files["data"], out, "--judge-url", "http://127.0.0.1:9/v1", conditions=["base", "passage"], k=1)
+    args = eval_args(
+        tiny_model_dir, files["data"], out, "--judge-url", "http://127.0.0.1:9/v1", conditions=["base", "passage"], k=1
+    )
     answers = 2 * 3  # 2 conditions x 3 questions
     calls = []
     monkeypatch.setattr(LLMJudge, "__call__", judge_that_fails_after(2, calls))

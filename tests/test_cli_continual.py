@@ -18,18 +18,49 @@ from seal_lm.continual.ledger import Ledger
 from seal_lm.loops.continual import ContinualLearner
 from seal_lm.model.loading import load_model
 
-TINY = ["--epochs", "1", "--lora-rank", "4", "--lora-alpha", "8", "--self-edit-max-tokens", "16",
-        "--answer-max-tokens", "4", "--probe-max-tokens", "24"]
-RECORDS = [
-    {"title": "Eiffel Tower", "text": "The Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.",
-     "questions": [{"question": "Where is the Eiffel Tower?", "answer": "Paris"}]},
-    {"title": "Mongol Empire", "text": "Genghis Khan founded the Mongol Empire. The Shah fled rather than surrender."},
-    {"title": "Water", "context": "Water boils at 100 degrees at sea level.",
-     "questions": [{"question": "At what temperature does water boil?", "answers": ["100 degrees", "100"]}]},
+TINY = [
+    "--epochs",
+    "1",
+    "--lora-rank",
+    "4",
+    "--lora-alpha",
+    "8",
+    "--self-edit-max-tokens",
+    "16",
+    "--answer-max-tokens",
+    "4",
+    "--probe-max-tokens",
+    "24",
 ]
-SQUAD = {"version": "1.1", "data": [{"title": "Moon", "paragraphs": [
-    {"context": "Neil Armstrong walked on the Moon in 1969.",
-     "qas": [{"id": "m1", "question": "Who walked on the Moon?", "answers": [{"text": "Neil Armstrong"}]}]}]}]}
+RECORDS = [
+    {
+        "title": "Eiffel Tower",
+        "text": "The Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.",
+        "questions": [{"question": "Where is the Eiffel Tower?", "answer": "Paris"}],
+    },
+    {"title": "Mongol Empire", "text": "Genghis Khan founded the Mongol Empire. The Shah fled rather than surrender."},
+    {
+        "title": "Water",
+        "context": "Water boils at 100 degrees at sea level.",
+        "questions": [{"question": "At what temperature does water boil?", "answers": ["100 degrees", "100"]}],
+    },
+]
+SQUAD = {
+    "version": "1.1",
+    "data": [
+        {
+            "title": "Moon",
+            "paragraphs": [
+                {
+                    "context": "Neil Armstrong walked on the Moon in 1969.",
+                    "qas": [
+                        {"id": "m1", "question": "Who walked on the Moon?", "answers": [{"text": "Neil Armstrong"}]}
+                    ],
+                }
+            ],
+        }
+    ],
+}
 
 
 def jsonl(records) -> str:
@@ -42,7 +73,9 @@ def adapt_args(model_dir, stream, out, *extra) -> list[str]:
 
 def decisions(out: Path) -> list[tuple[str, str, int | None]]:
     with Ledger.open(out / "ledger", readonly=True) as ledger:
-        return [(u.record.decision, Path(u.record.document_path).name, u.record.document_index) for u in ledger.updates()]
+        return [
+            (u.record.decision, Path(u.record.document_path).name, u.record.document_index) for u in ledger.updates()
+        ]
 
 
 def model_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -66,11 +99,17 @@ def test_adapt_learns_each_format_reports_bad_files_and_resumes(tmp_path, tiny_m
     assert main(adapt_args(tiny_model_dir, stream, out)) == 0
 
     printed = capsys.readouterr().out
-    assert decisions(out) == [("initial", "", None), ("accepted", "a.jsonl", 0), ("accepted", "a.jsonl", 1),
-                              ("accepted", "b.md", 0), ("accepted", "d.json", 0)]
+    assert decisions(out) == [
+        ("initial", "", None),
+        ("accepted", "a.jsonl", 0),
+        ("accepted", "a.jsonl", 1),
+        ("accepted", "b.md", 0),
+        ("accepted", "d.json", 0),
+    ]
     errors = [json.loads(line) for line in (out / "stream_errors.jsonl").read_text().splitlines()]
     assert [(Path(e["location"]).name, e["message"].split(" (")[0]) for e in errors] == [
-        ("a.jsonl#2", "not valid JSON"), ("c.csv", "unsupported file type '.csv'; expected one of .json, .jsonl, .txt, .md, .markdown."),
+        ("a.jsonl#2", "not valid JSON"),
+        ("c.csv", "unsupported file type '.csv'; expected one of .json, .jsonl, .txt, .md, .markdown."),
         ("e.txt", "not UTF-8 text"),
     ]
     assert printed.count("skipped ") == 3 and "Done: 4 accepted, 3 unreadable; current version 5." in printed
@@ -85,24 +124,38 @@ def test_adapt_learns_each_format_reports_bad_files_and_resumes(tmp_path, tiny_m
     assert decisions(out)[5:] == [("accepted", "a.jsonl", 3)]
 
 
-def test_adapt_says_when_an_update_taught_nothing_measurable_and_logs_every_phase(tmp_path, tiny_model_dir, capsys, caplog):
+def test_adapt_says_when_an_update_taught_nothing_measurable_and_logs_every_phase(
+    tmp_path, tiny_model_dir, capsys, caplog
+):
     """Two Markdown notes, cloze probes: the random tiny model answers none of them before or after."""
     stream, out = tmp_path / "notes", tmp_path / "run"
     stream.mkdir()
-    (stream / "a.md").write_text("# Tower\n\nThe Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.\n")
-    (stream / "b.md").write_text("# Empire\n\nGenghis Khan founded the Mongol Empire. The Shah fled rather than surrender.\n")
+    (stream / "a.md").write_text(
+        "# Tower\n\nThe Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.\n"
+    )
+    (stream / "b.md").write_text(
+        "# Empire\n\nGenghis Khan founded the Mongol Empire. The Shah fled rather than surrender.\n"
+    )
     caplog.set_level("INFO", logger="seal_lm.loops.continual")
 
     assert main(adapt_args(tiny_model_dir, stream, out, "--probes", "cloze")) == 0
 
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("accepted")]
-    assert len(lines) == 2 and all("probes 0.00 → 0.00" in line and "no measurable gain" in line for line in lines), lines
+    assert len(lines) == 2 and all("probes 0.00 → 0.00" in line and "no measurable gain" in line for line in lines), (
+        lines
+    )
     with Ledger.open(out / "ledger", readonly=True) as ledger:
         assert all(u.record.reason.startswith("no measurable gain on the new document") for u in ledger.updates()[1:])
     phases = [r.getMessage() for r in caplog.records if r.name == "seal_lm.loops.continual"]
     for title in ("Tower", "Empire"):
         mine = [message.split(": ", 1)[1] for message in phases if message.startswith(f"{title!r}: ")]
-        assert [message.split(" ")[0] for message in mine] == ["finding", "answering", "writing", "training", "merging"], mine
+        assert [message.split(" ")[0] for message in mine] == [
+            "finding",
+            "answering",
+            "writing",
+            "training",
+            "merging",
+        ], mine
 
     assert main(adapt_args(tiny_model_dir, stream, tmp_path / "strict", "--probes", "cloze", "--min-gain", "0.01")) == 0
     assert capsys.readouterr().out.count("rejected: ") == 2
@@ -174,7 +227,11 @@ def test_ledger_list_show_and_diff(adapted, capsys):
     assert main(["ledger", "list", "--run", run]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert listed[0].split()[:3] == ["update", "version", "decision"]
-    assert [line.split()[:3] for line in listed[1:4]] == [["1", "1", "initial"], ["2", "2", "accepted"], ["3", "3*", "accepted"]]
+    assert [line.split()[:3] for line in listed[1:4]] == [
+        ["1", "1", "initial"],
+        ["2", "2", "accepted"],
+        ["3", "3*", "accepted"],
+    ]
     assert "'Water'" in listed[3] and listed[-1] == "current version: 3 (* above)"
 
     assert main(["ledger", "show", "2", "--run", run + "/ledger"]) == 0  # the ledger folder itself works too
@@ -216,7 +273,9 @@ def test_rollback_restores_the_exact_weights_a_version_had_when_current(adapted,
     assert main(["rollback", "2", "--run", str(out), "--reason", "water was wrong"]) == 0
     assert main(["ledger", "export", "--run", str(out), "--to", str(tmp_path / "v2-after-rollback")]) == 0
 
-    when_current, restored, later = (model_weights(tmp_path / name) for name in ("v2-when-current", "v2-after-rollback", "v3"))
+    when_current, restored, later = (
+        model_weights(tmp_path / name) for name in ("v2-when-current", "v2-after-rollback", "v3")
+    )
     assert when_current.keys() == restored.keys()
     assert all(torch.equal(when_current[name], restored[name]) for name in when_current)
     assert not all(torch.equal(when_current[name], later[name]) for name in when_current)
@@ -236,8 +295,14 @@ def test_a_version_whose_weights_file_is_gone_is_marked_broken_and_rollback_refu
 
     assert main(["ledger", "list", "--run", run]) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert [line.split()[:3] for line in listed[1:4]] == [["1", "1", "initial"], ["2", "!2", "accepted"], ["3", "3*", "accepted"]]
-    assert any(line.startswith("version 2 is broken (! above): weights file ") and "is missing" in line for line in listed)
+    assert [line.split()[:3] for line in listed[1:4]] == [
+        ["1", "1", "initial"],
+        ["2", "!2", "accepted"],
+        ["3", "3*", "accepted"],
+    ]
+    assert any(
+        line.startswith("version 2 is broken (! above): weights file ") and "is missing" in line for line in listed
+    )
     assert main(["ledger", "show", "2", "--run", run]) == 0
     assert "BROKEN: weights file " in capsys.readouterr().out
 
@@ -272,9 +337,16 @@ def test_a_stopped_follow_run_leaves_the_ledger_consistent_and_resumes(tmp_path,
     stream.mkdir()
     (stream / "docs.jsonl").write_text(jsonl(RECORDS))
     argv = adapt_args(tiny_model_dir, stream, out, "--on-forgetting", "accept")
-    script = f"import sys; from seal_lm.cli import main; sys.exit(main({argv + ['--follow', '--poll-interval', '0.2']!r}))"
-    process = subprocess.Popen([sys.executable, "-u", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=os.environ | {"OMP_NUM_THREADS": "1"})
+    script = (
+        f"import sys; from seal_lm.cli import main; sys.exit(main({argv + ['--follow', '--poll-interval', '0.2']!r}))"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
     try:
         for line in process.stdout:
             if line.startswith("accepted"):
@@ -306,17 +378,40 @@ def test_a_stopped_follow_run_leaves_the_ledger_consistent_and_resumes(tmp_path,
 
 
 PASSAGES = [
-    {"title": r["title"], "context": r.get("text", r.get("context")), "questions": r.get("questions") or [{"question": "Who fled?", "answer": "The Shah"}]}
+    {
+        "title": r["title"],
+        "context": r.get("text", r.get("context")),
+        "questions": r.get("questions") or [{"question": "Who fled?", "answer": "The Shah"}],
+    }
     for r in RECORDS
 ]
 
 
 def eval_args(model_dir, data, out, *extra) -> list[str]:
-    return ["eval", "continual", "--model", str(model_dir), "--data", str(data), "--out", str(out), "--n-passages", "2",
-            "--sequences", "2", "--guard", "--retention-tolerance", "0", *TINY, *extra]
+    return [
+        "eval",
+        "continual",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--n-passages",
+        "2",
+        "--sequences",
+        "2",
+        "--guard",
+        "--retention-tolerance",
+        "0",
+        *TINY,
+        *extra,
+    ]
 
 
-def test_eval_continual_writes_the_accuracy_matrices_summaries_and_heatmap_and_resumes(tmp_path, tiny_model_dir, monkeypatch):
+def test_eval_continual_writes_the_accuracy_matrices_summaries_and_heatmap_and_resumes(
+    tmp_path, tiny_model_dir, monkeypatch
+):
     data, out = tmp_path / "passages.json", tmp_path / "run"
     data.write_text(json.dumps(PASSAGES))
     learn = ContinualLearner.learn
@@ -348,7 +443,10 @@ def test_eval_continual_writes_the_accuracy_matrices_summaries_and_heatmap_and_r
         result = results["conditions"][condition]
         assert result["matrices"] == [[records[f"{condition}/{s}/{i}"]["accuracy"] for i in range(2)] for s in range(2)]
         assert set(result["summary"]) == {"average_accuracy", "backward_transfer", "forgetting"}
-        assert all(result["summary"][name]["n"] == 2 and result["summary"][name]["stderr"] is not None for name in result["summary"])
+        assert all(
+            result["summary"][name]["n"] == 2 and result["summary"][name]["stderr"] is not None
+            for name in result["summary"]
+        )
         assert result["mean_matrix"][0][1] is None and len(result["mean_matrix"]) == 2
     assert results["conditions"]["naive"]["decisions"] == {"accepted": 4}
     assert sum(results["conditions"]["guarded"]["decisions"].values()) == 4

@@ -52,8 +52,13 @@ def _loaded(*args, **kwargs):
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Loading a model, a tokenizer or a worker fails the test."""
-    for module in (seal_lm.model.loading, seal_lm.cli.shared_options, seal_lm.cli.demo, seal_lm.loops.continual,
-                   seal_lm.continual.versions):
+    for module in (
+        seal_lm.model.loading,
+        seal_lm.cli.shared_options,
+        seal_lm.cli.demo,
+        seal_lm.loops.continual,
+        seal_lm.continual.versions,
+    ):
         for name in ("load_model", "load_tokenizer", "resolve_model"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, _loaded)
@@ -133,7 +138,10 @@ def test_bad_settings_models_and_outs_are_reported_before_loading(command, input
     flags, hint = bad_setting(command)
     cases = [(flags, hint)] + [(["--model", spec], spec) for spec in BAD_MODELS]
     if command != "demo":  # demo writes no run directory and always runs on the CPU
-        cases += [(["--out", str(inputs["a_file"] / "run")], "is a file, not a folder"), (["--device", "cuda:9"], "cuda:9")]
+        cases += [
+            (["--out", str(inputs["a_file"] / "run")], "is a file, not a folder"),
+            (["--device", "cuda:9"], "cuda:9"),
+        ]
     for extra, fragment in cases:
         assert main(command_line(command, inputs, out, *extra)) == 2, extra
         assert_one_line_error(capsys, fragment)
@@ -170,7 +178,9 @@ def test_a_broken_config_file_names_the_file_and_field(command, problem, inputs,
     assert not out.exists()
 
 
-def test_a_task_file_is_read_whatever_its_name_and_a_missing_one_is_not_a_task_id(inputs, tmp_path, capsys, monkeypatch):
+def test_a_task_file_is_read_whatever_its_name_and_a_missing_one_is_not_a_task_id(
+    inputs, tmp_path, capsys, monkeypatch
+):
     renamed = tmp_path / "task.txt"
     renamed.write_text(json.dumps(TASK))
     tasks = EvalArcConfig(tasks=str(renamed), model=str(inputs["model"]), out=str(tmp_path / "run")).arc_tasks()
@@ -184,8 +194,22 @@ def test_a_task_file_is_read_whatever_its_name_and_a_missing_one_is_not_a_task_i
 def test_after_a_bad_setting_nothing_is_written_and_the_corrected_command_runs(tmp_path, tiny_model_dir, capsys):
     data, out = tmp_path / "passages.json", tmp_path / "run"
     data.write_text(json.dumps(PASSAGES))
-    argv = ["eval", "knowledge", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out), "--conditions", "base",
-            "--answer-max-tokens", "2", "--bootstrap-samples", "10"]
+    argv = [
+        "eval",
+        "knowledge",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--conditions",
+        "base",
+        "--answer-max-tokens",
+        "2",
+        "--bootstrap-samples",
+        "10",
+    ]
 
     assert main(argv + ["--answer-style", "paer"]) == 2
     assert_one_line_error(capsys, "Unknown --answer-style 'paer'. Did you mean 'paper'? Available: few-shot, paper.")

@@ -19,11 +19,11 @@ from seal_lm.cli.options import add_config_flags, config_from_args, option, requ
 from seal_lm.cli.shared_options import ENGINES, EXECUTORS, GENERATORS
 from seal_lm.cli.train import KEEP_RULES, KNOWLEDGE_REWARDS
 from seal_lm.continual.guards import ACTIONS, STRATEGIES
+from seal_lm.continual.versions import COMMIT_MODES
 from seal_lm.domains.arc.data import SPLITS, VERSIONS
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.knowledge.domain import ANSWER_STYLES, KnowledgeDomain
 from seal_lm.domains.knowledge.self_edits import SELF_EDIT_STYLES
-from seal_lm.continual.versions import COMMIT_MODES
 from seal_lm.loops.continual import PROBE_SOURCES
 from seal_lm.model.loading import DTYPES, PROMPT_FORMATS
 
@@ -48,8 +48,12 @@ REGISTRIES = {
     "--replay-strategy": STRATEGIES,
     "--setting": typing.get_args(typing.get_type_hints(EvalKnowledgeConfig)["setting"]),
 }
-CONDITIONS = {"knowledge": KnowledgeDomain.conditions, "continual": KnowledgeDomain.conditions, "arc": ArcDomain.conditions,
-              "select-subset": ArcDomain.conditions}
+CONDITIONS = {
+    "knowledge": KnowledgeDomain.conditions,
+    "continual": KnowledgeDomain.conditions,
+    "arc": ArcDomain.conditions,
+    "select-subset": ArcDomain.conditions,
+}
 
 
 def command_parser(group: str | None, name: str) -> argparse.ArgumentParser:
@@ -83,14 +87,32 @@ def test_help_renders_and_every_choice_flag_shows_its_registry(command, capsys):
 @pytest.mark.parametrize(
     "argv, line",
     [
-        (["eval", "knowledge", "--engine", "seqential"], "Unknown --engine 'seqential'. Did you mean 'sequential'? Available: sequential, batched."),
-        (["eval", "knowledge", "--conditions", "base,pasage"], "Unknown --conditions 'pasage'. Did you mean 'passage'?"),
-        (["eval", "arc", "--conditions", "ttt-orcale"], "Unknown --conditions 'ttt-orcale'. Did you mean 'ttt-oracle'?"),
-        (["train", "knowledge", "--keep-rule", "best-of-5"], "Unknown --keep-rule 'best-of-5'. Did you mean 'best-of-k'?"),
-        (["adapt", "--stream", "x", "--on-forgetting", "rejct"], "Unknown --on-forgetting 'rejct'. Did you mean 'reject'?"),
+        (
+            ["eval", "knowledge", "--engine", "seqential"],
+            "Unknown --engine 'seqential'. Did you mean 'sequential'? Available: sequential, batched.",
+        ),
+        (
+            ["eval", "knowledge", "--conditions", "base,pasage"],
+            "Unknown --conditions 'pasage'. Did you mean 'passage'?",
+        ),
+        (
+            ["eval", "arc", "--conditions", "ttt-orcale"],
+            "Unknown --conditions 'ttt-orcale'. Did you mean 'ttt-oracle'?",
+        ),
+        (
+            ["train", "knowledge", "--keep-rule", "best-of-5"],
+            "Unknown --keep-rule 'best-of-5'. Did you mean 'best-of-k'?",
+        ),
+        (
+            ["adapt", "--stream", "x", "--on-forgetting", "rejct"],
+            "Unknown --on-forgetting 'rejct'. Did you mean 'reject'?",
+        ),
         (["eval", "continual", "--replay-strategy", "lifo"], "Unknown --replay-strategy 'lifo'. Did you mean 'fifo'?"),
         (["demo", "--self-edit-prompt", "self_qa"], "Unknown --self-edit-prompt 'self_qa'. Did you mean 'self-qa'?"),
-        (["eval", "knowledge", "--setting", "cpu"], "Unknown --setting 'cpu'. Did you mean 'cpt'? Available: single, cpt."),
+        (
+            ["eval", "knowledge", "--setting", "cpu"],
+            "Unknown --setting 'cpu'. Did you mean 'cpt'? Available: single, cpt.",
+        ),
         (["eval", "knowledge", "--dtype", "xyz"], "Unknown --dtype 'xyz'. Available: float32, bfloat16, float16."),
     ],
 )
@@ -164,7 +186,10 @@ def test_field_kind_errors_name_the_flag(flags, message):
         ("name: [a, b]\n", "--name: expected str, got ['a', 'b']."),
         ("name: a\ntags: 5\n", "--tags: expected a comma-separated list, got 5."),
         ("name: a\nmode: [fast]\n", "--mode: expected str, got ['fast']."),
-        ("name: a\nmode: fast\n  limit: 3\n", "not valid YAML (mapping values are not allowed here at line 3, column 8)."),
+        (
+            "name: a\nmode: fast\n  limit: 3\n",
+            "not valid YAML (mapping values are not allowed here at line 3, column 8).",
+        ),
         ("- name\n", "expected a mapping of field names to values."),
     ],
 )

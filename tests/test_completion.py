@@ -43,7 +43,11 @@ def test_finish_reason_and_token_counts(tiny_tokenizer):
     feed(ended, ids + [tiny_tokenizer.eos_token_id])
 
     assert (at_budget.result.finish_reason, at_budget.result.completion_tokens) == ("length", len(ids))
-    assert (ended.result.finish_reason, ended.result.completion_tokens, ended.result.text) == ("stop", len(ids), "The Eiffel Tower")
+    assert (ended.result.finish_reason, ended.result.completion_tokens, ended.result.text) == (
+        "stop",
+        len(ids),
+        "The Eiffel Tower",
+    )
 
 
 def test_worker_streams_what_it_generates_and_seeds_repeat_samples(tiny_tokenizer):
@@ -55,7 +59,11 @@ def test_worker_streams_what_it_generates_and_seeds_repeat_samples(tiny_tokenize
     pieces = list(greedy)
 
     def sample(seed: int) -> str:
-        return worker.submit(model, tiny_tokenizer, "The Eiffel", Sampling(max_tokens=12, temperature=1.0, seed=seed)).complete().text
+        return (
+            worker.submit(model, tiny_tokenizer, "The Eiffel", Sampling(max_tokens=12, temperature=1.0, seed=seed))
+            .complete()
+            .text
+        )
 
     assert "".join(pieces) == greedy.result.text and greedy.result.completion_tokens <= 12
     torch.manual_seed(0)

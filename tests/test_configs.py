@@ -24,7 +24,11 @@ def header_command(path: Path) -> list[str]:
 
 
 def test_every_config_is_found():
-    assert [path.name for path in CONFIGS] == ["gpu-arc-llama3.2-1b.yaml", "gpu-knowledge-qwen2.5-7b.yaml", "knowledge-eval50.yaml"]
+    assert [path.name for path in CONFIGS] == [
+        "gpu-arc-llama3.2-1b.yaml",
+        "gpu-knowledge-qwen2.5-7b.yaml",
+        "knowledge-eval50.yaml",
+    ]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -54,9 +58,27 @@ def test_the_eval50_config_reproduces_the_benchmark_table():
 
 def test_the_gpu_configs_use_the_paper_models_with_vllm():
     configs = {p.name: p for p in CONFIGS if p.name.startswith("gpu-")}
-    knowledge = config_from_args(COMMANDS[("train", "knowledge")][1], build_parser().parse_args(
-        ["train", "knowledge", "--config", str(configs["gpu-knowledge-qwen2.5-7b.yaml"]), "--data", "train_pool.json"]))
-    arc = config_from_args(COMMANDS[("train", "arc")][1], build_parser().parse_args(
-        ["train", "arc", "--config", str(configs["gpu-arc-llama3.2-1b.yaml"])]))
-    assert (knowledge.model, knowledge.generator, knowledge.lora_rank, knowledge.inner_seeds) == ("Qwen/Qwen2.5-7B", "vllm", 32, 3)
+    knowledge = config_from_args(
+        COMMANDS[("train", "knowledge")][1],
+        build_parser().parse_args(
+            [
+                "train",
+                "knowledge",
+                "--config",
+                str(configs["gpu-knowledge-qwen2.5-7b.yaml"]),
+                "--data",
+                "train_pool.json",
+            ]
+        ),
+    )
+    arc = config_from_args(
+        COMMANDS[("train", "arc")][1],
+        build_parser().parse_args(["train", "arc", "--config", str(configs["gpu-arc-llama3.2-1b.yaml"])]),
+    )
+    assert (knowledge.model, knowledge.generator, knowledge.lora_rank, knowledge.inner_seeds) == (
+        "Qwen/Qwen2.5-7B",
+        "vllm",
+        32,
+        3,
+    )
     assert (arc.model, arc.generator, arc.lora_rank, arc.k) == ("meta-llama/Llama-3.2-1B-Instruct", "vllm", 128, 15)

@@ -3,7 +3,6 @@ hand-made scores for each policy action, and the replay buffer's bounds, samplin
 
 from __future__ import annotations
 
-
 import pytest
 
 from seal_lm.continual.guards import (
@@ -87,12 +86,18 @@ def test_beyond_tolerance_retry_with_replay_retries_once_then_decides():
     assert decide(LARGE_DROP, policy).verdict == "retry-with-replay"
     assert decide(SMALL_DROP, policy, retried=True).verdict == "accepted"  # replay fixed it
     still = decide(LARGE_DROP, policy, retried=True)
-    assert (still.verdict, still.reason) == ("rejected", "retention dropped 0.600, more than tolerance 0.250 even with replay")
+    assert (still.verdict, still.reason) == (
+        "rejected",
+        "retention dropped 0.600, more than tolerance 0.250 even with replay",
+    )
 
 
 def test_beyond_tolerance_accept_accepts_and_says_so():
     decision = decide(LARGE_DROP, RetentionPolicy(tolerance=0.25, action="accept"))
-    assert (decision.verdict, decision.reason) == ("accepted", "retention dropped 0.600, more than tolerance 0.250; accepted by policy")
+    assert (decision.verdict, decision.reason) == (
+        "accepted",
+        "retention dropped 0.600, more than tolerance 0.250; accepted by policy",
+    )
 
 
 def test_a_retention_gain_and_the_first_document_are_accepted_even_at_zero_tolerance():
@@ -104,35 +109,52 @@ def test_a_retention_gain_and_the_first_document_are_accepted_even_at_zero_toler
 def test_min_gain_rejects_an_update_that_did_not_learn_the_document():
     policy = RetentionPolicy(action="accept", min_gain=0.6)
     decision = decide(RETENTION_BEFORE, policy)
-    assert (decision.verdict, decision.reason) == ("rejected", "gain +0.500 on the new document is below min_gain 0.600")
+    assert (decision.verdict, decision.reason) == (
+        "rejected",
+        "gain +0.500 on the new document is below min_gain 0.600",
+    )
     assert decide_update([], [], [], [], policy).reason == "no probes on the new document to check the gain"
 
 
 @pytest.mark.parametrize(
     "after, said",
-    [([0.0, 0.0, 1.0, 0.0], "no measurable gain on the new document"), ([0.0, 1.0, 0.0, 0.0], "no measurable gain on the new document"),
-     ([0.0, 0.0, 0.0, 0.0], "the new document's probes got worse (-0.250)")],
+    [
+        ([0.0, 0.0, 1.0, 0.0], "no measurable gain on the new document"),
+        ([0.0, 1.0, 0.0, 0.0], "no measurable gain on the new document"),
+        ([0.0, 0.0, 0.0, 0.0], "the new document's probes got worse (-0.250)"),
+    ],
 )
 def test_an_update_kept_without_a_measured_gain_says_so(after, said):
     """No min_gain (the default): the update is kept, and its reason starts by saying it taught nothing measurable."""
-    for retention_after, rest in [(SMALL_DROP, "retention drop +0.200 within tolerance 0.250"), (None, "no retention probes yet")]:
+    for retention_after, rest in [
+        (SMALL_DROP, "retention drop +0.200 within tolerance 0.250"),
+        (None, "no retention probes yet"),
+    ]:
         retention_before = RETENTION_BEFORE if retention_after else []
-        decision = decide_update(NEW_BEFORE, after, retention_before, retention_after or [], RetentionPolicy(tolerance=0.25))
+        decision = decide_update(
+            NEW_BEFORE, after, retention_before, retention_after or [], RetentionPolicy(tolerance=0.25)
+        )
         assert (decision.verdict, decision.reason) == ("accepted", f"{said}, kept as no min_gain is set; {rest}")
 
 
 def test_scores_and_policies_are_validated():
     with pytest.raises(ValueError, match="retention scores: 5 before but 4 after"):
         decide(LARGE_DROP[:4], RetentionPolicy())
-    with pytest.raises(ValueError, match="Unknown retention action 'ignore'. Available: reject, retry-with-replay, accept"):
+    with pytest.raises(
+        ValueError, match="Unknown retention action 'ignore'. Available: reject, retry-with-replay, accept"
+    ):
         RetentionPolicy(action="ignore")
     with pytest.raises(ValueError, match="tolerance must be zero or positive"):
         RetentionPolicy(tolerance=-0.1)
 
 
 def test_retention_aware_reward_is_gain_minus_weighted_loss():
-    assert retention_aware_reward(NEW_BEFORE, NEW_AFTER, RETENTION_BEFORE, LARGE_DROP, weight=0.5) == pytest.approx(0.5 - 0.5 * 0.6)
-    assert retention_aware_reward(NEW_BEFORE, NEW_AFTER, LARGE_DROP, RETENTION_BEFORE, weight=0.5) == pytest.approx(0.5)  # no bonus
+    assert retention_aware_reward(NEW_BEFORE, NEW_AFTER, RETENTION_BEFORE, LARGE_DROP, weight=0.5) == pytest.approx(
+        0.5 - 0.5 * 0.6
+    )
+    assert retention_aware_reward(NEW_BEFORE, NEW_AFTER, LARGE_DROP, RETENTION_BEFORE, weight=0.5) == pytest.approx(
+        0.5
+    )  # no bonus
     assert retention_aware_reward(NEW_BEFORE, NEW_AFTER, [], [], weight=2.0) == pytest.approx(0.5)
 
 

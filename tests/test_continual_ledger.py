@@ -174,7 +174,11 @@ def test_rollback_restores_bit_identical_weights_and_is_recorded(tmp_path):
 
         assert ledger.current().id == v1
         assert_bit_identical(ledger.load_weights(), weights(1))
-        assert (ledger.events()[-1].kind, ledger.events()[-1].version, ledger.events()[-1].previous) == ("rollback", v1, v2)
+        assert (ledger.events()[-1].kind, ledger.events()[-1].version, ledger.events()[-1].previous) == (
+            "rollback",
+            v1,
+            v2,
+        )
         assert ledger.events()[-1].reason == "retention fell"
         with pytest.raises(LedgerError, match="already current"):
             ledger.rollback(v1)
@@ -285,7 +289,11 @@ def test_a_ledger_database_of_garbage_bytes_is_one_line(tmp_path, readonly):
     with pytest.raises(LedgerError) as caught:
         Ledger.open(folder, readonly=readonly)
     message = str(caught.value)
-    assert "\n" not in message and "is not a ledger database or is damaged" in message and str(folder / DATABASE) in message
+    assert (
+        "\n" not in message
+        and "is not a ledger database or is damaged" in message
+        and str(folder / DATABASE) in message
+    )
 
 
 def test_a_ledger_in_a_place_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
@@ -298,7 +306,12 @@ def test_a_ledger_in_a_place_that_cannot_be_written_is_one_line(tmp_path, monkey
     with pytest.raises(LedgerError) as caught:
         Ledger.open(tmp_path / "ledger")
     message = str(caught.value)
-    assert "\n" not in message and "cannot open the ledger in" in message and "for writing" in message and "Permission denied" in message
+    assert (
+        "\n" not in message
+        and "cannot open the ledger in" in message
+        and "for writing" in message
+        and "Permission denied" in message
+    )
 
 
 def test_rollback_refuses_a_version_whose_weights_are_missing_or_altered(ledger):

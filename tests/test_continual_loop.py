@@ -14,22 +14,32 @@ from conftest import build_model
 from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, TrainPlan
 from seal_lm.continual.guards import RetentionPolicy, UpdateDecision
 from seal_lm.continual.ledger import ACCEPTED, INITIAL, REJECTED, RETRY_WITH_REPLAY, Ledger, LedgerError
+from seal_lm.continual.versions import export_version
 from seal_lm.domains.knowledge.data import Passage, Question
 from seal_lm.domains.knowledge.domain import KnowledgeDomain, KnowledgeSettings
 from seal_lm.loops import continual
-from seal_lm.continual.versions import export_version
 from seal_lm.loops.continual import ContinualLearner, ContinualSettings, drop_unfaithful
 from seal_lm.model.generation import Generation
 from seal_lm.model.loading import load_model
 from seal_lm.model.prompting import PromptFormatter
 
 KNOWLEDGE = KnowledgeSettings(answer_max_tokens=4, inner_loop=InnerLoopSettings(rank=4, alpha=8, epochs=2, lr=1e-2))
-SETTINGS = ContinualSettings(probe_generation=replace(ContinualSettings().probe_generation, max_new_tokens=24),
-                             self_edit_generation=replace(ContinualSettings().self_edit_generation, max_new_tokens=16))
-EIFFEL = Passage("eiffel", "Eiffel Tower", "The Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.",
-                 (Question("e-q0", "Where is the Eiffel Tower?", ("Paris",)), Question("e-q1", "When was it completed?", ("1889",))))
-MONGOL = Passage("mongol", "Mongol Empire", "Genghis Khan founded the Mongol Empire. The Shah fled rather than surrender.",
-                 (Question("m-q0", "Who founded the Mongol Empire?", ("Genghis Khan",)),))
+SETTINGS = ContinualSettings(
+    probe_generation=replace(ContinualSettings().probe_generation, max_new_tokens=24),
+    self_edit_generation=replace(ContinualSettings().self_edit_generation, max_new_tokens=16),
+)
+EIFFEL = Passage(
+    "eiffel",
+    "Eiffel Tower",
+    "The Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.",
+    (Question("e-q0", "Where is the Eiffel Tower?", ("Paris",)), Question("e-q1", "When was it completed?", ("1889",))),
+)
+MONGOL = Passage(
+    "mongol",
+    "Mongol Empire",
+    "Genghis Khan founded the Mongol Empire. The Shah fled rather than surrender.",
+    (Question("m-q0", "Who founded the Mongol Empire?", ("Genghis Khan",)),),
+)
 WATER = Passage("water", "Water", "Water boils at 100 degrees at sea level.", ())  # no gold questions
 
 
@@ -39,7 +49,9 @@ def learner_on(folder, model_dir, readonly: bool = False, **changes):
     loaded = load_model(str(model_dir))
     domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), KNOWLEDGE)
     with Ledger.open(folder, readonly=readonly) as ledger:
-        yield ContinualLearner.open(ledger, InnerLoop(loaded.model, loaded.tokenizer), domain, replace(SETTINGS, **changes), str(model_dir))
+        yield ContinualLearner.open(
+            ledger, InnerLoop(loaded.model, loaded.tokenizer), domain, replace(SETTINGS, **changes), str(model_dir)
+        )
 
 
 def weights(learner: ContinualLearner) -> dict[str, torch.Tensor]:
@@ -157,7 +169,13 @@ def test_an_update_whose_training_diverged_is_rejected_with_the_reason(tmp_path,
     absurd = replace(KNOWLEDGE, inner_loop=replace(KNOWLEDGE.inner_loop, lr=1e9, epochs=5))
     domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), absurd)
     with Ledger.open(tmp_path / "ledger") as ledger:
-        learner = ContinualLearner.open(ledger, InnerLoop(loaded.model, loaded.tokenizer), domain, replace(SETTINGS, verify=verify), str(tiny_model_dir))
+        learner = ContinualLearner.open(
+            ledger,
+            InnerLoop(loaded.model, loaded.tokenizer),
+            domain,
+            replace(SETTINGS, verify=verify),
+            str(tiny_model_dir),
+        )
         before = weights(learner)
 
         outcome = learner.learn(EIFFEL)
@@ -212,14 +230,19 @@ def test_a_document_without_questions_is_checked_on_the_probes_the_model_writes(
     record = outcome.record
     assert [(p["question"], p["answers"]) for p in record.probes] == [
         ("Where does water boil at 100 degrees?", ["sea level"]),  # the model's own probe first
-        ("Fill in the blank: Water boils at ____ degrees at sea level.", ["100"]),  # then cloze probes up to --probe-count
+        (
+            "Fill in the blank: Water boils at ____ degrees at sea level.",
+            ["100"],
+        ),  # then cloze probes up to --probe-count
     ]
     assert record.details["probe_source"] == "model (1) + cloze (1)"
     assert record.details["probe_counts"] == {"kept": 1, "malformed": 1, "dropped": 1}
     assert record.details["probes_dropped"][0]["reason"] == "answer not in the document"
     assert len(record.scores_before) == len(record.scores_after) == 2
     assert later.record.details["probe_source"] == "gold"  # gold questions win under probes=auto
-    assert later.record.details["retention_documents"] == ["water"] and len(later.record.retention_before) == 2  # its two probes
+    assert (
+        later.record.details["retention_documents"] == ["water"] and len(later.record.retention_before) == 2
+    )  # its two probes
 
 
 @pytest.mark.parametrize("source", ["model", "cloze"])
@@ -239,23 +262,34 @@ def test_probe_sources_model_and_cloze_are_used_alone(tmp_path, tiny_model_dir, 
 
     questions = [p["question"] for p in record.probes]
     if source == "model":
-        assert len(probe_prompts) == 1 and questions == ["Where is the tower?"] and record.details["probe_source"] == "model"
+        assert (
+            len(probe_prompts) == 1
+            and questions == ["Where is the tower?"]
+            and record.details["probe_source"] == "model"
+        )
     else:
         assert not probe_prompts and record.details["probe_source"] == "cloze"
-        assert questions == ["Fill in the blank: The Eiffel Tower is in ____.", "Fill in the blank: It was completed in ____ for the World's Fair."]
+        assert questions == [
+            "Fill in the blank: The Eiffel Tower is in ____.",
+            "Fill in the blank: It was completed in ____ for the World's Fair.",
+        ]
 
 
 def test_unfaithful_sequences_are_dropped_and_the_document_always_kept():
-    plan = TrainPlan((
-        TrainExample("Eiffel Tower\nThe tower was finished in 1889 in Paris."),
-        TrainExample("Eiffel Tower\nIt was designed in Berlin in 1901."),
-        TrainExample(f"Eiffel Tower\n{EIFFEL.context}"),
-    ))
+    plan = TrainPlan(
+        (
+            TrainExample("Eiffel Tower\nThe tower was finished in 1889 in Paris."),
+            TrainExample("Eiffel Tower\nIt was designed in Berlin in 1901."),
+            TrainExample(f"Eiffel Tower\n{EIFFEL.context}"),
+        )
+    )
 
     kept, dropped = drop_unfaithful(plan, EIFFEL)
 
     assert [e.completion for e in kept.examples] == [plan.examples[0].completion, plan.examples[2].completion]
-    assert [(d.line, d.reason) for d in dropped] == [(plan.examples[1].completion, "not in the document: '1901', 'Berlin'")]
+    assert [(d.line, d.reason) for d in dropped] == [
+        (plan.examples[1].completion, "not in the document: '1901', 'Berlin'")
+    ]
     assert kept.settings == plan.settings
 
 

@@ -21,7 +21,13 @@ SQUAD = {
             "paragraphs": [
                 {
                     "context": "The Eiffel Tower was completed in 1889.",
-                    "qas": [{"id": "q1", "question": "When was it completed?", "answers": [{"text": "1889"}, {"text": "in 1889"}]}],
+                    "qas": [
+                        {
+                            "id": "q1",
+                            "question": "When was it completed?",
+                            "answers": [{"text": "1889"}, {"text": "in 1889"}],
+                        }
+                    ],
                 },
                 {"context": "It is 330 metres tall.", "qas": []},
             ],
@@ -57,9 +63,15 @@ def test_official_squad_json_gives_one_document_per_paragraph(tmp_path):
 
     assert [type(i).__name__ for i in items] == ["Document", "Document", "StreamError", "Document"]
     first, second, water = documents(items)
-    assert (first.title, first.text, first.location) == ("Eiffel_Tower", "The Eiffel Tower was completed in 1889.", Location(str(path), 0))
+    assert (first.title, first.text, first.location) == (
+        "Eiffel_Tower",
+        "The Eiffel Tower was completed in 1889.",
+        Location(str(path), 0),
+    )
     assert first.id == hashlib.sha256(first.text.encode()).hexdigest()
-    assert [(q.id, q.question, q.answers) for q in first.questions] == [("q1", "When was it completed?", ("1889", "in 1889"))]
+    assert [(q.id, q.question, q.answers) for q in first.questions] == [
+        ("q1", "When was it completed?", ("1889", "in 1889"))
+    ]
     assert second.questions == () and water.location.index == 3
     assert str(errors(items)[0]) == f"{path}#2: missing or empty 'text' (or 'context')."
 
@@ -84,12 +96,19 @@ def test_json_list_of_records_with_and_without_questions(tmp_path):
         (3, "expected an object with 'text' (or 'context'), optional 'title' and 'questions'."),
     ]
     passage = alpha.as_passage()
-    assert (passage.id, passage.title, passage.context, passage.questions) == (alpha.id, "A", "Alpha text.", alpha.questions)
+    assert (passage.id, passage.title, passage.context, passage.questions) == (
+        alpha.id,
+        "A",
+        "Alpha text.",
+        alpha.questions,
+    )
 
 
 def test_jsonl_bad_lines_are_reported_and_the_stream_goes_on(tmp_path):
     path = tmp_path / "docs.jsonl"
-    write_jsonl(path, ['{"text": "One."}', "", "{not json", '{"text": ""}', '["a list"]', '{"text": "Two.", "title": "T"}'])
+    write_jsonl(
+        path, ['{"text": "One."}', "", "{not json", '{"text": ""}', '["a list"]', '{"text": "Two.", "title": "T"}']
+    )
 
     items = list(read_stream(path))
 
@@ -105,7 +124,11 @@ def test_text_and_markdown_files_are_one_document_each(tmp_path):
 
     note, page = documents(read_stream(tmp_path))
 
-    assert (note.title, note.text, note.location) == ("a_note", "Plain text about rivers.", Location(str(tmp_path / "a_note.txt"), 0))
+    assert (note.title, note.text, note.location) == (
+        "a_note",
+        "Plain text about rivers.",
+        Location(str(tmp_path / "a_note.txt"), 0),
+    )
     assert page.title == "The Nile" and page.text.startswith("Intro line.")
 
 

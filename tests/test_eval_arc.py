@@ -20,12 +20,35 @@ TASK = {
 def run_arc(tmp_path, tiny_model_dir, *extra: str) -> int:
     (tmp_path / "mirror.json").write_text(json.dumps(TASK))
     oracle = TTTConfig(learning_rate=1e-3, epochs=1).to_json()
-    return main([
-        "eval", "arc", "--tasks", str(tmp_path / "mirror.json"), "--model", str(tiny_model_dir),
-        "--k", "2", "--views", "2", "--max-examples", "6", "--lora-rank", "4", "--lora-alpha", "8",
-        "--self-edit-max-tokens", "24", "--oracle-config", oracle, "--bootstrap-samples", "50",
-        "--out", str(tmp_path / "run"), *extra,
-    ])
+    return main(
+        [
+            "eval",
+            "arc",
+            "--tasks",
+            str(tmp_path / "mirror.json"),
+            "--model",
+            str(tiny_model_dir),
+            "--k",
+            "2",
+            "--views",
+            "2",
+            "--max-examples",
+            "6",
+            "--lora-rank",
+            "4",
+            "--lora-alpha",
+            "8",
+            "--self-edit-max-tokens",
+            "24",
+            "--oracle-config",
+            oracle,
+            "--bootstrap-samples",
+            "50",
+            "--out",
+            str(tmp_path / "run"),
+            *extra,
+        ]
+    )
 
 
 def test_every_condition_is_recorded_with_submissions(tmp_path, tiny_model_dir):
@@ -33,7 +56,12 @@ def test_every_condition_is_recorded_with_submissions(tmp_path, tiny_model_dir):
 
     out = tmp_path / "run"
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    assert [(r["condition"], r["sample"]) for r in records] == [("icl", 0), ("ttt-oracle", 0), ("self-edit", 0), ("self-edit", 1)]
+    assert [(r["condition"], r["sample"]) for r in records] == [
+        ("icl", 0),
+        ("ttt-oracle", 0),
+        ("self-edit", 0),
+        ("self-edit", 1),
+    ]
     oracle = records[1]
     assert oracle["train"]["steps"] > 0 and all(len(g["raw_answer"]) >= 0 for g in oracle["grades"])
     assert all(len(r["grades"]) == 2 for r in records), "one record per view of the one test input"
@@ -49,8 +77,20 @@ def test_every_condition_is_recorded_with_submissions(tmp_path, tiny_model_dir):
 
 def test_a_bad_oracle_config_is_a_user_error(tmp_path, tiny_model_dir, capsys):
     (tmp_path / "mirror.json").write_text(json.dumps(TASK))
-    code = main(["eval", "arc", "--tasks", str(tmp_path / "mirror.json"), "--model", str(tiny_model_dir),
-                 "--oracle-config", '{"training": {"learning_rate": 5}}', "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "eval",
+            "arc",
+            "--tasks",
+            str(tmp_path / "mirror.json"),
+            "--model",
+            str(tiny_model_dir),
+            "--oracle-config",
+            '{"training": {"learning_rate": 5}}',
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 2
     assert "seal: error:" in capsys.readouterr().err
 
@@ -59,11 +99,30 @@ def test_train_arc_runs_a_round_and_carries_the_policy_over_when_nothing_solves(
     """The tiny model writes no valid configuration, so nothing reaches reward 1: a round still
     completes, records every sample with its rejection reason, and saves the policy unchanged."""
     (tmp_path / "mirror.json").write_text(json.dumps(TASK))
-    code = main([
-        "train", "arc", "--tasks", str(tmp_path / "mirror.json"), "--model", str(tiny_model_dir),
-        "--contexts-per-round", "1", "--k", "2", "--views", "2", "--max-examples", "6", "--lora-rank", "4",
-        "--self-edit-max-tokens", "24", "--out", str(tmp_path / "run"),
-    ])
+    code = main(
+        [
+            "train",
+            "arc",
+            "--tasks",
+            str(tmp_path / "mirror.json"),
+            "--model",
+            str(tiny_model_dir),
+            "--contexts-per-round",
+            "1",
+            "--k",
+            "2",
+            "--views",
+            "2",
+            "--max-examples",
+            "6",
+            "--lora-rank",
+            "4",
+            "--self-edit-max-tokens",
+            "24",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
 
     assert code == 0
     round_dir = tmp_path / "run" / "round-1"
@@ -76,12 +135,31 @@ def test_train_arc_runs_a_round_and_carries_the_policy_over_when_nothing_solves(
 
 
 def test_select_subset_tries_small_grid_tasks_and_writes_the_solved_ids(tmp_path, tiny_model_dir):
-    big = {"train": [{"input": [[1] * 12] * 12, "output": [[1]]}] * 2, "test": [{"input": [[1] * 12] * 12, "output": [[1]]}]}
+    big = {
+        "train": [{"input": [[1] * 12] * 12, "output": [[1]]}] * 2,
+        "test": [{"input": [[1] * 12] * 12, "output": [[1]]}],
+    }
     (tmp_path / "tasks.json").write_text(json.dumps({"mirror": TASK, "big": big}))
-    code = main([
-        "arc", "select-subset", "--tasks", str(tmp_path / "tasks.json"), "--model", str(tiny_model_dir),
-        "--max-grid-side", "10", "--views", "2", "--max-examples", "4", "--lora-rank", "4", "--out", str(tmp_path / "run"),
-    ])
+    code = main(
+        [
+            "arc",
+            "select-subset",
+            "--tasks",
+            str(tmp_path / "tasks.json"),
+            "--model",
+            str(tiny_model_dir),
+            "--max-grid-side",
+            "10",
+            "--views",
+            "2",
+            "--max-examples",
+            "4",
+            "--lora-rank",
+            "4",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
 
     assert code == 0
     subset = json.loads((tmp_path / "run" / "subset.json").read_text())
@@ -92,7 +170,18 @@ def test_select_subset_tries_small_grid_tasks_and_writes_the_solved_ids(tmp_path
 def test_constrained_self_edits_always_parse_even_from_a_random_model(tmp_path, tiny_model_dir):
     """Under --constrained-self-edits the configuration is sampled under its JSON schema: the tiny
     random model, whose free text never parses, writes configurations that all parse."""
-    assert run_arc(tmp_path, tiny_model_dir, "--conditions", "self-edit", "--self-edit-max-tokens", "400", "--constrained-self-edits") == 0
+    assert (
+        run_arc(
+            tmp_path,
+            tiny_model_dir,
+            "--conditions",
+            "self-edit",
+            "--self-edit-max-tokens",
+            "400",
+            "--constrained-self-edits",
+        )
+        == 0
+    )
 
     records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     assert len(records) == 2

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+from test_restem import PASSAGES, SETTINGS, keep_first, make_domain
 
 from seal_lm.cli import main
 from seal_lm.cli.shared_options import ExecutorOptions, ModelOptions
@@ -21,7 +22,6 @@ from seal_lm.loops.restem import train_policy
 from seal_lm.model.loading import load_model
 from seal_lm.runs.executor import RAY_MISSING, ExecutorError, InProcessExecutor, ProcessExecutor, RayExecutor
 from seal_lm.runs.rundir import RunDir
-from test_restem import PASSAGES, SETTINGS, keep_first, make_domain
 
 TESTS = Path(__file__).parent
 
@@ -29,7 +29,9 @@ TESTS = Path(__file__).parent
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray whose workers can import this module's jobs (and ``test_restem``'s domain) and this tree's package."""
-    source = os.pathsep.join([str(TESTS), str(TESTS.parent / "src")])  # the workers run the code under test, as the driver does
+    source = os.pathsep.join(
+        [str(TESTS), str(TESTS.parent / "src")]
+    )  # the workers run the code under test, as the driver does
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": source}})
     yield
     ray.shutdown()
@@ -113,7 +115,10 @@ def test_in_process_a_generator_job_runs_as_its_results_are_taken():
 
 
 def test_on_ray_a_generator_jobs_results_come_back_together(local_ray):
-    assert list(RayExecutor(workers=1).run(new_worker, powers, [2, 3])) in ([(2, [2, 4, 8]), (3, [3, 9, 27])], [(3, [3, 9, 27]), (2, [2, 4, 8])])
+    assert list(RayExecutor(workers=1).run(new_worker, powers, [2, 3])) in (
+        [(2, [2, 4, 8]), (3, [3, 9, 27])],
+        [(3, [3, 9, 27]), (2, [2, 4, 8])],
+    )
 
 
 def test_ray_retries_a_job_whose_worker_died_and_yields_every_result_once(local_ray, tmp_path):
@@ -192,7 +197,14 @@ def test_workers_in_process_is_refused(tmp_path, tiny_model_dir, data, capsys):
 
 
 def test_more_worker_processes_than_threads_is_refused(tmp_path, tiny_model_dir, data, capsys, keep_threads):
-    assert main(eval_args(tiny_model_dir, data, tmp_path / "run", "--executor", "processes", "--workers", "2", "--threads", "1")) == 2
+    assert (
+        main(
+            eval_args(
+                tiny_model_dir, data, tmp_path / "run", "--executor", "processes", "--workers", "2", "--threads", "1"
+            )
+        )
+        == 2
+    )
     assert "--workers 2 with --threads 1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
@@ -202,7 +214,11 @@ def test_more_worker_processes_than_threads_is_refused(tmp_path, tiny_model_dir,
 # ---------------------------------------------------------------------------------------------
 
 EVAL_PASSAGES = [
-    {"title": p.title, "context": p.context, "questions": [{"question": q.question, "answer": list(q.answers)} for q in p.questions]}
+    {
+        "title": p.title,
+        "context": p.context,
+        "questions": [{"question": q.question, "answer": list(q.answers)} for q in p.questions],
+    }
     for p in PASSAGES[:2]
 ]
 
@@ -225,10 +241,35 @@ def data(tmp_path) -> Path:
 
 
 def eval_args(model_dir, data, out, *extra: str) -> list[str]:
-    return ["eval", "knowledge", "--model", str(model_dir), "--data", str(data), "--out", str(out),
-            "--conditions", "base,passage,self-edit", "--k", "2", "--epochs", "2", "--lora-rank", "4",
-            "--lora-alpha", "8", "--self-edit-max-tokens", "16", "--answer-max-tokens", "4",
-            "--lora-dropout", "0.1", "--bootstrap-samples", "50", *extra]  # dropout: jobs must reseed it
+    return [
+        "eval",
+        "knowledge",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--conditions",
+        "base,passage,self-edit",
+        "--k",
+        "2",
+        "--epochs",
+        "2",
+        "--lora-rank",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--self-edit-max-tokens",
+        "16",
+        "--answer-max-tokens",
+        "4",
+        "--lora-dropout",
+        "0.1",
+        "--bootstrap-samples",
+        "50",
+        *extra,
+    ]  # dropout: jobs must reseed it
 
 
 def without_timings(value):
@@ -263,9 +304,26 @@ def test_eval_knowledge_records_the_same_on_ray_as_in_process(local_ray, tmp_pat
     assert (tmp_path / "ray" / "records.jsonl").read_bytes() == before
 
 
-def test_eval_knowledge_records_the_same_in_worker_processes_as_in_process(tmp_path, tiny_model_dir, data, keep_threads):
+def test_eval_knowledge_records_the_same_in_worker_processes_as_in_process(
+    tmp_path, tiny_model_dir, data, keep_threads
+):
     assert main(eval_args(tiny_model_dir, data, tmp_path / "in-process")) == 0
-    assert main(eval_args(tiny_model_dir, data, tmp_path / "processes", "--executor", "processes", "--workers", "2", "--threads", "2")) == 0
+    assert (
+        main(
+            eval_args(
+                tiny_model_dir,
+                data,
+                tmp_path / "processes",
+                "--executor",
+                "processes",
+                "--workers",
+                "2",
+                "--threads",
+                "2",
+            )
+        )
+        == 0
+    )
 
     expected = jsonl(tmp_path / "in-process" / "records.jsonl", "unit")
     assert any(record["train"] for record in expected)
@@ -291,7 +349,19 @@ def same_restem_round(tmp_path, tiny_model_dir, executor) -> None:
     def round_on(executor, name: str) -> Path:
         run = RunDir.open(tmp_path / name, {"test": "executors"})
         workers = partial(options.worker, make_domain)
-        return Path(train_policy(run, PASSAGES, options.domain(make_domain), workers, load_model, str(tiny_model_dir), SETTINGS, keep_first, executor=executor))
+        return Path(
+            train_policy(
+                run,
+                PASSAGES,
+                options.domain(make_domain),
+                workers,
+                load_model,
+                str(tiny_model_dir),
+                SETTINGS,
+                keep_first,
+                executor=executor,
+            )
+        )
 
     expected, elsewhere = round_on(InProcessExecutor(), "in-process"), round_on(executor, "other")
 

@@ -109,7 +109,9 @@ def test_stop_strings_in_a_batch_only_cut_the_rows_that_contain_them(model, tiny
     match = _stop_string(full[0].text)
     assert all(match.group() not in g.text for g in full[1:]), "pick prompts whose outputs lack the stop string"
 
-    stopped = generate(model, tiny_tokenizer, PROMPTS, GenerationSettings(max_new_tokens=12, batch_size=4, stop=(match.group(),)))
+    stopped = generate(
+        model, tiny_tokenizer, PROMPTS, GenerationSettings(max_new_tokens=12, batch_size=4, stop=(match.group(),))
+    )
     assert stopped[0].text == full[0].text[: match.start()]
     assert stopped[0].truncated is False
     assert stopped[1:] == full[1:]
@@ -137,7 +139,9 @@ def test_sampling_is_reproducible_with_the_same_seed(model, tiny_tokenizer):
     settings = GenerationSettings(max_new_tokens=12, temperature=1.0, seed=5, batch_size=2)
     first = generate(model, tiny_tokenizer, PROMPTS[:3], settings)
     second = generate(model, tiny_tokenizer, PROMPTS[:3], settings)
-    other_seed = generate(model, tiny_tokenizer, PROMPTS[:3], GenerationSettings(max_new_tokens=12, temperature=1.0, seed=6, batch_size=2))
+    other_seed = generate(
+        model, tiny_tokenizer, PROMPTS[:3], GenerationSettings(max_new_tokens=12, temperature=1.0, seed=6, batch_size=2)
+    )
     greedy = generate(model, tiny_tokenizer, PROMPTS[:3], GenerationSettings(max_new_tokens=12, batch_size=2))
     assert first == second
     assert first != other_seed
@@ -192,8 +196,13 @@ def test_padding_side_is_restored_when_generation_fails(tiny_tokenizer):
 def test_identical_prompts_are_prefilled_once_with_the_same_results(model, tiny_tokenizer):
     prompt = PROMPTS[1]
     forward_rows = []
-    hook = model.register_forward_pre_hook(lambda _, args, kwargs: forward_rows.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
-    for settings in (GenerationSettings(max_new_tokens=10, temperature=1.0, seed=3), GenerationSettings(max_new_tokens=10)):
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kwargs: forward_rows.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    for settings in (
+        GenerationSettings(max_new_tokens=10, temperature=1.0, seed=3),
+        GenerationSettings(max_new_tokens=10),
+    ):
         forward_rows.clear()
         shared = generate(model, tiny_tokenizer, [prompt] * 4, settings)
         prompt_length = len(tiny_tokenizer(prompt)["input_ids"])
@@ -204,7 +213,17 @@ def test_identical_prompts_are_prefilled_once_with_the_same_results(model, tiny_
         assert forward_rows[0] == (4, prompt_length)
         assert shared == separate
     hook.remove()
-    assert len({g.text for g in generate(model, tiny_tokenizer, [prompt] * 4, GenerationSettings(max_new_tokens=10, temperature=1.0))}) > 1
+    assert (
+        len(
+            {
+                g.text
+                for g in generate(
+                    model, tiny_tokenizer, [prompt] * 4, GenerationSettings(max_new_tokens=10, temperature=1.0)
+                )
+            }
+        )
+        > 1
+    )
 
 
 def test_a_json_schema_makes_even_a_random_model_write_valid_json(model, tiny_tokenizer):

@@ -66,11 +66,7 @@ def test_training_changes_the_adapter_and_leaves_base_weights_bit_identical(loop
 
     [result] = loop.train_and_answer([plan(FACT_A, FACT_B)], PROBES, GREEDY)
 
-    after = {
-        name.replace(".base_layer", ""): p
-        for name, p in model.named_parameters()
-        if "lora_" not in name
-    }
+    after = {name.replace(".base_layer", ""): p for name, p in model.named_parameters() if "lora_" not in name}
     assert after.keys() == before.keys()
     changed = [name for name in before if not torch.equal(before[name], after[name])]
     assert changed == []
@@ -132,11 +128,15 @@ def test_no_leakage_when_target_modules_change_between_plans(loop, tiny_tokenize
     wide, narrow = plan(FACT_A, target_modules=("all-linear",)), plan(FACT_B)
     first, second = loop.train_and_answer([wide, narrow], PROBES, GREEDY)
 
-    modules = lambda state: {name.split(".")[-4] for name in state}  # ...q_proj.lora_A.candidate.weight
+    def modules(state):
+        return {name.split(".")[-4] for name in state}  # ...q_proj.lora_A.candidate.weight
+
     assert modules(first.adapter_state) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert modules(second.adapter_state) == {"q_proj", "v_proj"}
 
-    [alone] = InnerLoop(build_model(len(tiny_tokenizer), seed=0), tiny_tokenizer).train_and_answer([narrow], PROBES, GREEDY)
+    [alone] = InnerLoop(build_model(len(tiny_tokenizer), seed=0), tiny_tokenizer).train_and_answer(
+        [narrow], PROBES, GREEDY
+    )
     assert_same_state(second.adapter_state, alone.adapter_state)
     assert second.answers == alone.answers
 
@@ -163,7 +163,9 @@ def test_loss_decreases_when_memorising_one_sequence(loop):
 def test_trained_adapter_answers_with_the_memorised_completion(loop):
     """With every linear layer adapted, 30 steps teach the tiny model a completion; answers use the adapter."""
     prompt = "Where is the Eiffel Tower?"
-    memorise = plan(TrainExample(" Paris in 1889.", prompt=prompt), epochs=30, rank=8, alpha=16, target_modules=("all-linear",))
+    memorise = plan(
+        TrainExample(" Paris in 1889.", prompt=prompt), epochs=30, rank=8, alpha=16, target_modules=("all-linear",)
+    )
     [result] = loop.train_and_answer([memorise], [prompt], GREEDY)
     assert result.answers[0].text.startswith(" Paris in 1889.")
     assert not loop.generate_with_base([prompt], GREEDY)[0].text.startswith(" Paris")
@@ -196,7 +198,11 @@ def test_loss_on_completion_ignores_prompt_tokens(loop, tiny_tokenizer):
     bare_tokens = len(ids(tiny_tokenizer, no_prompt.completion))
 
     [only_completion, everything, bare] = loop.train_and_answer(
-        [plan(with_prompt, loss_on="completion", epochs=2), plan(with_prompt, epochs=2), plan(no_prompt, loss_on="completion", epochs=2)],
+        [
+            plan(with_prompt, loss_on="completion", epochs=2),
+            plan(with_prompt, epochs=2),
+            plan(no_prompt, loss_on="completion", epochs=2),
+        ],
         [],
         GREEDY,
     )
@@ -206,7 +212,9 @@ def test_loss_on_completion_ignores_prompt_tokens(loop, tiny_tokenizer):
     assert bare.stats.tokens == (bare_tokens - 1) * 2
     assert only_completion.stats.sequence_tokens == everything.stats.sequence_tokens
     # the loss itself is taken on the completion only
-    assert only_completion.stats.first_loss == pytest.approx(base_loss(tiny_tokenizer, [with_prompt], "completion"), abs=1e-5)
+    assert only_completion.stats.first_loss == pytest.approx(
+        base_loss(tiny_tokenizer, [with_prompt], "completion"), abs=1e-5
+    )
     assert everything.stats.first_loss == pytest.approx(base_loss(tiny_tokenizer, [with_prompt], "all"), abs=1e-5)
     assert only_completion.stats.first_loss != pytest.approx(everything.stats.first_loss, abs=1e-3)
 
@@ -239,7 +247,9 @@ def test_a_diverging_adapter_stops_at_its_first_non_finite_loss_and_answers_noth
     why; the next plan, on a fresh adapter, trains all its steps and answers."""
     loop = InnerLoop(build_model(len(tiny_tokenizer), seed=0).half(), tiny_tokenizer)
 
-    diverged, healthy = loop.train_and_answer([plan(FACT_A, FACT_B, lr=1e9, epochs=5), plan(FACT_A, FACT_B)], PROBES, GREEDY)
+    diverged, healthy = loop.train_and_answer(
+        [plan(FACT_A, FACT_B, lr=1e9, epochs=5), plan(FACT_A, FACT_B)], PROBES, GREEDY
+    )
 
     assert "training diverged" in diverged.stats.stopped and "learning rate 1e+09" in diverged.stats.stopped
     assert 0 < diverged.stats.steps < 10
@@ -275,7 +285,9 @@ def test_each_result_is_handed_over_before_the_next_adapter_trains(loop, monkeyp
     second = next(results)
     assert trained == plans
 
-    expected = InnerLoop(build_model(len(loop.tokenizer), seed=0), loop.tokenizer).train_and_answer(plans, PROBES, GREEDY)
+    expected = InnerLoop(build_model(len(loop.tokenizer), seed=0), loop.tokenizer).train_and_answer(
+        plans, PROBES, GREEDY
+    )
     assert [[a.text for a in r.answers] for r in (first, second)] == [[a.text for a in r.answers] for r in expected]
 
 
@@ -285,7 +297,16 @@ def test_no_plans_gives_no_results(loop):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"loss_on": "x"}, {"rank": 0}, {"lr": 0}, {"lr": -1e-3}, {"epochs": 0}, {"batch_size": 0}, {"alpha": 0}, {"max_seq_len": 0}],
+    [
+        {"loss_on": "x"},
+        {"rank": 0},
+        {"lr": 0},
+        {"lr": -1e-3},
+        {"epochs": 0},
+        {"batch_size": 0},
+        {"alpha": 0},
+        {"max_seq_len": 0},
+    ],
 )
 def test_invalid_settings_raise_value_error(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):

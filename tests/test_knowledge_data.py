@@ -51,7 +51,9 @@ OFFICIAL = {
             "paragraphs": [
                 {
                     "context": "Warsaw is the capital of Poland.",
-                    "qas": [{"id": "q-capital", "question": "What is Warsaw?", "answers": [{"text": "capital of Poland"}]}],
+                    "qas": [
+                        {"id": "q-capital", "question": "What is Warsaw?", "answers": [{"text": "capital of Poland"}]}
+                    ],
                 }
             ],
         },
@@ -227,13 +229,17 @@ def test_missing_context(tmp_path):
 
 
 def test_blank_context_counts_as_missing(tmp_path):
-    path = write_json(tmp_path / "flat.json", [{"title": "T", "context": "  ", "questions": [{"question": "Q?", "answer": "A"}]}])
+    path = write_json(
+        tmp_path / "flat.json", [{"title": "T", "context": "  ", "questions": [{"question": "Q?", "answer": "A"}]}]
+    )
 
     with pytest.raises(DataError, match="'context'"):
         load_passages(path)
 
 
-@pytest.mark.parametrize("question", [{"question": "Q?"}, {"question": "Q?", "answer": ""}, {"question": "Q?", "answer": []}])
+@pytest.mark.parametrize(
+    "question", [{"question": "Q?"}, {"question": "Q?", "answer": ""}, {"question": "Q?", "answer": []}]
+)
 def test_missing_answer_names_record_and_question(tmp_path, question):
     good = {"question": "Fine?", "answer": "yes"}
     path = write_json(tmp_path / "flat.json", [{"title": "T", "context": "C.", "questions": [good, question]}])
@@ -244,7 +250,12 @@ def test_missing_answer_names_record_and_question(tmp_path, question):
 
 
 def test_missing_answer_in_official_format(tmp_path):
-    document = {"version": "1.1", "data": [{"title": "T", "paragraphs": [{"context": "C.", "qas": [{"id": "x", "question": "Q?", "answers": []}]}]}]}
+    document = {
+        "version": "1.1",
+        "data": [
+            {"title": "T", "paragraphs": [{"context": "C.", "qas": [{"id": "x", "question": "Q?", "answers": []}]}]}
+        ],
+    }
 
     with pytest.raises(DataError, match=r"data\[0\]\.paragraphs\[0\]\.qas\[0\]: missing gold answer"):
         load_passages(write_json(tmp_path / "dev.json", document))
@@ -310,7 +321,12 @@ def test_to_official_squad_layout():
         "data": [
             {
                 "title": "Title",
-                "paragraphs": [{"context": "Context.", "qas": [{"id": "q1", "question": "Q?", "answers": [{"text": "a"}, {"text": "b"}]}]}],
+                "paragraphs": [
+                    {
+                        "context": "Context.",
+                        "qas": [{"id": "q1", "question": "Q?", "answers": [{"text": "a"}, {"text": "b"}]}],
+                    }
+                ],
             }
         ],
     }

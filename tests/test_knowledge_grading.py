@@ -110,8 +110,17 @@ def test_grade_answer_verbose_answer_contains_but_scores_low_f1():
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("Yes.", True), ("yes", True), ("YES, it is correct", True), ("no", False), ("No.", False),
-     ("yes and no", False), ("", False), ("Yesterday", False), ("I cannot tell", False)],
+    [
+        ("Yes.", True),
+        ("yes", True),
+        ("YES, it is correct", True),
+        ("no", False),
+        ("No.", False),
+        ("yes and no", False),
+        ("", False),
+        ("Yesterday", False),
+        ("I cannot tell", False),
+    ],
 )
 def test_parse_yes_no(text, expected):
     assert parse_yes_no(text) is expected
@@ -174,7 +183,30 @@ def test_mean_em_and_f1_equal_the_reference_implementation(graded_squad):
 
 # Answer-like text: words that include the articles, punctuation, odd whitespace, a non-ASCII letter.
 answer_text = st.lists(
-    st.sampled_from(["the", "an", "a", "The", "AN", "cat", "Cat", "théâtre", "x", " ", "  ", "\t", "\n", ".", ",", "!", "'", "-", "(", ")"]),
+    st.sampled_from(
+        [
+            "the",
+            "an",
+            "a",
+            "The",
+            "AN",
+            "cat",
+            "Cat",
+            "théâtre",
+            "x",
+            " ",
+            "  ",
+            "\t",
+            "\n",
+            ".",
+            ",",
+            "!",
+            "'",
+            "-",
+            "(",
+            ")",
+        ]
+    ),
     max_size=12,
 ).map("".join)
 
@@ -238,7 +270,10 @@ class FakeChatHandler(BaseHTTPRequestHandler):
             golds = re.search(r"Gold answer: (.*)\n", prompt).group(1).split(" | ")
             student = re.search(r"Student answer: (.*)\n", prompt).group(1)
             verdict = "Yes" if any(g.lower() in student.lower() for g in golds) else "No"
-            status, payload = 200, json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
+            status, payload = (
+                200,
+                json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode(),
+            )
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -264,7 +299,9 @@ def chat_server(monkeypatch):
 
 
 def judge_for(server, **kwargs) -> LLMJudge:
-    return LLMJudge(f"http://127.0.0.1:{server.server_address[1]}/v1/", "judge-model", **{"timeout": 5, "backoff": 0, **kwargs})
+    return LLMJudge(
+        f"http://127.0.0.1:{server.server_address[1]}/v1/", "judge-model", **{"timeout": 5, "backoff": 0, **kwargs}
+    )
 
 
 def test_judge_verdicts(chat_server):

@@ -80,7 +80,9 @@ def test_the_teacher_without_a_context_predicts_the_sequence_as_the_untouched_mo
 
     assert torch.allclose(teacher.log_probs(1), torch.log_softmax(student, -1), atol=1e-6)
     assert teacher.log_probs(0).shape == teacher.log_probs(1).shape
-    assert not torch.allclose(teacher.log_probs(0), teacher.log_probs(1), atol=1e-3)  # the document changes its predictions
+    assert not torch.allclose(
+        teacher.log_probs(0), teacher.log_probs(1), atol=1e-3
+    )  # the document changes its predictions
 
 
 # --- training ---------------------------------------------------------------------------------------

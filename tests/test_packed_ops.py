@@ -51,10 +51,14 @@ def test_per_sequence_attention_equals_each_sequence_alone(tiny_model_dir):
     alone = [model.base_model(input_ids=s[None]).last_hidden_state[0] for s in sequences]
     ids = torch.cat(sequences)[None]
     positions = torch.cat([torch.arange(len(s)) for s in sequences])[None]
-    masked = model.base_model(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state[0]  # block-diagonal mask
+    masked = model.base_model(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state[
+        0
+    ]  # block-diagonal mask
 
     with per_sequence_attention(model):
-        packed = model.base_model(input_ids=ids, position_ids=positions, cu_seq_lens_q=sequence_boundaries(positions, model)).last_hidden_state[0]
+        packed = model.base_model(
+            input_ids=ids, position_ids=positions, cu_seq_lens_q=sequence_boundaries(positions, model)
+        ).last_hidden_state[0]
     assert model.config._attn_implementation != packed_ops.PACKED_ATTENTION  # restored
 
     torch.testing.assert_close(packed, torch.cat(alone), rtol=1e-5, atol=1e-5)

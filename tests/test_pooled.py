@@ -18,7 +18,11 @@ PASSAGES = [
     for i in range(3)
 ]
 EXTERNAL = [
-    {"title": p["title"], "context": p["context"], "completions": [f"1. {p['title']} is in Paris.\n2. It is a tall tower."]}
+    {
+        "title": p["title"],
+        "context": p["context"],
+        "completions": [f"1. {p['title']} is in Paris.\n2. It is a tall tower."],
+    }
     for p in PASSAGES
 ]
 
@@ -27,11 +31,34 @@ def run_cpt(model_dir: Path, folder: Path, out: Path, conditions: str = "base,pa
     data, external = folder / "data.json", folder / "external.json"
     data.write_text(json.dumps(PASSAGES))
     external.write_text(json.dumps(EXTERNAL))
-    return main([
-        "eval", "knowledge", "--setting", "cpt", "--model", str(model_dir), "--data", str(data),
-        "--external", str(external), "--conditions", conditions, "--epochs", "1", "--lora-rank", "4",
-        "--self-edit-max-tokens", "16", "--answer-max-tokens", "4", "--bootstrap-samples", "100", "--out", str(out),
-    ])
+    return main(
+        [
+            "eval",
+            "knowledge",
+            "--setting",
+            "cpt",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(data),
+            "--external",
+            str(external),
+            "--conditions",
+            conditions,
+            "--epochs",
+            "1",
+            "--lora-rank",
+            "4",
+            "--self-edit-max-tokens",
+            "16",
+            "--answer-max-tokens",
+            "4",
+            "--bootstrap-samples",
+            "100",
+            "--out",
+            str(out),
+        ]
+    )
 
 
 def records(out: Path) -> list[dict]:

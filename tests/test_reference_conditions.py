@@ -23,7 +23,9 @@ PASSAGE = Passage(
     context="The Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.",
     questions=(Question(id="q0", question="Where is the Eiffel Tower?", answers=("Paris",)),),
 )
-SELF_EDIT = "1. The Eiffel Tower stands in Paris.\n2. The tower was finished in 1889.\n3. It was built for the World's Fair."
+SELF_EDIT = (
+    "1. The Eiffel Tower stands in Paris.\n2. The tower was finished in 1889.\n3. It was built for the World's Fair."
+)
 
 
 @pytest.fixture
@@ -53,13 +55,18 @@ def test_in_context_prompts_add_only_the_passage_to_the_probe_prompts(tiny_token
 
     assert PASSAGE.context not in closed and "Passage:" not in closed
     assert shown.replace(f"Passage: {PASSAGE.context}\n", "") == closed
-    assert closed.endswith("Topic: Eiffel Tower\nQuestion: Where is the Eiffel Tower?\nAnswer:" if style == "few-shot"
-                           else "Topic: Eiffel Tower\nLet's answer a question directly and concisely.\nQuestion: Where is the Eiffel Tower?\nAnswer:")
+    assert closed.endswith(
+        "Topic: Eiffel Tower\nQuestion: Where is the Eiffel Tower?\nAnswer:"
+        if style == "few-shot"
+        else "Topic: Eiffel Tower\nLet's answer a question directly and concisely.\nQuestion: Where is the Eiffel Tower?\nAnswer:"
+    )
 
 
 def test_passage_repeat_matches_the_self_edit_plan_in_tokens(domain, tiny_tokenizer):
     document = f"{PASSAGE.title}\n{PASSAGE.context}"
-    long_edit = "\n".join(f"{i}. The Eiffel Tower in Paris was completed in the year 1889, fact {i}." for i in range(1, 13))
+    long_edit = "\n".join(
+        f"{i}. The Eiffel Tower in Paris was completed in the year 1889, fact {i}." for i in range(1, 13)
+    )
     for text in (SELF_EDIT, long_edit):
         plan = domain.parse_self_edit(PASSAGE, text)
         planned = sum(tokens(tiny_tokenizer, e.completion) for e in plan.examples)
@@ -96,10 +103,37 @@ CONDITIONS = "base,passage,self-edit,in-context,passage-repeat"
 
 
 def eval_args(model_dir: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["eval", "knowledge", "--model", str(model_dir), "--data", str(data), "--out", str(out),
-            "--conditions", CONDITIONS, "--k", "2", "--epochs", "1", "--lora-rank", "4", "--lora-alpha", "8",
-            "--self-edit-max-tokens", "24", "--self-edit-temperature", "1.0", "--answer-max-tokens", "4",
-            "--bootstrap-samples", "100", "--inner-objective", "distill", *extra]
+    return [
+        "eval",
+        "knowledge",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--conditions",
+        CONDITIONS,
+        "--k",
+        "2",
+        "--epochs",
+        "1",
+        "--lora-rank",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--self-edit-max-tokens",
+        "24",
+        "--self-edit-temperature",
+        "1.0",
+        "--answer-max-tokens",
+        "4",
+        "--bootstrap-samples",
+        "100",
+        "--inner-objective",
+        "distill",
+        *extra,
+    ]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -127,8 +161,14 @@ def test_a_distill_run_of_every_reference_condition_records_its_objective(distil
     assert rows["in-context"]["units"] == 2 and rows["in-context"]["mean_trained_tokens"] == 0
     assert rows["passage-repeat"]["units"] == 4
     assert sorted(p.name for p in (out / "predictions").iterdir()) == [
-        "base.json", "in-context.json", "passage-repeat-0.json", "passage-repeat-1.json", "passage.json",
-        "self-edit-0.json", "self-edit-1.json"]
+        "base.json",
+        "in-context.json",
+        "passage-repeat-0.json",
+        "passage-repeat-1.json",
+        "passage.json",
+        "self-edit-0.json",
+        "self-edit-1.json",
+    ]
     # Distillation starts from a student that is the teacher without the passage: a small divergence,
     # where next-token cross-entropy on the random model starts near log(vocabulary) = 6.
     passage = records["p0000/passage/0"]["train"]
@@ -137,7 +177,9 @@ def test_a_distill_run_of_every_reference_condition_records_its_objective(distil
 
 def test_passage_repeat_is_the_passage_repeated_to_the_size_of_the_same_self_edit(distill_run):
     records = {r["unit"]: r for r in read_jsonl(distill_run["out"] / "records.jsonl")}
-    assert any(r["train"] for r in records.values() if r["condition"] == "passage-repeat")  # the tiny model writes some usable lines
+    assert any(
+        r["train"] for r in records.values() if r["condition"] == "passage-repeat"
+    )  # the tiny model writes some usable lines
     for index, passage in enumerate(PASSAGES):
         document = f"{passage['title']}\n{passage['context']}"
         for sample in range(2):
@@ -174,7 +216,9 @@ def test_another_objective_in_the_same_run_directory_is_refused(distill_run, cap
     assert "inner_objective" in capsys.readouterr().err
 
 
-def test_the_batched_engine_with_distillation_is_refused_before_loading_a_model(tmp_path, tiny_model_dir, monkeypatch, capsys):
+def test_the_batched_engine_with_distillation_is_refused_before_loading_a_model(
+    tmp_path, tiny_model_dir, monkeypatch, capsys
+):
     data = tmp_path / "passages.json"
     data.write_text(json.dumps(PASSAGES))
     args = eval_args(tiny_model_dir, data, tmp_path / "run", "--engine", "batched")
@@ -192,12 +236,21 @@ def test_the_pooled_setting_distills_each_sequence_from_its_own_passage(tmp_path
     args[args.index("--conditions") + 1] = "in-context,passage,passage-repeat"
     teachers = []
     original = objectives.Teacher.__init__
-    monkeypatch.setattr(objectives.Teacher, "__init__", lambda self, model, contexts, *a: teachers.append(contexts) or original(self, model, contexts, *a))
+    monkeypatch.setattr(
+        objectives.Teacher,
+        "__init__",
+        lambda self, model, contexts, *a: teachers.append(contexts) or original(self, model, contexts, *a),
+    )
 
     assert main(args) == 0
 
     units = {r["unit"]: r for r in read_jsonl(tmp_path / "run" / "records.jsonl")}
-    assert sorted(units) == ["pooled/in-context/0", "pooled/passage-repeat/0", "pooled/passage-repeat/1", "pooled/passage/0"]
+    assert sorted(units) == [
+        "pooled/in-context/0",
+        "pooled/passage-repeat/0",
+        "pooled/passage-repeat/1",
+        "pooled/passage/0",
+    ]
     assert units["pooled/in-context/0"]["train"] is None and len(units["pooled/in-context/0"]["contexts"]) == 2
     passage_teacher = teachers[0]  # the passage condition's: one sequence per passage, each read after its own passage
     assert len(passage_teacher) == 2 and passage_teacher[0] != passage_teacher[1]
@@ -208,10 +261,35 @@ def test_the_pooled_setting_distills_each_sequence_from_its_own_passage(tmp_path
 
 def test_adapt_learns_with_distillation_records_it_in_the_ledger_and_resumes(tmp_path, tiny_model_dir):
     stream, out = tmp_path / "stream.jsonl", tmp_path / "run"
-    stream.write_text("".join(json.dumps({"title": p["title"], "text": p["context"], "questions": p["questions"]}) + "\n" for p in PASSAGES))
-    args = ["adapt", "--model", str(tiny_model_dir), "--stream", str(stream), "--out", str(out), "--epochs", "1",
-            "--lora-rank", "4", "--lora-alpha", "8", "--self-edit-max-tokens", "16", "--answer-max-tokens", "4",
-            "--inner-objective", "sft+distill", "--distill-weight", "0.3"]
+    stream.write_text(
+        "".join(
+            json.dumps({"title": p["title"], "text": p["context"], "questions": p["questions"]}) + "\n"
+            for p in PASSAGES
+        )
+    )
+    args = [
+        "adapt",
+        "--model",
+        str(tiny_model_dir),
+        "--stream",
+        str(stream),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--lora-rank",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--self-edit-max-tokens",
+        "16",
+        "--answer-max-tokens",
+        "4",
+        "--inner-objective",
+        "sft+distill",
+        "--distill-weight",
+        "0.3",
+    ]
 
     assert main(args) == 0
     assert main(args) == 0  # resumes: nothing left to learn
@@ -227,10 +305,48 @@ def test_train_knowledge_scores_self_edits_with_a_distilled_inner_loop(tmp_path,
     data = tmp_path / "passages.json"
     data.write_text(json.dumps(PASSAGES))
     out = tmp_path / "run"
-    assert main(["train", "knowledge", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out),
-                 "--rounds", "1", "--contexts-per-round", "2", "--k", "2", "--epochs", "1", "--lora-rank", "4",
-                 "--lora-alpha", "8", "--policy-rank", "4", "--policy-alpha", "8", "--policy-epochs", "1",
-                 "--self-edit-max-tokens", "16", "--answer-max-tokens", "4", "--keep-rule", "threshold",
-                 "--keep-threshold", "0", "--inner-objective", "distill"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "knowledge",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--rounds",
+                "1",
+                "--contexts-per-round",
+                "2",
+                "--k",
+                "2",
+                "--epochs",
+                "1",
+                "--lora-rank",
+                "4",
+                "--lora-alpha",
+                "8",
+                "--policy-rank",
+                "4",
+                "--policy-alpha",
+                "8",
+                "--policy-epochs",
+                "1",
+                "--self-edit-max-tokens",
+                "16",
+                "--answer-max-tokens",
+                "4",
+                "--keep-rule",
+                "threshold",
+                "--keep-threshold",
+                "0",
+                "--inner-objective",
+                "distill",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "config.json").read_text())["config"]["inner_objective"] == "distill"
     assert (out / "round-1" / "summary.json").is_file()

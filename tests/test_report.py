@@ -7,8 +7,21 @@ import pytest
 from seal_lm.loops.report import markdown_table, per_question_scores, summarize
 
 
-def record(context, condition, correct, *, sample=0, f1=None, exact=None, answers=None, rejected=None,
-           self_edit=None, train=None, seconds=1.0, judge=None):
+def record(
+    context,
+    condition,
+    correct,
+    *,
+    sample=0,
+    f1=None,
+    exact=None,
+    answers=None,
+    rejected=None,
+    self_edit=None,
+    train=None,
+    seconds=1.0,
+    judge=None,
+):
     """One unit record as ``run_conditions`` writes it; ``correct`` lists one 0/1 per question."""
     f1 = f1 if f1 is not None else [float(c) for c in correct]
     exact = exact if exact is not None else [bool(c) for c in correct]
@@ -63,7 +76,9 @@ def table_records():
                 )
             )
     # "external" has exactly the passage condition's grades: its difference must be exactly 0.
-    records += [record(c, "external", v, sample=0, self_edit={"text": "x", "source": "external"}) for c, v in PASSAGE.items()]
+    records += [
+        record(c, "external", v, sample=0, self_edit={"text": "x", "source": "external"}) for c, v in PASSAGE.items()
+    ]
     return records
 
 

@@ -20,17 +20,43 @@ from PIL import Image
 from seal_lm.cli import main
 from seal_lm.domains.arc.config import TTTConfig
 
-TINY = ["--epochs", "1", "--lora-rank", "4", "--lora-alpha", "8", "--self-edit-max-tokens", "16", "--answer-max-tokens", "4"]
+TINY = [
+    "--epochs",
+    "1",
+    "--lora-rank",
+    "4",
+    "--lora-alpha",
+    "8",
+    "--self-edit-max-tokens",
+    "16",
+    "--answer-max-tokens",
+    "4",
+]
 PASSAGES = [
-    {"title": "Eiffel Tower", "context": "The Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.",
-     "questions": [{"question": "Where is the Eiffel Tower?", "answer": "Paris"}, {"question": "When was it completed?", "answer": "1889"}]},
-    {"title": "Mongol Empire", "context": "Genghis Khan founded the Mongol Empire. The Shah fled rather than surrender.",
-     "questions": [{"question": "Who founded the Mongol Empire?", "answer": "Genghis Khan"}]},
-    {"title": "Water", "context": "Water boils at 100 degrees at sea level.",
-     "questions": [{"question": "At what temperature does water boil?", "answer": ["100 degrees", "100"]}]},
+    {
+        "title": "Eiffel Tower",
+        "context": "The Eiffel Tower is in Paris. It was completed in 1889 for the World's Fair.",
+        "questions": [
+            {"question": "Where is the Eiffel Tower?", "answer": "Paris"},
+            {"question": "When was it completed?", "answer": "1889"},
+        ],
+    },
+    {
+        "title": "Mongol Empire",
+        "context": "Genghis Khan founded the Mongol Empire. The Shah fled rather than surrender.",
+        "questions": [{"question": "Who founded the Mongol Empire?", "answer": "Genghis Khan"}],
+    },
+    {
+        "title": "Water",
+        "context": "Water boils at 100 degrees at sea level.",
+        "questions": [{"question": "At what temperature does water boil?", "answer": ["100 degrees", "100"]}],
+    },
 ]
 TASK = {
-    "train": [{"input": [[1, 0], [0, 0]], "output": [[0, 1], [0, 0]]}, {"input": [[0, 0], [2, 0]], "output": [[0, 0], [0, 2]]}],
+    "train": [
+        {"input": [[1, 0], [0, 0]], "output": [[0, 1], [0, 0]]},
+        {"input": [[0, 0], [2, 0]], "output": [[0, 0], [0, 2]]},
+    ],
     "test": [{"input": [[0, 0], [4, 0]], "output": [[0, 0], [0, 4]]}],
 }
 SCRIPT = "<script>document.title='pwned'</script>"
@@ -45,21 +71,125 @@ def runs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     model = ["--model", str(tiny_model_dir)]
     made = {name: root / name for name in ("knowledge-0", "knowledge-1", "train", "continual", "adapt", "arc")}
     for seed in (0, 1):
-        assert main(["eval", "knowledge", *model, "--data", str(data), "--out", str(made[f"knowledge-{seed}"]), "--conditions",
-                     "base,passage,self-edit", "--k", "2", "--bootstrap-samples", "100", "--seed", str(seed), *TINY]) == 0
-    assert main(["train", "knowledge", *model, "--data", str(data), "--out", str(made["train"]), "--rounds", "2", "--contexts-per-round", "2",
-                 "--k", "2", "--policy-rank", "4", "--policy-alpha", "8", "--policy-epochs", "1", "--keep-rule", "threshold",
-                 "--keep-threshold", "0", *TINY]) == 0
-    assert main(["eval", "continual", *model, "--data", str(data), "--out", str(made["continual"]), "--n-passages", "2", "--sequences", "2",
-                 "--guard", "--probe-max-tokens", "24", *TINY]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "knowledge",
+                    *model,
+                    "--data",
+                    str(data),
+                    "--out",
+                    str(made[f"knowledge-{seed}"]),
+                    "--conditions",
+                    "base,passage,self-edit",
+                    "--k",
+                    "2",
+                    "--bootstrap-samples",
+                    "100",
+                    "--seed",
+                    str(seed),
+                    *TINY,
+                ]
+            )
+            == 0
+        )
+    assert (
+        main(
+            [
+                "train",
+                "knowledge",
+                *model,
+                "--data",
+                str(data),
+                "--out",
+                str(made["train"]),
+                "--rounds",
+                "2",
+                "--contexts-per-round",
+                "2",
+                "--k",
+                "2",
+                "--policy-rank",
+                "4",
+                "--policy-alpha",
+                "8",
+                "--policy-epochs",
+                "1",
+                "--keep-rule",
+                "threshold",
+                "--keep-threshold",
+                "0",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "continual",
+                *model,
+                "--data",
+                str(data),
+                "--out",
+                str(made["continual"]),
+                "--n-passages",
+                "2",
+                "--sequences",
+                "2",
+                "--guard",
+                "--probe-max-tokens",
+                "24",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     stream = root / "stream.jsonl"
-    stream.write_text("".join(json.dumps({"title": p["title"], "text": p["context"], "questions": p["questions"]}) + "\n" for p in PASSAGES))
-    assert main(["adapt", *model, "--stream", str(stream), "--out", str(made["adapt"]), "--probe-max-tokens", "24", *TINY]) == 0
+    stream.write_text(
+        "".join(
+            json.dumps({"title": p["title"], "text": p["context"], "questions": p["questions"]}) + "\n"
+            for p in PASSAGES
+        )
+    )
+    assert (
+        main(["adapt", *model, "--stream", str(stream), "--out", str(made["adapt"]), "--probe-max-tokens", "24", *TINY])
+        == 0
+    )
     assert main(["rollback", "2", "--run", str(made["adapt"]), "--reason", "testing the timeline"]) == 0
     (root / "task.json").write_text(json.dumps(TASK))
-    assert main(["eval", "arc", "--tasks", str(root / "task.json"), *model, "--k", "2", "--views", "2", "--max-examples", "4",
-                 "--lora-rank", "4", "--lora-alpha", "8", "--self-edit-max-tokens", "16", "--bootstrap-samples", "50",
-                 "--oracle-config", TTTConfig(learning_rate=1e-3, epochs=1).to_json(), "--out", str(made["arc"])]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "arc",
+                "--tasks",
+                str(root / "task.json"),
+                *model,
+                "--k",
+                "2",
+                "--views",
+                "2",
+                "--max-examples",
+                "4",
+                "--lora-rank",
+                "4",
+                "--lora-alpha",
+                "8",
+                "--self-edit-max-tokens",
+                "16",
+                "--bootstrap-samples",
+                "50",
+                "--oracle-config",
+                TTTConfig(learning_rate=1e-3, epochs=1).to_json(),
+                "--out",
+                str(made["arc"]),
+            ]
+        )
+        == 0
+    )
     return made
 
 
@@ -92,12 +222,21 @@ def cells(html: str) -> list[dict[str, str]]:
 
 
 def images(html: str) -> list[Image.Image]:
-    return [Image.open(io.BytesIO(base64.b64decode(data))) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
+    return [
+        Image.open(io.BytesIO(base64.b64decode(data)))
+        for data in re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    ]
 
 
 def test_the_report_shows_every_run(runs, report):
     _, html = report
-    for command in ("seal eval knowledge", "seal train knowledge", "seal eval continual", "seal adapt", "seal eval arc"):
+    for command in (
+        "seal eval knowledge",
+        "seal train knowledge",
+        "seal eval continual",
+        "seal adapt",
+        "seal eval arc",
+    ):
         assert command in html
     assert "seed 0" in html and "seed 1" in html  # --label
     assert "<pre>Water boils at 100 degrees at sea level.</pre>" in html  # a shown passage, from squad_gold.json
@@ -126,7 +265,13 @@ def test_the_table_numbers_equal_results_json(runs, report):
     continual = json.loads((runs["continual"] / "results.json").read_text())
     for condition, result in continual["conditions"].items():
         for name, estimate in result["summary"].items():
-            [cell] = [c for c in shown if c.get("data-run") == "continual" and c.get("data-condition") == condition and c.get("data-metric") == name]
+            [cell] = [
+                c
+                for c in shown
+                if c.get("data-run") == "continual"
+                and c.get("data-condition") == condition
+                and c.get("data-metric") == name
+            ]
             assert float(cell["data-value"]) == estimate["mean"]
 
 
@@ -233,9 +378,20 @@ def test_each_kind_of_page_loads_in_headless_chromium_with_every_image_decoded(r
     checked.write_text(page.read_text().replace("</body>", IMAGE_CHECK + "</body>"))
 
     shown = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=5000", "--dump-dom", checked.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            checked.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     title = re.search(r"<title>(.*?)</title>", shown.stdout)

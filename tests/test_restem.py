@@ -98,7 +98,9 @@ SETTINGS = RestemSettings(
     contexts_per_round=2,
     k=2,
     self_edit_generation=GenerationSettings(max_new_tokens=16, temperature=0.7, top_p=0.95),
-    policy_update=InnerLoopSettings(rank=4, alpha=8, target_modules=("all-linear",), lr=1e-3, epochs=1, loss_on="completion"),
+    policy_update=InnerLoopSettings(
+        rank=4, alpha=8, target_modules=("all-linear",), lr=1e-3, epochs=1, loss_on="completion"
+    ),
 )
 
 
@@ -136,7 +138,9 @@ def train(run, model_dir, settings, keep=best_of_k, workers=None, load_policy=lo
     """``train_policy`` on PASSAGES, starting from ``model_dir``, with the CLI's workers unless given."""
     options = ModelOptions(model=str(model_dir))
     workers = workers or partial(options.worker, make_domain)
-    return train_policy(run, PASSAGES, options.domain(make_domain), workers, load_policy, str(model_dir), settings, keep)
+    return train_policy(
+        run, PASSAGES, options.domain(make_domain), workers, load_policy, str(model_dir), settings, keep
+    )
 
 
 def keep_first(scored: Scored) -> Kept:
@@ -191,7 +195,12 @@ def test_kept_pairs_are_the_chosen_self_edits(kept_round):
     records = read_jsonl(path / "samples.jsonl")
     pairs = read_jsonl(path / "kept.jsonl")
     assert pairs == [
-        {"context_id": r["context_id"], "prompt": r["prompt"], "completion": r["samples"][0]["text"], "reward": r["rewards"][0]}
+        {
+            "context_id": r["context_id"],
+            "prompt": r["prompt"],
+            "completion": r["samples"][0]["text"],
+            "reward": r["rewards"][0],
+        }
         for r in records
     ]
 
@@ -229,7 +238,14 @@ def test_a_finished_round_is_not_redone(kept_round, tiny_model_dir, monkeypatch)
     calls = []
     monkeypatch.setattr(restem, "_score_context", lambda *a, **kw: calls.append(a))
     loads: list[str] = []
-    policy = train(kept_round["run"], tiny_model_dir, kept_round["settings"], keep_first, workers=recording_workers(loads), load_policy=recording(loads, load_model))
+    policy = train(
+        kept_round["run"],
+        tiny_model_dir,
+        kept_round["settings"],
+        keep_first,
+        workers=recording_workers(loads),
+        load_policy=recording(loads, load_model),
+    )
     assert policy == kept_round["policy"]
     assert calls == [] and loads == []
 
@@ -252,7 +268,9 @@ def test_kill_between_e_step_and_m_step_redoes_only_the_m_step(kept_round, tmp_p
     assert all(torch.equal(redone[name], original[name]) for name in original)
 
 
-def test_a_kill_while_the_policy_is_saved_never_loses_the_rounds_summary(kept_round, tmp_path, monkeypatch, tiny_model_dir):
+def test_a_kill_while_the_policy_is_saved_never_loses_the_rounds_summary(
+    kept_round, tmp_path, monkeypatch, tiny_model_dir
+):
     """A round counts as done once its policy folder exists, so its summary must exist by then; a
     re-run finishes the round without scoring anything."""
     run = RunDir(tmp_path / "run")
@@ -342,7 +360,12 @@ def test_a_round_folder_without_samples_is_refused(tmp_path, tiny_model_dir):
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory) -> Path:
     rows = [
-        {"id": p.id, "title": p.title, "context": p.context, "questions": [{"question": q.question, "answer": list(q.answers)} for q in p.questions]}
+        {
+            "id": p.id,
+            "title": p.title,
+            "context": p.context,
+            "questions": [{"question": q.question, "answer": list(q.answers)} for q in p.questions],
+        }
         for p in PASSAGES
     ]
     path = tmp_path_factory.mktemp("restem-data") / "passages.json"
@@ -351,10 +374,43 @@ def data_file(tmp_path_factory) -> Path:
 
 
 def train_args(model_dir, data, out, *extra: str) -> list[str]:
-    return ["train", "knowledge", "--model", str(model_dir), "--data", str(data), "--out", str(out), "--rounds", "1",
-            "--contexts-per-round", "2", "--k", "2", "--epochs", "1", "--lora-rank", "4", "--lora-alpha", "8",
-            "--policy-rank", "4", "--policy-alpha", "8", "--policy-epochs", "1", "--self-edit-max-tokens", "16",
-            "--answer-max-tokens", "4", "--keep-rule", "threshold", "--keep-threshold", "0", *extra]
+    return [
+        "train",
+        "knowledge",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--rounds",
+        "1",
+        "--contexts-per-round",
+        "2",
+        "--k",
+        "2",
+        "--epochs",
+        "1",
+        "--lora-rank",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--policy-rank",
+        "4",
+        "--policy-alpha",
+        "8",
+        "--policy-epochs",
+        "1",
+        "--self-edit-max-tokens",
+        "16",
+        "--answer-max-tokens",
+        "4",
+        "--keep-rule",
+        "threshold",
+        "--keep-threshold",
+        "0",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -382,8 +438,12 @@ def test_cli_round_writes_consistent_records_summary_and_policy(cli_run, start_w
     summary = json.loads((path / "summary.json").read_text())
     assert summary["kept"] == len(pairs)
     assert summary["rejected_self_edits"] == sum(r is None for record in records for r in record["rewards"])
-    assert summary["mean_reward"] == pytest.approx(statistics.fmean(r or 0.0 for record in records for r in record["rewards"]))
-    assert summary["contexts_with_any_reward"] == sum(1 for record in records if max(r or 0.0 for r in record["rewards"]) > 0)
+    assert summary["mean_reward"] == pytest.approx(
+        statistics.fmean(r or 0.0 for record in records for r in record["rewards"])
+    )
+    assert summary["contexts_with_any_reward"] == sum(
+        1 for record in records if max(r or 0.0 for r in record["rewards"]) > 0
+    )
     assert summary["policy_carried_over"] is (not pairs)
     saved = state_dict(path / "policy")
     unchanged = all(torch.equal(saved[name], start_weights[name]) for name in start_weights)
@@ -423,7 +483,11 @@ def test_killed_round_resumes_at_the_unfinished_context(tmp_path, tiny_model_dir
     assert not (out / "round-1" / "policy").exists()
 
     second_run: list[str] = []
-    monkeypatch.setattr(restem, "_score_context", lambda domain, context, *rest: second_run.append(context.id) or original(domain, context, *rest))
+    monkeypatch.setattr(
+        restem,
+        "_score_context",
+        lambda domain, context, *rest: second_run.append(context.id) or original(domain, context, *rest),
+    )
     assert main(args) == 0
 
     assert second_run == [first_run[1]]
@@ -489,9 +553,13 @@ def test_positive_gain_run_measures_the_passage_only_baseline(tmp_path, tiny_mod
     assert main(args) == 0
     for record in read_jsonl(out / "round-1" / "samples.jsonl"):
         assert isinstance(record["baseline"], float) and 0.0 <= record["baseline"] <= 1.0
-        assert record["kept"] == [i for i, r in enumerate(record["rewards"]) if r is not None and r > record["baseline"]]
+        assert record["kept"] == [
+            i for i, r in enumerate(record["rewards"]) if r is not None and r > record["baseline"]
+        ]
     summary = json.loads((out / "round-1" / "summary.json").read_text())
-    improving = sum(1 for r in read_jsonl(out / "round-1" / "samples.jsonl") if max(x or 0.0 for x in r["rewards"]) > r["baseline"])
+    improving = sum(
+        1 for r in read_jsonl(out / "round-1" / "samples.jsonl") if max(x or 0.0 for x in r["rewards"]) > r["baseline"]
+    )
     assert summary["contexts_improving_on_baseline"] == improving
 
 

@@ -293,7 +293,9 @@ def test_a_creation_killed_while_writing_its_config_starts_afresh(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / LOCK_FILE).write_text("12345")
-    handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{CONFIG_FILE}.", suffix=rundir.PARTIAL)  # as write_json names it
+    handle, partial = tempfile.mkstemp(
+        dir=folder, prefix=f".{CONFIG_FILE}.", suffix=rundir.PARTIAL
+    )  # as write_json names it
     os.write(handle, b'{"config": {"da')
     os.close(handle)
 
@@ -320,7 +322,15 @@ def test_a_resumed_run_removes_the_partial_writes_a_kill_left_and_nothing_else(t
         pass
 
     left = sorted(str(p.relative_to(run_path)) for p in run_path.rglob("*"))
-    assert left == [".notes", CONFIG_FILE, "draft.partial", "predictions", "round-1", "round-1/policy.partial", LOCK_FILE]
+    assert left == [
+        ".notes",
+        CONFIG_FILE,
+        "draft.partial",
+        "predictions",
+        "round-1",
+        "round-1/policy.partial",
+        LOCK_FILE,
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

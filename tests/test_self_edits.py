@@ -80,7 +80,9 @@ def test_blank_lines_short_lines_and_rules_are_not_items():
 def test_every_sequence_starts_with_the_title_and_the_passage_comes_last():
     context_with_padding = "\n  " + CONTEXT + "  \n"
 
-    parsed = parse_self_edit("1. A fact about the tower.\n2. Another fact about the tower.", title=TITLE, context=context_with_padding)
+    parsed = parse_self_edit(
+        "1. A fact about the tower.\n2. Another fact about the tower.", title=TITLE, context=context_with_padding
+    )
 
     assert all(s.startswith(f"{TITLE}\n") for s in parsed.sequences)
     assert parsed.sequences[-1] == f"{TITLE}\n{CONTEXT}"  # the passage, stripped
@@ -245,6 +247,7 @@ def test_real_gpt41_completion():
     assert all(s.startswith(record["title"] + "\n") for s in parsed.sequences)
     assert not any("Implications" in s or "*" in s for s in parsed.sequences)
     assert parsed.sequences[0] == (
-        record["title"] + "\nThe Shah’s army suffered from internal divisions and feuding, weakening their overall effectiveness."
+        record["title"]
+        + "\nThe Shah’s army suffered from internal divisions and feuding, weakening their overall effectiveness."
     )
     assert parsed.sequences[-1] == f"{record['title']}\n{record['context'].strip()}"

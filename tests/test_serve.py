@@ -12,9 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import httpx2
 import openai
@@ -47,7 +47,9 @@ def free_port() -> int:
 def running_server(config: ServeConfig) -> Iterator[str]:
     """The service of ``config`` behind uvicorn on a free loopback port, stopped on leaving; yields the base URL."""
     service, access = start_service(config)
-    server = uvicorn.Server(uvicorn.Config(build_app(service, access), host="127.0.0.1", port=config.port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(service, access), host="127.0.0.1", port=config.port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -90,7 +92,9 @@ def server(tmp_path_factory, tiny_model_dir) -> Iterator[str]:
     """One server with an API key for the tests that only read, or learn one document each."""
     os.environ["SEAL_TEST_API_KEY"] = KEY
     try:
-        with running_server(serve_config(tmp_path_factory.mktemp("served"), tiny_model_dir, api_key_env="SEAL_TEST_API_KEY")) as url:
+        with running_server(
+            serve_config(tmp_path_factory.mktemp("served"), tiny_model_dir, api_key_env="SEAL_TEST_API_KEY")
+        ) as url:
             yield url
     finally:
         del os.environ["SEAL_TEST_API_KEY"]
@@ -108,7 +112,10 @@ def test_models_lists_every_version_and_the_alias(server):
 
 def test_chat_names_the_version_that_answered_and_counts_tokens(server):
     raw = client(server).chat.completions.with_raw_response.create(
-        model="seal-v1", messages=[{"role": "user", "content": "Where is the Eiffel Tower?"}], max_tokens=6, temperature=0
+        model="seal-v1",
+        messages=[{"role": "user", "content": "Where is the Eiffel Tower?"}],
+        max_tokens=6,
+        temperature=0,
     )
     response = raw.parse()
 
@@ -120,7 +127,9 @@ def test_chat_names_the_version_that_answered_and_counts_tokens(server):
 
 
 def test_streamed_chat_is_the_same_text_as_the_whole_answer(server):
-    asked = dict(model="seal-v1", messages=[{"role": "user", "content": "Tell me about Paris."}], max_tokens=12, temperature=0)
+    asked = dict(
+        model="seal-v1", messages=[{"role": "user", "content": "Tell me about Paris."}], max_tokens=12, temperature=0
+    )
     whole = client(server).chat.completions.create(**asked)
     chunks = list(client(server).chat.completions.create(**asked, stream=True, stream_options={"include_usage": True}))
 
@@ -134,9 +143,12 @@ def test_streamed_chat_is_the_same_text_as_the_whole_answer(server):
 def test_completions_plain_and_streamed(server):
     openai_client = client(server)
     whole = openai_client.completions.create(model="seal-v1", prompt="The Eiffel Tower", max_tokens=8, temperature=0)
-    streamed = "".join(c.choices[0].text for c in openai_client.completions.create(
-        model="seal-v1", prompt="The Eiffel Tower", max_tokens=8, temperature=0, stream=True
-    ))
+    streamed = "".join(
+        c.choices[0].text
+        for c in openai_client.completions.create(
+            model="seal-v1", prompt="The Eiffel Tower", max_tokens=8, temperature=0, stream=True
+        )
+    )
 
     assert whole.object == "text_completion" and whole.model == "seal-v1"
     assert streamed == whole.choices[0].text
@@ -145,9 +157,14 @@ def test_completions_plain_and_streamed(server):
 
 def test_a_seed_makes_sampling_reproducible_and_stop_strings_cut(server):
     def sample(seed: int, **extra) -> str:
-        return client(server).completions.create(
-            model="seal-v1", prompt="Paris", max_tokens=16, temperature=1.0, top_p=0.9, seed=seed, **extra
-        ).choices[0].text
+        return (
+            client(server)
+            .completions.create(
+                model="seal-v1", prompt="Paris", max_tokens=16, temperature=1.0, top_p=0.9, seed=seed, **extra
+            )
+            .choices[0]
+            .text
+        )
 
     assert sample(1) == sample(1)
     assert len({sample(seed) for seed in range(4)}) > 1
@@ -175,9 +192,14 @@ def test_a_learned_document_becomes_a_new_version_and_rollback_moves_the_alias_b
     assert shown["update"]["questions"] == ["When was the Eiffel Tower completed?"]
     assert len(shown["update"]["scores_before"]) == len(shown["update"]["scores_after"]) == 1
     assert f"seal-v{new}" in [m.id for m in openai_client.models.list()]
-    assert openai_client.chat.completions.create(model="seal", messages=question, max_tokens=8, temperature=0).model == f"seal-v{new}"
+    assert (
+        openai_client.chat.completions.create(model="seal", messages=question, max_tokens=8, temperature=0).model
+        == f"seal-v{new}"
+    )
     pinned = openai_client.chat.completions.create(model=before.model, messages=question, max_tokens=8, temperature=0)
-    assert pinned.choices[0].message.content == before.choices[0].message.content  # an old version answers exactly as before
+    assert (
+        pinned.choices[0].message.content == before.choices[0].message.content
+    )  # an old version answers exactly as before
 
     version = httpx2.get(f"{server}/v1/versions/{new}", headers={"Authorization": f"Bearer {KEY}"}).json()
     assert version["parent"] == current and version["document"]["id"] == posted.json()["id"]
@@ -221,9 +243,13 @@ def test_bad_requests_get_openai_shaped_errors(server):
     with pytest.raises(openai.NotFoundError, match=r"seal-v999.*Available: seal, seal-v1"):
         openai_client.chat.completions.create(model="seal-v999", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.BadRequestError, match="at most 512"):
-        openai_client.chat.completions.create(model="seal", messages=[{"role": "user", "content": "hi"}], max_tokens=5000)
+        openai_client.chat.completions.create(
+            model="seal", messages=[{"role": "user", "content": "hi"}], max_tokens=5000
+        )
     with pytest.raises(openai.UnprocessableEntityError, match="frobnicate"):
-        openai_client.chat.completions.create(model="seal", messages=[{"role": "user", "content": "hi"}], extra_body={"frobnicate": 1})
+        openai_client.chat.completions.create(
+            model="seal", messages=[{"role": "user", "content": "hi"}], extra_body={"frobnicate": 1}
+        )
     with pytest.raises(openai.UnprocessableEntityError, match="messages"):
         openai_client.chat.completions.create(model="seal", messages=[])
 
@@ -253,7 +279,9 @@ def test_without_a_key_writes_are_refused_unless_allowed_on_loopback(tmp_path, t
     assert readable.status_code == 200
 
     with pytest.raises(ValueError, match="only for loopback"):
-        serve_config(tmp_path / "other", tiny_model_dir, host="0.0.0.0", allow_unauthenticated_writes=True).check_serving()
+        serve_config(
+            tmp_path / "other", tiny_model_dir, host="0.0.0.0", allow_unauthenticated_writes=True
+        ).check_serving()
 
 
 def test_a_full_queue_answers_429(tmp_path, tiny_model_dir):
@@ -267,7 +295,9 @@ def test_a_full_queue_answers_429(tmp_path, tiny_model_dir):
 
 
 def test_bad_settings_fail_before_the_model_is_loaded(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sys.modules["seal_lm.cli.serve"], "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(
+        sys.modules["seal_lm.cli.serve"], "load_model", lambda *a, **k: pytest.fail("the model was loaded")
+    )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -296,9 +326,29 @@ def test_an_existing_run_is_served_with_its_own_model(tmp_path, tiny_model_dir):
 def test_kill_9_while_learning_then_restart_learns_every_document_exactly_once(tmp_path, tiny_model_dir):
     run = tmp_path / "run"
     port = free_port()
-    command = [sys.executable, "-m", "seal_lm", "serve", "--run", str(run), "--model", str(tiny_model_dir), "--port", str(port),
-               "--allow-unauthenticated-writes", "--epochs", "100", "--self-edit-max-tokens", "24", "--probe-max-tokens", "24",
-               "--answer-max-tokens", "8", "--min-gain", "-1"]
+    command = [
+        sys.executable,
+        "-m",
+        "seal_lm",
+        "serve",
+        "--run",
+        str(run),
+        "--model",
+        str(tiny_model_dir),
+        "--port",
+        str(port),
+        "--allow-unauthenticated-writes",
+        "--epochs",
+        "100",
+        "--self-edit-max-tokens",
+        "24",
+        "--probe-max-tokens",
+        "24",
+        "--answer-max-tokens",
+        "8",
+        "--min-gain",
+        "-1",
+    ]
     environment = os.environ | {"OMP_NUM_THREADS": "1"}
     url = f"http://127.0.0.1:{port}"
 
@@ -343,13 +393,20 @@ def test_kill_9_while_learning_then_restart_learns_every_document_exactly_once(t
 
 
 def test_chat_answers_once_or_holds_a_conversation(tmp_path, tiny_model_dir, capsys, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the server answers with one thread: the same sums, the same greedy answer
+    monkeypatch.setenv(
+        "OMP_NUM_THREADS", "1"
+    )  # the server answers with one thread: the same sums, the same greedy answer
     run = tmp_path / "run"
     with running_server(serve_config(run, tiny_model_dir, allow_unauthenticated_writes=True)) as url:
         wait_for(url, post_document(url).json()["id"])
-        expected = client(url).chat.completions.create(
-            model="seal-v2", messages=[{"role": "user", "content": "Where is it?"}], max_tokens=10, temperature=0
-        ).choices[0].message.content
+        expected = (
+            client(url)
+            .chat.completions.create(
+                model="seal-v2", messages=[{"role": "user", "content": "Where is it?"}], max_tokens=10, temperature=0
+            )
+            .choices[0]
+            .message.content
+        )
     capsys.readouterr()
 
     chat(ChatConfig(question="Where is it?", run=str(run), version=2, max_tokens=10, temperature=0))

@@ -65,7 +65,9 @@ def test_a_negative_thread_count_is_refused(restore_threads):
 def test_every_command_takes_threads():
     parser = build_parser()
     for (group, name), (_, config_class, _) in COMMANDS.items():
-        positionals = ["1" for field in settable_fields(config_class) if field.metadata.get("positional") and field.default is None]
+        positionals = [
+            "1" for field in settable_fields(config_class) if field.metadata.get("positional") and field.default is None
+        ]
         args = parser.parse_args([*([group] if group else []), name, *positionals, "--threads", "3"])
         assert args.threads == 3, (group, name)
 
@@ -73,7 +75,11 @@ def test_every_command_takes_threads():
 def test_the_command_runs_on_the_threads_given(restore_threads, monkeypatch, capsys):
     seen = []
     text, config_class, _ = COMMANDS[(None, "rollback")]
-    monkeypatch.setitem(seal_lm.cli.COMMANDS, (None, "rollback"), (text, config_class, lambda config: seen.append(torch.get_num_threads())))
+    monkeypatch.setitem(
+        seal_lm.cli.COMMANDS,
+        (None, "rollback"),
+        (text, config_class, lambda config: seen.append(torch.get_num_threads())),
+    )
     assert main(["rollback", "2", "--run", "anywhere", "--threads", "1"]) == 0
     assert seen == [1]
     assert main(["rollback", "2", "--run", "anywhere", "--threads", "-2"]) == 2

@@ -31,9 +31,17 @@ from seal_lm.model.generation import GenerationSettings, generate
 GREEDY = GenerationSettings(max_new_tokens=8, stop=("\n",))
 PROBES = ["Where is the Eiffel Tower?", "Question: Who built it? Answer:"]
 PLANS = [
-    TrainPlan((TrainExample("The Eiffel Tower is in Paris."),), InnerLoopSettings(rank=4, alpha=8, lr=1e-2, epochs=3, seed=seed))
+    TrainPlan(
+        (TrainExample("The Eiffel Tower is in Paris."),),
+        InnerLoopSettings(rank=4, alpha=8, lr=1e-2, epochs=3, seed=seed),
+    )
     for seed in (0, 1)
-] + [TrainPlan((TrainExample("Genghis Khan founded the Mongol Empire."),), InnerLoopSettings(rank=4, alpha=8, lr=1e-2, epochs=3))]
+] + [
+    TrainPlan(
+        (TrainExample("Genghis Khan founded the Mongol Empire."),),
+        InnerLoopSettings(rank=4, alpha=8, lr=1e-2, epochs=3),
+    )
+]
 
 
 @dataclass
@@ -71,16 +79,26 @@ class StandInLLM:
             adapter = lora_request[index] if isinstance(lora_request, list) else lora_request
             self.requests.append((prompt, sampling, adapter))
             model = self.model if adapter is None else self._adapter(adapter)
-            settings = GenerationSettings(sampling.max_tokens, sampling.temperature, sampling.top_p, tuple(sampling.stop or ()), 1, sampling.seed)
+            settings = GenerationSettings(
+                sampling.max_tokens, sampling.temperature, sampling.top_p, tuple(sampling.stop or ()), 1, sampling.seed
+            )
             result = generate(model, self.tokenizer, [prompt], settings)[0]
             finish = "length" if result.truncated else "stop"
-            outputs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(text=result.text, token_ids=[0] * result.tokens, finish_reason=finish)]))
+            outputs.append(
+                types.SimpleNamespace(
+                    outputs=[
+                        types.SimpleNamespace(text=result.text, token_ids=[0] * result.tokens, finish_reason=finish)
+                    ]
+                )
+            )
         return outputs
 
     def _adapter(self, request: LoRARequest) -> PeftModel:
         if request.lora_int_id not in self.adapters:  # vLLM too loads an id once and caches it
             self.adapter_files[request.lora_int_id] = sorted(p.name for p in Path(request.lora_path).iterdir())
-            self.adapters[request.lora_int_id] = PeftModel.from_pretrained(copy.deepcopy(self.model), request.lora_path).eval()
+            self.adapters[request.lora_int_id] = PeftModel.from_pretrained(
+                copy.deepcopy(self.model), request.lora_path
+            ).eval()
         return self.adapters[request.lora_int_id]
 
 
@@ -90,7 +108,11 @@ created: list[StandInLLM] = []
 @pytest.fixture
 def stand_in_vllm(monkeypatch):
     """Install the stand-in as the ``vllm`` package for one test."""
-    package, lora, request = types.ModuleType("vllm"), types.ModuleType("vllm.lora"), types.ModuleType("vllm.lora.request")
+    package, lora, request = (
+        types.ModuleType("vllm"),
+        types.ModuleType("vllm.lora"),
+        types.ModuleType("vllm.lora.request"),
+    )
     package.LLM, package.SamplingParams, request.LoRARequest = StandInLLM, SamplingParams, LoRARequest
     for name, module in (("vllm", package), ("vllm.lora", lora), ("vllm.lora.request", request)):
         monkeypatch.setitem(sys.modules, name, module)
@@ -124,7 +146,9 @@ def test_every_candidate_is_served_as_its_own_peft_adapter_in_one_call(engine):
     llm = engine.llm
     adapters = [adapter for _, _, adapter in llm.requests]
     assert [a.lora_int_id for a in adapters] == [1, 1, 2, 2, 3, 3, 4, 4]  # adapter-major, never reused
-    assert all("adapter_config.json" in files and "adapter_model.safetensors" in files for files in llm.adapter_files.values())
+    assert all(
+        "adapter_config.json" in files and "adapter_model.safetensors" in files for files in llm.adapter_files.values()
+    )
     assert not any(Path(a.lora_path).exists() for a in adapters)  # each call cleans up its adapter folders
     assert [p for _, p, _ in llm.requests][0].stop == ["\n"]
 
@@ -163,37 +187,80 @@ def test_without_vllm_the_engine_says_how_to_install_it(monkeypatch, tiny_model_
 
 
 def knowledge_args(tiny_model_dir, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["eval", "knowledge", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out),
-            "--conditions", "base,passage", "--k", "1", "--epochs", "2", "--lora-rank", "4", "--lora-alpha", "8",
-            "--answer-max-tokens", "4", "--bootstrap-samples", "50", *extra]
+    return [
+        "eval",
+        "knowledge",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--conditions",
+        "base,passage",
+        "--k",
+        "1",
+        "--epochs",
+        "2",
+        "--lora-rank",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--answer-max-tokens",
+        "4",
+        "--bootstrap-samples",
+        "50",
+        *extra,
+    ]
 
 
 @pytest.fixture
 def passages(tmp_path) -> Path:
-    data = [{"title": "Eiffel Tower", "context": "The Eiffel Tower is in Paris. It was completed in 1889.",
-             "questions": [{"question": "Where is the Eiffel Tower?", "answers": ["Paris"]},
-                           {"question": "When was it completed?", "answers": ["1889"]}]}]
+    data = [
+        {
+            "title": "Eiffel Tower",
+            "context": "The Eiffel Tower is in Paris. It was completed in 1889.",
+            "questions": [
+                {"question": "Where is the Eiffel Tower?", "answers": ["Paris"]},
+                {"question": "When was it completed?", "answers": ["1889"]},
+            ],
+        }
+    ]
     path = tmp_path / "passages.json"
     path.write_text(json.dumps(data))
     return path
 
 
 @pytest.mark.parametrize("objective", ["sft", "distill"])  # vLLM only generates: training is the sequential engine's
-def test_eval_with_generator_vllm_records_what_the_hf_generator_records(stand_in_vllm, tiny_model_dir, passages, tmp_path, objective):
+def test_eval_with_generator_vllm_records_what_the_hf_generator_records(
+    stand_in_vllm, tiny_model_dir, passages, tmp_path, objective
+):
     assert main(knowledge_args(tiny_model_dir, passages, tmp_path / "hf", "--inner-objective", objective)) == 0
-    assert main(knowledge_args(tiny_model_dir, passages, tmp_path / "vllm", "--generator", "vllm", "--inner-objective", objective)) == 0
+    assert (
+        main(
+            knowledge_args(
+                tiny_model_dir, passages, tmp_path / "vllm", "--generator", "vllm", "--inner-objective", objective
+            )
+        )
+        == 0
+    )
     assert [llm.engine_args["max_lora_rank"] for llm in stand_in_vllm] == [8]
     assert any(adapter is not None for _, _, adapter in stand_in_vllm[0].requests)  # the passage condition's adapter
 
     def answers(run: Path) -> list:
         records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
-        return sorted((r["condition"], g["question_id"], g["raw_answer"], g["correct"]) for r in records for g in r["grades"])
+        return sorted(
+            (r["condition"], g["question_id"], g["raw_answer"], g["correct"]) for r in records for g in r["grades"]
+        )
 
     assert answers(tmp_path / "vllm") == answers(tmp_path / "hf")
 
 
 def test_generator_vllm_with_the_batched_engine_is_refused(tiny_model_dir, passages, tmp_path, capsys):
-    assert main(knowledge_args(tiny_model_dir, passages, tmp_path / "run", "--generator", "vllm", "--engine", "batched")) == 2
+    assert (
+        main(knowledge_args(tiny_model_dir, passages, tmp_path / "run", "--generator", "vllm", "--engine", "batched"))
+        == 2
+    )
     assert "--engine sequential" in capsys.readouterr().err
 
 

@@ -8,7 +8,7 @@ the package, so every layer can use it.
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def unknown_choice(name: str, value: object, choices: Iterable[str]) -> str:

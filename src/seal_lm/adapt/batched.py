@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterator, Sequence
 
 import torch
 
@@ -94,7 +94,11 @@ def stacked_adapters(model: torch.nn.Module, count: int, settings: InnerLoopSett
         parent = model.get_submodule(parent_name)
         layers[name] = StackedLoRALinear(getattr(parent, child), count, settings.rank, settings.alpha, routing)
         setattr(parent, child, layers[name])
-    frozen = [p for p in model.parameters() if p.requires_grad and all(p is not l.lora_a and p is not l.lora_b for l in layers.values())]
+    frozen = [
+        p
+        for p in model.parameters()
+        if p.requires_grad and all(p is not layer.lora_a and p is not layer.lora_b for layer in layers.values())
+    ]
     for parameter in frozen:
         parameter.requires_grad_(False)
     try:
@@ -135,16 +139,23 @@ class BatchedInnerLoop:
             groups.setdefault(tuple(getattr(plan.settings, f) for f in SHAPE_FIELDS), []).append(index)
         for indices in groups.values():
             group = [plans[i] for i in indices]
-            with stacked_adapters(self.base_model, len(group), group[0].settings) as (routing, layers), mixed_precision(
-                self.base_model, self.compute_dtype
+            with (
+                stacked_adapters(self.base_model, len(group), group[0].settings) as (routing, layers),
+                mixed_precision(self.base_model, self.compute_dtype),
             ):
                 _initialise(layers, group)
                 with per_sequence_attention(self.base_model):
                     stats = _train_together(self.base_model, self.tokenizer, group, routing, layers)
                 live = [slot for slot, one in enumerate(stats) if not one.stopped]  # a diverged adapter answers nothing
-                answers = _answer_together(self.base_model, self.tokenizer, prompts, generation, routing, live, len(group))
+                answers = _answer_together(
+                    self.base_model, self.tokenizer, prompts, generation, routing, live, len(group)
+                )
                 for slot, index in enumerate(indices):
-                    state = {f"{name}.{part}": getattr(layer, part)[slot].detach().clone() for name, layer in layers.items() for part in ("lora_a", "lora_b")}
+                    state = {
+                        f"{name}.{part}": getattr(layer, part)[slot].detach().clone()
+                        for name, layer in layers.items()
+                        for part in ("lora_a", "lora_b")
+                    }
                     results[index] = CandidateResult(stats=stats[slot], answers=answers[slot], adapter_state=state)
         return results
 
@@ -160,7 +171,9 @@ def check_supported(settings: InnerLoopSettings) -> None:
     if settings.dropout:
         raise ValueError("the batched engine trains without LoRA dropout; use the sequential engine for dropout > 0")
     if settings.objective != "sft":
-        raise ValueError(f"the batched engine trains with the sft objective only; use --engine sequential for --inner-objective {settings.objective}")
+        raise ValueError(
+            f"the batched engine trains with the sft objective only; use --engine sequential for --inner-objective {settings.objective}"
+        )
 
 
 def _initialise(layers: dict[str, StackedLoRALinear], plans: Sequence[TrainPlan]) -> None:
@@ -188,12 +201,16 @@ def _train_together(model, tokenizer, plans, routing, layers) -> list[TrainStats
         active = [j for j, schedule in enumerate(schedules) if step < len(schedule) and not stopped[j]]
         if not active:
             break
-        input_ids, labels, positions, slots = _pack([[sequences[j][i] for i in schedules[j][step]] for j in active], device)
+        input_ids, labels, positions, slots = _pack(
+            [[sequences[j][i] for i in schedules[j][step]] for j in active], device
+        )
         routing.active = torch.tensor(active, device=device)
         routing.tokens = torch.bincount(slots, minlength=len(active)).tolist()
         # Attention stays within each packed sequence; the output layer runs only where a label is predicted.
         boundaries = sequence_boundaries(positions, model)
-        hidden = model.base_model(input_ids=input_ids, position_ids=positions, cu_seq_lens_q=boundaries, use_cache=False).last_hidden_state[0, :-1]
+        hidden = model.base_model(
+            input_ids=input_ids, position_ids=positions, cu_seq_lens_q=boundaries, use_cache=False
+        ).last_hidden_state[0, :-1]
         targets = labels[1:]
         labelled = targets != -100
         token_losses = frozen_head_token_losses(hidden[labelled], model.get_output_embeddings(), targets[labelled])
@@ -219,7 +236,8 @@ def _train_together(model, tokenizer, plans, routing, layers) -> list[TrainStats
     routing.active, routing.tokens = None, None
     seconds = (time.perf_counter() - start) / len(plans)  # the shared wall time, split evenly
     return [
-        TrainStats.of(losses[j], tokens[j], sum(len(ids) for ids, _ in sequences[j]), seconds, stopped[j]) for j in range(len(plans))
+        TrainStats.of(losses[j], tokens[j], sum(len(ids) for ids, _ in sequences[j]), seconds, stopped[j])
+        for j in range(len(plans))
     ]
 
 

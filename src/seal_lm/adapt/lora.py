@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -107,7 +108,7 @@ class TrainStats:
     stopped: str = ""  # why training stopped before its last step (see :func:`divergence`); empty: it ran every step
 
     @classmethod
-    def of(cls, losses: list[float], tokens: int, sequence_tokens: int, seconds: float, stopped: str) -> "TrainStats":
+    def of(cls, losses: list[float], tokens: int, sequence_tokens: int, seconds: float, stopped: str) -> TrainStats:
         """Statistics of the steps taken, from their (finite) losses."""
         first, last = (losses[0], losses[-1]) if losses else (None, None)
         return cls(len(losses), tokens, sequence_tokens, first, last, seconds, stopped)
@@ -145,7 +146,9 @@ class InnerLoopEngine(Protocol):
 class InnerLoop:
     """Trains and probes fresh LoRA adapters on one frozen base model, one plan at a time."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, progress: bool = False, compute_dtype: torch.dtype | None = None):
+    def __init__(
+        self, model: torch.nn.Module, tokenizer, progress: bool = False, compute_dtype: torch.dtype | None = None
+    ):
         self.tokenizer = tokenizer
         self.base_model = model
         self.peft_model: PeftModel | None = None
@@ -183,7 +186,9 @@ class InnerLoop:
         """Train a fresh adapter on ``plan``; it stays active until the next call."""
         model = self._fresh_adapter(plan.settings)
         parameters = [p for p in model.parameters() if p.requires_grad]
-        torch.manual_seed(plan.settings.seed)  # LoRA dropout draws here: the adapter never depends on what ran before in this process
+        torch.manual_seed(
+            plan.settings.seed
+        )  # LoRA dropout draws here: the adapter never depends on what ran before in this process
         with mixed_precision(model, self.compute_dtype):
             return train_on_plan(model, self.tokenizer, plan, parameters, progress=self.progress)
 
@@ -203,7 +208,9 @@ class InnerLoop:
         with torch.no_grad():
             for name, tensor in state.items():
                 if parameters[name].shape != tensor.shape:
-                    raise ValueError(f"adapter tensor {name} has shape {tuple(tensor.shape)}, this adapter needs {tuple(parameters[name].shape)}")
+                    raise ValueError(
+                        f"adapter tensor {name} has shape {tuple(tensor.shape)}, this adapter needs {tuple(parameters[name].shape)}"
+                    )
                 parameters[name].copy_(tensor)
 
     def merge_adapter(self) -> torch.nn.Module:
@@ -230,7 +237,9 @@ class InnerLoop:
             r=settings.rank,
             lora_alpha=settings.alpha,
             lora_dropout=settings.dropout,
-            target_modules="all-linear" if settings.target_modules == ("all-linear",) else list(settings.target_modules),
+            target_modules="all-linear"
+            if settings.target_modules == ("all-linear",)
+            else list(settings.target_modules),
             task_type="CAUSAL_LM",
         )
         if self.peft_model is None:
@@ -280,7 +289,9 @@ def train_on_plan(
         raise ValueError("a training plan needs at least one example")
     teacher = None
     if settings.objective != "sft":
-        contexts = [tokenizer(e.context, add_special_tokens=False)["input_ids"] if e.context else [] for e in plan.examples]
+        contexts = [
+            tokenizer(e.context, add_special_tokens=False)["input_ids"] if e.context else [] for e in plan.examples
+        ]
         teacher = Teacher(model, contexts, [ids for ids, _ in sequences], model.config.vocab_size)
     weight = distill_weight(settings.objective, settings.distill_weight)
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.0)

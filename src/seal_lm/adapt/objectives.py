@@ -16,7 +16,7 @@ they fit in :data:`TEACHER_CACHE_BYTES`; beyond that they are recomputed at ever
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -42,7 +42,9 @@ def combined_loss(objective: str, weight: float, sft: torch.Tensor, distill: tor
     return (1 - weight) * sft + weight * distill
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """Mean over positions where ``mask`` is true of KL(teacher || student), in nats.
 
     ``student_logits`` and ``teacher_log_probs`` are ``(batch, positions, vocabulary)``, aligned
@@ -62,7 +64,9 @@ class Teacher:
     frozen model on the sequence itself, so its term keeps the model's predictions there.
     """
 
-    def __init__(self, model: torch.nn.Module, contexts: Sequence[list[int]], sequences: Sequence[list[int]], vocabulary: int):
+    def __init__(
+        self, model: torch.nn.Module, contexts: Sequence[list[int]], sequences: Sequence[list[int]], vocabulary: int
+    ):
         if not any(contexts):
             raise ValueError(
                 "distillation needs the document in the teacher's prompt, and no training example has one "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,9 @@ PACKED_ATTENTION = "seal_per_sequence"
 CHUNK_ROWS = 256  # rows of logits alive at once: 256 × a 49k vocabulary ≈ 50 MB in float32
 
 
-def _attention_within_sequences(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cu_seq_lens_q=None, **kwargs):
+def _attention_within_sequences(
+    module, query, key, value, attention_mask, scaling=None, dropout=0.0, cu_seq_lens_q=None, **kwargs
+):
     """Causal attention of each packed sequence over itself. ``cu_seq_lens_q``: the sequences' start offsets and the row's end."""
     from transformers.integrations.sdpa_attention import repeat_kv
 
@@ -36,7 +38,9 @@ def _attention_within_sequences(module, query, key, value, attention_mask, scali
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     bounds = cu_seq_lens_q.tolist()
     outputs = [
-        F.scaled_dot_product_attention(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], dropout_p=dropout, is_causal=True, scale=scaling)
+        F.scaled_dot_product_attention(
+            query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], dropout_p=dropout, is_causal=True, scale=scaling
+        )
         for s, e in zip(bounds[:-1], bounds[1:])
     ]
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
@@ -106,7 +110,9 @@ class _FrozenHeadCrossEntropy(torch.autograd.Function):
         return grad_hidden * grad_losses[:, None].to(grad_hidden.dtype), None, None
 
 
-def frozen_head_token_losses(hidden: torch.Tensor, output_layer: torch.nn.Linear, targets: torch.Tensor) -> torch.Tensor:
+def frozen_head_token_losses(
+    hidden: torch.Tensor, output_layer: torch.nn.Linear, targets: torch.Tensor
+) -> torch.Tensor:
     """Cross-entropy of each row of ``hidden`` [N, d] through the (frozen, bias-free) output layer against ``targets`` [N].
 
     Equal to ``F.cross_entropy(output_layer(hidden).float(), targets, reduction="none")``, for training:

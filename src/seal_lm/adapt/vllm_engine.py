@@ -15,8 +15,8 @@ from __future__ import annotations
 import gc
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 
@@ -71,7 +71,9 @@ class VLLMInnerLoop:
             state = self.trainer.adapter_state()
             self.adapters_served += 1
             folder = self.adapter_dir / str(self.adapters_served)
-            self.trainer.peft_model.save_pretrained(folder, selected_adapters=[ADAPTER_NAME])  # PEFT writes it to folder/<adapter name>
+            self.trainer.peft_model.save_pretrained(
+                folder, selected_adapters=[ADAPTER_NAME]
+            )  # PEFT writes it to folder/<adapter name>
             request = LoRARequest(f"candidate-{self.adapters_served}", self.adapters_served, str(folder / ADAPTER_NAME))
             trained.append((stats, state, request))
         live = [request for stats, _, request in trained if not stats.stopped]  # a diverged adapter answers nothing
@@ -80,7 +82,11 @@ class VLLMInnerLoop:
         for _, _, request in trained:
             shutil.rmtree(Path(request.lora_path).parent, ignore_errors=True)
         return [
-            CandidateResult(stats=stats, answers=[NO_ANSWER if stats.stopped else next(answers) for _ in prompts], adapter_state=state)
+            CandidateResult(
+                stats=stats,
+                answers=[NO_ANSWER if stats.stopped else next(answers) for _ in prompts],
+                adapter_state=state,
+            )
             for stats, state, _ in trained
         ]
 
@@ -117,7 +123,11 @@ class VLLMInnerLoop:
         requests = None if all(a is None for a in adapters) else adapters
         outputs = self.llm.generate(prompts, params, lora_request=requests, use_tqdm=False)
         return [
-            Generation(text=o.outputs[0].text, tokens=len(o.outputs[0].token_ids), truncated=o.outputs[0].finish_reason == "length")
+            Generation(
+                text=o.outputs[0].text,
+                tokens=len(o.outputs[0].token_ids),
+                truncated=o.outputs[0].finish_reason == "length",
+            )
             for o in outputs
         ]
 

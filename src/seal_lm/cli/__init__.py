@@ -41,7 +41,13 @@ from seal_lm.runs.executor import ExecutorError
 from seal_lm.runs.rundir import RunDirError
 from seal_lm.threads import set_threads
 
-USER_ERRORS = (ValueError, RunDirError, JudgeError, ExecutorError, LedgerError)  # bad data, models, settings and self-edits are ValueErrors
+USER_ERRORS = (
+    ValueError,
+    RunDirError,
+    JudgeError,
+    ExecutorError,
+    LedgerError,
+)  # bad data, models, settings and self-edits are ValueErrors
 
 GROUPS = {
     "eval": "Evaluate the paper's conditions on a domain.",
@@ -61,8 +67,16 @@ COMMANDS = {
     ("train", "knowledge"): ("Knowledge incorporation (SQuAD).", TrainKnowledgeConfig, train_knowledge),
     ("train", "arc"): ("ARC test-time-training configurations.", TrainArcConfig, train_arc),
     ("arc", "select-subset"): ("Tasks an oracle TTT configuration solves.", SelectSubsetConfig, select_subset),
-    (None, "adapt"): ("Learn documents from a stream, one verified update (model version) at a time.", AdaptConfig, adapt),
-    ("eval", "continual"): ("Forgetting under sequential updates: the accuracy matrix (SQuAD).", EvalContinualConfig, eval_continual),
+    (None, "adapt"): (
+        "Learn documents from a stream, one verified update (model version) at a time.",
+        AdaptConfig,
+        adapt,
+    ),
+    ("eval", "continual"): (
+        "Forgetting under sequential updates: the accuracy matrix (SQuAD).",
+        EvalContinualConfig,
+        eval_continual,
+    ),
     ("ledger", "list"): ("Every update attempt and rollback.", LedgerListConfig, ledger_list),
     ("ledger", "show"): ("One version and the update that made it.", LedgerShowConfig, ledger_show),
     ("ledger", "diff"): ("Tensor changes and updates between two versions.", LedgerDiffConfig, ledger_diff),
@@ -79,20 +93,29 @@ KEPT_ON_INTERRUPT = {
     (None, "demo"): "the demo writes no files, so nothing is kept",
     (None, "adapt"): "the current document is abandoned and every version committed before it is kept in the ledger; "
     "re-run the same command to continue",
-    ("eval", "continual"): "every measured step is saved in the run directory and every committed version in its ledger; "
+    (
+        "eval",
+        "continual",
+    ): "every measured step is saved in the run directory and every committed version in its ledger; "
     "re-run the same command to resume",
     ("ledger", "list"): "nothing was changed",
     ("ledger", "show"): "nothing was changed",
     ("ledger", "diff"): "nothing was changed",
     ("ledger", "export"): "nothing was exported (the folder is moved into place only when complete)",
-    (None, "rollback"): "the rollback is one transaction: it happened entirely or not at all (seal ledger list shows which)",
+    (
+        None,
+        "rollback",
+    ): "the rollback is one transaction: it happened entirely or not at all (seal ledger list shows which)",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seal", description="Self-adapting language models (SEAL).")
     top = parser.add_subparsers(dest="command", required=True)
-    groups = {name: top.add_parser(name, help=text).add_subparsers(dest="domain", required=True) for name, text in GROUPS.items()}
+    groups = {
+        name: top.add_parser(name, help=text).add_subparsers(dest="domain", required=True)
+        for name, text in GROUPS.items()
+    }
     for (group, name), (text, config_class, _) in COMMANDS.items():
         command = (groups[group] if group else top).add_parser(name, help=text)
         add_config_flags(command, config_class)
@@ -103,12 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one ``seal`` command; the exit status: 0, 2 for a user error, 130 when interrupted (Ctrl-C)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)  # raised inside peft
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+    )  # raised inside peft
     key = (args.command, args.domain) if args.command in GROUPS else (None, args.command)
     try:
         _, config_class, command = COMMANDS[key]

@@ -12,9 +12,10 @@ import logging
 import signal
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 from seal_lm.cli.continual_options import ContinualOptions
 from seal_lm.cli.options import defaults, option, required
@@ -36,7 +37,9 @@ UNCHECKED = ("out", "stream", "follow", "poll_interval")
 class AdaptConfig(ContinualOptions):
     without_flags: ClassVar[tuple[str, ...]] = (*ContinualOptions.without_flags, "data")
 
-    stream: str = required("Documents to learn, in order: a file, a folder or a glob (SQuAD JSON, JSON list, JSONL, .txt/.md).")
+    stream: str = required(
+        "Documents to learn, in order: a file, a folder or a glob (SQuAD JSON, JSON list, JSONL, .txt/.md)."
+    )
     follow: bool = option(False, "Keep watching --stream for new files and lines until stopped (Ctrl-C, SIGTERM).")
     poll_interval: float = option(2.0, "Seconds between looks for new documents with --follow.")
 
@@ -46,7 +49,9 @@ def adapt(config: AdaptConfig) -> Path:
     settings = config.continual_settings()
     if not config.follow:
         check_stream(config.stream)
-    with RunDir.open(config.out or default_run_path("adapt"), asdict(config) | {name: None for name in UNCHECKED}, defaults(config)) as run:
+    with RunDir.open(
+        config.out or default_run_path("adapt"), asdict(config) | {name: None for name in UNCHECKED}, defaults(config)
+    ) as run:
         log.info("Run directory: %s", run.path)
         reported = {(error["location"], error["message"]) for error in run.records(STREAM_ERRORS)}
         counts: Counter[str] = Counter()
@@ -54,7 +59,9 @@ def adapt(config: AdaptConfig) -> Path:
         with Ledger.open(run.path / LEDGER) as ledger, _finish_then_stop_on_sigterm(stop):
             learner = config.open_learner(ledger, settings)
             print(f"Starting from version {ledger.current().id}; ledger: {ledger.folder}")
-            for item in learn_stream(learner, config.stream, follow=config.follow, stop=stop, poll_interval=config.poll_interval):
+            for item in learn_stream(
+                learner, config.stream, follow=config.follow, stop=stop, poll_interval=config.poll_interval
+            ):
                 if isinstance(item, StreamError):
                     counts["unreadable"] += 1
                     print(f"skipped {item}")
@@ -65,7 +72,9 @@ def adapt(config: AdaptConfig) -> Path:
                     counts[item.record.decision] += 1
                     print(describe(item))
             current = ledger.current().id
-        print(f"Done: {', '.join(f'{n} {what}' for what, n in sorted(counts.items())) or 'no new documents'}; current version {current}.")
+        print(
+            f"Done: {', '.join(f'{n} {what}' for what, n in sorted(counts.items())) or 'no new documents'}; current version {current}."
+        )
         if stop.is_set():
             print("Stopped by SIGTERM after the current document; re-run the same command to continue.")
         return run.path
@@ -80,7 +89,11 @@ def check_stream(source: str) -> None:
         if isinstance(item, Document):
             return
         errors.append(item)
-    reason = f"{errors[0]}{f' (and {len(errors) - 1} more)' if len(errors) > 1 else ''}" if errors else "the files hold no documents"
+    reason = (
+        f"{errors[0]}{f' (and {len(errors) - 1} more)' if len(errors) > 1 else ''}"
+        if errors
+        else "the files hold no documents"
+    )
     raise DataError(f"--stream {source}: nothing to learn: {reason}.")
 
 
@@ -90,7 +103,9 @@ def describe(outcome: Outcome) -> str:
     made = f" → version {outcome.version}" if outcome.version else ""
     parts = [f"{record.decision}{made}: {record.details['title']!r} ({location_text(record)})"]
     if record.scores_before:
-        parts.append(f"probes {mean_text(record.scores_before)} → {mean_text(record.scores_after)} ({record.details['probe_source']})")
+        parts.append(
+            f"probes {mean_text(record.scores_before)} → {mean_text(record.scores_after)} ({record.details['probe_source']})"
+        )
     if record.retention_before:
         parts.append(f"retention {mean_text(record.retention_before)} → {mean_text(record.retention_after)}")
     if record.details["unfaithful_dropped"]:

@@ -30,7 +30,9 @@ def select_subset(config: SelectSubsetConfig) -> Path:
     candidates = [task for task in config.arc_tasks() if _fits(task, config.max_grid_side)]
     candidates = candidates[: config.max_tasks] if config.max_tasks else candidates
     if not candidates:
-        raise ValueError(f"no task has every grid within {config.max_grid_side}x{config.max_grid_side}; raise --max-grid-side.")
+        raise ValueError(
+            f"no task has every grid within {config.max_grid_side}x{config.max_grid_side}; raise --max-grid-side."
+        )
     run_path = eval_arc(config, candidates)
     records = [json.loads(line) for line in (run_path / "records.jsonl").read_text().splitlines()]
     selected = sorted(r["context_id"] for r in records if all(g["correct"] for g in r["grades"]))

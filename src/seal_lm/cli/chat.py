@@ -6,8 +6,8 @@ With a question it answers once; without, it holds a conversation (an empty line
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from seal_lm.cli.options import option, optional_positional
 from seal_lm.model.loading import DEFAULT_MODEL, load_model
@@ -17,7 +17,9 @@ from seal_lm.threads import usable_cores
 @dataclass
 class ChatConfig:
     question: str = optional_positional("", "A question to answer once (none: a conversation on the terminal).")
-    run: str = option("", "A run directory of seal serve or seal adapt: talk to its versions (default: talk to --model).")
+    run: str = option(
+        "", "A run directory of seal serve or seal adapt: talk to its versions (default: talk to --model)."
+    )
     version: int = option(0, "With --run: the version to talk to (0: the current one).")
     model: str = option(DEFAULT_MODEL, "Without --run: bundled:<name>, a local HF folder, a .gguf file, or a hub id.")
     system: str = option("", "A system message opening the conversation.")

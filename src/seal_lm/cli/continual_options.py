@@ -20,19 +20,51 @@ from seal_lm.model.prompting import PromptFormatter
 class ContinualOptions(KnowledgeOptions):
     # Each update is merged before the next is trained: one sequential inner loop, in this process,
     # generating with transformers (vLLM would serve a stale copy of the weights).
-    without_flags: ClassVar[tuple[str, ...]] = ("engine", "generator", "vllm_gpu_memory", "executor", "ray_address", "workers")
+    without_flags: ClassVar[tuple[str, ...]] = (
+        "engine",
+        "generator",
+        "vllm_gpu_memory",
+        "executor",
+        "ray_address",
+        "workers",
+    )
 
-    commit: str = option("merge", "What each model version stores: merge stores the adapted layers' merged weights, stack only its own adapter (the model is the base plus its ancestors' adapters).", COMMIT_MODES)
-    k: int = option(1, "Self-edits per document; each trains a candidate, the best by retention-aware reward is the update.")
-    retention_weight: float = option(1.0, "Candidate reward = gain on the document's probes minus this times the retention drop.")
-    on_forgetting: str = option("reject", "When retention drops more than --retention-tolerance (retry-with-replay: once, with replay mixed into training, then reject).", ACTIONS)
-    retention_tolerance: float = option(0.1, "Largest drop in mean retention score an update may cause (scores are 0 to 1).")
-    min_gain: float = option(-1.0, "Least gain on the document's own probes for an update to be kept (-1, the default: no minimum; an update kept without a measured gain says so). 0.01 keeps only updates that measurably taught something.")
-    probes: str = option("auto", "A document's probes: auto takes its gold questions if it has any, else questions written by the model, filled up with cloze (fill-in-the-blank sentences of the document).", PROBE_SOURCES)
+    commit: str = option(
+        "merge",
+        "What each model version stores: merge stores the adapted layers' merged weights, stack only its own adapter (the model is the base plus its ancestors' adapters).",
+        COMMIT_MODES,
+    )
+    k: int = option(
+        1, "Self-edits per document; each trains a candidate, the best by retention-aware reward is the update."
+    )
+    retention_weight: float = option(
+        1.0, "Candidate reward = gain on the document's probes minus this times the retention drop."
+    )
+    on_forgetting: str = option(
+        "reject",
+        "When retention drops more than --retention-tolerance (retry-with-replay: once, with replay mixed into training, then reject).",
+        ACTIONS,
+    )
+    retention_tolerance: float = option(
+        0.1, "Largest drop in mean retention score an update may cause (scores are 0 to 1)."
+    )
+    min_gain: float = option(
+        -1.0,
+        "Least gain on the document's own probes for an update to be kept (-1, the default: no minimum; an update kept without a measured gain says so). 0.01 keeps only updates that measurably taught something.",
+    )
+    probes: str = option(
+        "auto",
+        "A document's probes: auto takes its gold questions if it has any, else questions written by the model, filled up with cloze (fill-in-the-blank sentences of the document).",
+        PROBE_SOURCES,
+    )
     probe_count: int = option(5, "Probe questions the model writes per document.")
     probe_max_tokens: int = option(256, "Token budget for writing a document's probes.")
-    drop_unfaithful: bool = option(False, "Drop self-edit lines whose names or numbers the document does not contain (counted in the ledger).")
-    replay_capacity: int = option(16, "Earlier documents kept in the replay buffer (their probes are the retention set).")
+    drop_unfaithful: bool = option(
+        False, "Drop self-edit lines whose names or numbers the document does not contain (counted in the ledger)."
+    )
+    replay_capacity: int = option(
+        16, "Earlier documents kept in the replay buffer (their probes are the retention set)."
+    )
     replay_strategy: str = option("reservoir", "Which earlier documents the buffer keeps.", STRATEGIES)
     replay_mix: int = option(4, "Earlier documents whose training sequences a retried update also trains on.")
 
@@ -41,7 +73,9 @@ class ContinualOptions(KnowledgeOptions):
         self.check()
         if not 0 <= self.retention_tolerance <= 1 or self.replay_capacity < 1:
             raise ValueError("--retention-tolerance must be between 0 and 1, and --replay-capacity at least 1.")
-        policy = RetentionPolicy(self.retention_tolerance, self.on_forgetting, None if self.min_gain <= -1 else self.min_gain)
+        policy = RetentionPolicy(
+            self.retention_tolerance, self.on_forgetting, None if self.min_gain <= -1 else self.min_gain
+        )
         return ContinualSettings(
             commit=self.commit,
             k=self.k,
@@ -63,7 +97,9 @@ class ContinualOptions(KnowledgeOptions):
         """Load the model afresh and continue from ``ledger``'s current version."""
         loaded = self.load()
         domain = KnowledgeDomain(PromptFormatter(loaded.tokenizer, loaded.chat), self.knowledge_settings())
-        return ContinualLearner.open(ledger, self.inner_loop(loaded.model, loaded.tokenizer, self.model), domain, settings, self.model)
+        return ContinualLearner.open(
+            ledger, self.inner_loop(loaded.model, loaded.tokenizer, self.model), domain, settings, self.model
+        )
 
 
 def naive(settings: ContinualSettings) -> ContinualSettings:

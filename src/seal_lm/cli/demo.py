@@ -22,8 +22,12 @@ class DemoConfig:
     model: str = option(DEFAULT_MODEL, MODEL_HELP)
     data: str = option("", "Passages file (default: the SQuAD passages bundled with seal-lm).")
     index: int = option(0, "Which passage of the file to learn.")
-    self_edit_prompt: str = option("implications", "How the model rewrites the passage (see the README).", SELF_EDIT_STYLES)
-    target_modules: tuple[str, ...] = option(("all-linear",), "LoRA target modules (all-linear learns fastest at this size).")
+    self_edit_prompt: str = option(
+        "implications", "How the model rewrites the passage (see the README).", SELF_EDIT_STYLES
+    )
+    target_modules: tuple[str, ...] = option(
+        ("all-linear",), "LoRA target modules (all-linear learns fastest at this size)."
+    )
     epochs: int = option(10, "Inner-loop epochs.")
     seed: int = option(0, "Seed for sampling and the adapter.")
 
@@ -51,9 +55,13 @@ def demo(config: DemoConfig) -> None:
     _show("Before: answers with no passage in the prompt", before)
 
     prompt = domain.self_edit_prompt(passage)
-    sampling = GenerationSettings(max_new_tokens=320, temperature=0.7, top_p=0.95, seed=config.seed)  # as seal eval knowledge
+    sampling = GenerationSettings(
+        max_new_tokens=320, temperature=0.7, top_p=0.95, seed=config.seed
+    )  # as seal eval knowledge
     edit = loop.generate_with_base([prompt], sampling)[0] if prompt else None
-    print(f"Self-edit written by the model ({config.self_edit_prompt}{', cut at the token budget' if edit and edit.truncated else ''}):")
+    print(
+        f"Self-edit written by the model ({config.self_edit_prompt}{', cut at the token budget' if edit and edit.truncated else ''}):"
+    )
     print((edit.text if edit else "(none)") + "\n")
     try:
         plan = domain.parse_self_edit(passage, edit.text if edit else "", edit.truncated if edit else False)
@@ -67,7 +75,9 @@ def demo(config: DemoConfig) -> None:
     if stats.stopped:
         print(f"Trained {stats.steps} steps, then stopped: {stats.stopped}.\n")
     else:
-        print(f"Trained {stats.steps} steps in {stats.seconds:.0f} s, loss {stats.first_loss:.2f} → {stats.last_loss:.2f}\n")
+        print(
+            f"Trained {stats.steps} steps in {stats.seconds:.0f} s, loss {stats.first_loss:.2f} → {stats.last_loss:.2f}\n"
+        )
     _show("After: answers from the adapted model, still with no passage in the prompt", after)
     print(f"Score: {_correct(before)}/{len(before)} before → {_correct(after)}/{len(after)} after.")
 
@@ -79,5 +89,7 @@ def _correct(grades: list[dict]) -> int:
 def _show(title: str, grades: list[dict]) -> None:
     print(title)
     for g in grades:
-        print(f"  [{'✓' if g['correct'] else '✗'}] {g['question']}\n      answer: {g['answer']!r}   gold: {g['gold'][0]!r}")
+        print(
+            f"  [{'✓' if g['correct'] else '✗'}] {g['question']}\n      answer: {g['answer']!r}   gold: {g['gold'][0]!r}"
+        )
     print()

@@ -8,10 +8,10 @@ the model, each its own adapter; with ``--model runs/<id>/round-N/policy`` a tra
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 from seal_lm.cli.options import defaults, option
 from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions, is_file
@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 class EvalArcConfig(ExecutorOptions, ArcOptions):
     conditions: tuple[str, ...] = option(("icl", "ttt-oracle", "self-edit"), "Comma-separated.", ArcDomain.conditions)
     k: int = option(5, "Configurations sampled per task for self-edit (SEAL: 15).")
-    oracle_config: str = option("", "The ttt-oracle configuration: JSON text or a .json file (default: basic augmentations, all tokens, lr 1e-4, 2 epochs).")
+    oracle_config: str = option(
+        "",
+        "The ttt-oracle configuration: JSON text or a .json file (default: basic augmentations, all tokens, lr 1e-4, 2 epochs).",
+    )
     bootstrap_samples: int = option(2000, "Bootstrap resamples for standard errors.")
 
 
@@ -58,8 +61,13 @@ def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> P
         )
         for condition, sample in dict.fromkeys((r["condition"], r["sample"]) for r in records):
             chosen = [r for r in records if (r["condition"], r["sample"]) == (condition, sample)]
-            write_submission(run.path / "submissions" / f"{condition}-{sample}.json", {r["context_id"]: r["grades"] for r in chosen})
-        run.write_jsonl("self_edits.jsonl", ({"unit": r["unit"], "rejected": r["rejected"], **r["self_edit"]} for r in records if r["self_edit"]))
+            write_submission(
+                run.path / "submissions" / f"{condition}-{sample}.json", {r["context_id"]: r["grades"] for r in chosen}
+            )
+        run.write_jsonl(
+            "self_edits.jsonl",
+            ({"unit": r["unit"], "rejected": r["rejected"], **r["self_edit"]} for r in records if r["self_edit"]),
+        )
         summary = summarize(records, config.bootstrap_samples, reference="ttt-oracle", metrics=("correct",))
         table = markdown_table(summary, accuracy_label="solved (share of test inputs)")
         run.write_json("results.json", summary)

@@ -25,10 +25,22 @@ SUMMARIES = ("average_accuracy", "backward_transfer", "forgetting")
 class EvalContinualConfig(ContinualOptions):
     n_passages: int = option(8, "Passages learned one after another in each sequence (T; the paper: 8).")
     sequences: int = option(3, "Sequences, each a seeded sample of --n-passages passages of --data in random order.")
-    guard: bool = option(False, "Also run the guarded condition (retention guard, replay; --on-forgetting etc.) beside naive merging.")
-    commit: str = option("stack", "What each step's ledger version stores: stack its adapter (small), merge the merged layers.", COMMIT_MODES)
-    probes: str = option("model", "The guard's probes: model (written by the model; the gold questions are only used to evaluate), cloze (fill-in-the-blank sentences of the passage), gold (an oracle guard).", PROBE_SOURCES)
-    on_forgetting: str = option("retry-with-replay", "When the guard sees retention drop more than --retention-tolerance.", ACTIONS)
+    guard: bool = option(
+        False, "Also run the guarded condition (retention guard, replay; --on-forgetting etc.) beside naive merging."
+    )
+    commit: str = option(
+        "stack",
+        "What each step's ledger version stores: stack its adapter (small), merge the merged layers.",
+        COMMIT_MODES,
+    )
+    probes: str = option(
+        "model",
+        "The guard's probes: model (written by the model; the gold questions are only used to evaluate), cloze (fill-in-the-blank sentences of the passage), gold (an oracle guard).",
+        PROBE_SOURCES,
+    )
+    on_forgetting: str = option(
+        "retry-with-replay", "When the guard sees retention drop more than --retention-tolerance.", ACTIONS
+    )
 
 
 def eval_continual(config: EvalContinualConfig) -> Path:
@@ -36,7 +48,9 @@ def eval_continual(config: EvalContinualConfig) -> Path:
     settings = config.continual_settings()
     sequences = sequences_of(config.passages(), config.n_passages, config.sequences, config.seed)
     conditions = {"naive": naive(settings)} | ({"guarded": settings} if config.guard else {})
-    with RunDir.open(config.out or default_run_path("eval-continual"), asdict(config) | {"out": None}, defaults(config)) as run:
+    with RunDir.open(
+        config.out or default_run_path("eval-continual"), asdict(config) | {"out": None}, defaults(config)
+    ) as run:
         log.info("Run directory: %s", run.path)
         records = run_forgetting(run, sequences, conditions, config.open_learner)
         results = forgetting_results(records, list(conditions), config.sequences, config.n_passages)
@@ -61,10 +75,21 @@ def markdown_summary(results: dict) -> str:
             f"| {condition} | {' | '.join(estimates)} | {decisions.get('accepted', 0)} | {decisions.get('rejected', 0)} | {result['retried']} |"
         )
     length = results["passages_per_sequence"]
-    lines += ["", f"Mean accuracy over {results['sequences']} sequences; row: after learning passages 1..i; column: passage j.", ""]
+    lines += [
+        "",
+        f"Mean accuracy over {results['sequences']} sequences; row: after learning passages 1..i; column: passage j.",
+        "",
+    ]
     for condition, result in results["conditions"].items():
-        lines += [f"**{condition}**", "", "| | " + " | ".join(f"p{j + 1}" for j in range(length)) + " |", "|---" * (length + 1) + "|"]
-        rows = [("before", results["mean_before"])] + [(f"after {i + 1}", row) for i, row in enumerate(result["mean_matrix"])]
+        lines += [
+            f"**{condition}**",
+            "",
+            "| | " + " | ".join(f"p{j + 1}" for j in range(length)) + " |",
+            "|---" * (length + 1) + "|",
+        ]
+        rows = [("before", results["mean_before"])] + [
+            (f"after {i + 1}", row) for i, row in enumerate(result["mean_matrix"])
+        ]
         for name, row in rows:
             lines.append(f"| {name} | " + " | ".join("" if value is None else f"{value:.2f}" for value in row) + " |")
         lines.append("")
@@ -89,7 +114,15 @@ def heatmap_png(results: dict) -> bytes:
         for i, row in enumerate(grid):
             for j, value in enumerate(row):
                 if not math.isnan(value):
-                    axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black")
+                    axis.text(
+                        j,
+                        i,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if value < 0.6 else "black",
+                    )
         summary = result["summary"]
         axis.set_title(
             f"{condition}\naverage {summary['average_accuracy']['mean']:.2f}, BWT {summary['backward_transfer']['mean']:+.2f}, "

@@ -8,8 +8,8 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from seal_lm.cli.shared_options import ExecutorOptions, KnowledgeOptions
 from seal_lm.cli.options import defaults, option
+from seal_lm.cli.shared_options import ExecutorOptions, KnowledgeOptions
 from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge
@@ -22,12 +22,21 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalKnowledgeConfig(ExecutorOptions, KnowledgeOptions):
-    setting: Literal["single", "cpt"] = option("single", "single trains a fresh adapter per passage, cpt (continued pretraining) one adapter on all passages' data.")
-    conditions: tuple[str, ...] = option(("base", "passage", "self-edit"), "Comma-separated.", KnowledgeDomain.conditions)
+    setting: Literal["single", "cpt"] = option(
+        "single",
+        "single trains a fresh adapter per passage, cpt (continued pretraining) one adapter on all passages' data.",
+    )
+    conditions: tuple[str, ...] = option(
+        ("base", "passage", "self-edit"), "Comma-separated.", KnowledgeDomain.conditions
+    )
     n_passages: int = option(0, "Use the first N passages of --data (0: all).")
     k: int = option(1, "Self-edits per passage for self-edit/external; each trains its own fresh adapter.")
-    external: str = option("", "File of self-edits written elsewhere ({context, completions}), for the external condition.")
-    judge_url: str = option("", "OpenAI-compatible endpoint for the LLM judge, e.g. https://api.openai.com/v1 (off if empty).")
+    external: str = option(
+        "", "File of self-edits written elsewhere ({context, completions}), for the external condition."
+    )
+    judge_url: str = option(
+        "", "OpenAI-compatible endpoint for the LLM judge, e.g. https://api.openai.com/v1 (off if empty)."
+    )
     judge_model: str = option("gpt-4.1", "Judge model name.")
     judge_key_env: str = option("OPENAI_API_KEY", "Environment variable holding the judge's API key.")
     bootstrap_samples: int = option(2000, "Bootstrap resamples for standard errors and intervals.")
@@ -67,7 +76,9 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
                 failure = err
         write_outputs(run, passages, with_judgements(run, records), config.bootstrap_samples)
         if failure is not None:
-            raise JudgeError(f"{failure} The trained records are kept and the table is written without the judge; re-run the same command to judge the rest.")
+            raise JudgeError(
+                f"{failure} The trained records are kept and the table is written without the judge; re-run the same command to judge the rest."
+            )
         return run.path
 
 
@@ -80,7 +91,9 @@ def _external_lookup(config: EvalKnowledgeConfig, passages):
         if completions is None:
             raise DataError(f"{config.external}: no self-edits for passage {passage.id} ({passage.title!r}).")
         if len(completions) < config.k:
-            raise DataError(f"{config.external}: passage {passage.id} has {len(completions)} self-edits, --k asks for {config.k}.")
+            raise DataError(
+                f"{config.external}: passage {passage.id} has {len(completions)} self-edits, --k asks for {config.k}."
+            )
     return lambda passage: by_context[passage.context.strip()]
 
 
@@ -88,7 +101,11 @@ def write_outputs(run: RunDir, passages, records: list[dict], bootstrap_samples:
     """Derive the per-answer files, official SQuAD predictions and the results table from the records."""
     run.write_jsonl(
         "answers.jsonl",
-        ({"unit": r["unit"], "condition": r["condition"], "sample": r["sample"], **g} for r in records for g in r["grades"]),
+        (
+            {"unit": r["unit"], "condition": r["condition"], "sample": r["sample"], **g}
+            for r in records
+            for g in r["grades"]
+        ),
     )
     run.write_jsonl(
         "self_edits.jsonl",
@@ -101,7 +118,11 @@ def write_outputs(run: RunDir, passages, records: list[dict], bootstrap_samples:
     run.write_json("squad_gold.json", to_official_squad(list(passages)))
     predictions: dict[str, dict[str, str]] = {}
     for r in records:
-        name = f"{r['condition']}-{r['sample']}" if KnowledgeDomain.conditions[r["condition"]] in SAMPLED_KINDS else r["condition"]
+        name = (
+            f"{r['condition']}-{r['sample']}"
+            if KnowledgeDomain.conditions[r["condition"]] in SAMPLED_KINDS
+            else r["condition"]
+        )
         predictions.setdefault(name, {}).update({g["question_id"]: g["answer"] for g in r["grades"]})
     for name, answers in predictions.items():
         run.write_json(f"predictions/{name}.json", answers)
@@ -109,4 +130,3 @@ def write_outputs(run: RunDir, passages, records: list[dict], bootstrap_samples:
     run.write_json("results.json", summary)
     run.write_text("results.md", markdown_table(summary))
     print(f"\n{markdown_table(summary)}\nWritten to {run.path}")
-

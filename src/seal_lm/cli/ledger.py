@@ -57,8 +57,12 @@ def ledger_list(config: LedgerListConfig) -> None:
     """Every update attempt, one line each, and every rollback."""
     with config.open_ledger() as ledger:
         current = ledger.current()
-        broken = {version.id: problem for version in ledger.versions() if (problem := ledger.weights_problem(version.id))}
-        print(f"{'update':>6} {'version':>7}  {'decision':<17} {'probes':<12} {'retention':<12} {'dropped':>7}  document")
+        broken = {
+            version.id: problem for version in ledger.versions() if (problem := ledger.weights_problem(version.id))
+        }
+        print(
+            f"{'update':>6} {'version':>7}  {'decision':<17} {'probes':<12} {'retention':<12} {'dropped':>7}  document"
+        )
         for update in ledger.updates():
             record = update.record
             marker = "*" if current and update.version == current.id else " "
@@ -71,7 +75,9 @@ def ledger_list(config: LedgerListConfig) -> None:
             )
         for event in ledger.events():
             if event.kind == "rollback":
-                print(f"rollback at {event.at}: version {event.previous} → {event.version}{f' ({event.reason})' if event.reason else ''}")
+                print(
+                    f"rollback at {event.at}: version {event.previous} → {event.version}{f' ({event.reason})' if event.reason else ''}"
+                )
         for version, problem in broken.items():
             print(f"version {version} is broken (! above): {problem}; it cannot be restored or rolled back to.")
         print(f"current version: {current.id if current else 'none'} (* above)")
@@ -83,14 +89,20 @@ def ledger_show(config: LedgerShowConfig) -> None:
         version = ledger.get(config.version)
         current = ledger.current()
         update, record = version.update, version.update.record
-        print(f"version {version.id}{' (current)' if current and current.id == version.id else ''}, parent {version.parent or '-'}, created {version.created}")
-        print(f"weights: {version.file} ({version.n_tensors} tensors, {version.size_bytes / 2**20:.1f} MiB, sha256 {version.weights_sha256})")
+        print(
+            f"version {version.id}{' (current)' if current and current.id == version.id else ''}, parent {version.parent or '-'}, created {version.created}"
+        )
+        print(
+            f"weights: {version.file} ({version.n_tensors} tensors, {version.size_bytes / 2**20:.1f} MiB, sha256 {version.weights_sha256})"
+        )
         problem = ledger.weights_problem(version.id)
         if problem:
             print(f"BROKEN: {problem}; this version cannot be restored or rolled back to.")
         print(f"update {update.id}: {record.decision} ({record.reason})")
         print(f"document: {_document(update)}; sha256 {record.document_id or '-'}")
-        print(f"started {record.started or '-'}, recorded {update.recorded}; adapter sha256 {record.adapter_sha256 or '-'}")
+        print(
+            f"started {record.started or '-'}, recorded {update.recorded}; adapter sha256 {record.adapter_sha256 or '-'}"
+        )
         if record.self_edit:
             print("self-edit:\n" + "\n".join(f"  {line}" for line in record.self_edit.splitlines()))
         if record.probes:
@@ -99,11 +111,16 @@ def ledger_show(config: LedgerShowConfig) -> None:
                 print(f"  {before:.0f} → {after:.0f}  {probe['question']}  [{' | '.join(probe['answers'])}]")
         if record.retention_before:
             documents = len(record.details.get("retention_documents", []))
-            print(f"retention: {mean_text(record.retention_before)} → {mean_text(record.retention_after)} over {len(record.retention_before)} probes of {documents} earlier documents")
+            print(
+                f"retention: {mean_text(record.retention_before)} → {mean_text(record.retention_after)} over {len(record.retention_before)} probes of {documents} earlier documents"
+            )
         for line in record.details.get("unfaithful", []):
             print(f"unfaithful line dropped: {line['line']!r} ({line['reason']})")
         shown = {"title", "unfaithful", "retention_documents", "probe_source"}
-        print("details: " + json.dumps({k: v for k, v in record.details.items() if k not in shown}, ensure_ascii=False, indent=1))
+        print(
+            "details: "
+            + json.dumps({k: v for k, v in record.details.items() if k not in shown}, ensure_ascii=False, indent=1)
+        )
 
 
 def ledger_diff(config: LedgerDiffConfig) -> None:
@@ -122,7 +139,9 @@ def ledger_diff(config: LedgerDiffConfig) -> None:
             print("(stack ledger: a version stores only its own adapter, so this compares adapters, not whole models)")
         print(f"updates between: {len(diff.updates)}")
         for update in diff.updates:
-            print(f"  update {update.id}: {update.record.decision}{f' → version {update.version}' if update.version else ''}, {_document(update)}")
+            print(
+                f"  update {update.id}: {update.record.decision}{f' → version {update.version}' if update.version else ''}, {_document(update)}"
+            )
 
 
 def ledger_export(config: LedgerExportConfig) -> Path:

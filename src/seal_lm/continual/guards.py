@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from seal_lm.choices import check_choice
 from seal_lm.continual.ledger import ACCEPTED, REJECTED, RETRY_WITH_REPLAY
@@ -104,7 +104,9 @@ class RetentionPolicy:
     """When an update may be committed. Scores are per probe in [0, 1]; differences are of their means."""
 
     tolerance: float = 0.0  # the largest drop in mean retention score an update may cause
-    action: str = "reject"  # beyond the tolerance: "reject", "retry-with-replay" (once, then reject), or "accept" (naive)
+    action: str = (
+        "reject"  # beyond the tolerance: "reject", "retry-with-replay" (once, then reject), or "accept" (naive)
+    )
     # If set, the least gain on the new document's probes; below it the update is rejected. Unset by
     # default: a few probes of a small model often score the same before and after an update that did
     # teach something (wording, a fact the probes miss), and the retention guard already protects
@@ -143,12 +145,16 @@ def decide_update(
         if gain is None:
             return UpdateDecision(REJECTED, "no probes on the new document to check the gain", gain, drop)
         if gain < policy.min_gain:
-            return UpdateDecision(REJECTED, f"gain {gain:+.3f} on the new document is below min_gain {policy.min_gain:.3f}", gain, drop)
+            return UpdateDecision(
+                REJECTED, f"gain {gain:+.3f} on the new document is below min_gain {policy.min_gain:.3f}", gain, drop
+            )
     untaught = _untaught(gain) if policy.min_gain is None else ""
     if drop is None:
         return UpdateDecision(ACCEPTED, f"{untaught}no retention probes yet", gain, drop)
     if drop <= policy.tolerance + 1e-9:
-        return UpdateDecision(ACCEPTED, f"{untaught}retention drop {drop:+.3f} within tolerance {policy.tolerance:.3f}", gain, drop)
+        return UpdateDecision(
+            ACCEPTED, f"{untaught}retention drop {drop:+.3f} within tolerance {policy.tolerance:.3f}", gain, drop
+        )
     beyond = f"retention dropped {drop:.3f}, more than tolerance {policy.tolerance:.3f}"
     if policy.action == "accept":
         return UpdateDecision(ACCEPTED, f"{untaught}{beyond}; accepted by policy", gain, drop)
@@ -161,7 +167,11 @@ def _untaught(gain: float | None) -> str:
     """The start of an accepted update's reason when its probes measured no gain (no min_gain asked for one)."""
     if gain is None or gain > 1e-9:
         return ""
-    measured = "no measurable gain on the new document" if gain > -1e-9 else f"the new document's probes got worse ({gain:+.3f})"
+    measured = (
+        "no measurable gain on the new document"
+        if gain > -1e-9
+        else f"the new document's probes got worse ({gain:+.3f})"
+    )
     return f"{measured}, kept as no min_gain is set; "
 
 

@@ -34,10 +34,11 @@ import logging
 import os
 import sqlite3
 import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, TextIO
+from typing import Any, TextIO
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -59,7 +60,9 @@ REJECTED = "rejected"
 RETRY_WITH_REPLAY = "retry-with-replay"
 COMMITTING = (INITIAL, ACCEPTED)
 
-_ACCESS_HINT = "check that the folder exists and is readable, and writable for commands that change it (adapt, rollback)"
+_ACCESS_HINT = (
+    "check that the folder exists and is readable, and writable for commands that change it (adapt, rollback)"
+)
 
 SCHEMA = """
 CREATE TABLE versions (
@@ -187,7 +190,7 @@ class Ledger:
         self._lock = lock
 
     @classmethod
-    def open(cls, folder: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> "Ledger":
+    def open(cls, folder: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> Ledger:
         """Open (creating if needed) the ledger in ``folder`` for writing, or an existing one ``readonly``.
 
         Opening for writing takes the writer lock (refused if another process holds it) and deletes
@@ -197,15 +200,23 @@ class Ledger:
         database = folder / DATABASE
         try:
             return cls._open_readonly(folder, timeout) if readonly else cls._open_for_writing(folder, timeout)
-        except sqlite3.OperationalError as err:  # cannot open or write the file (permissions, a read-only place, locked)
-            raise LedgerError(f"cannot open the ledger {database} for {'reading' if readonly else 'writing'} ({err}); {_ACCESS_HINT}") from None
+        except (
+            sqlite3.OperationalError
+        ) as err:  # cannot open or write the file (permissions, a read-only place, locked)
+            raise LedgerError(
+                f"cannot open the ledger {database} for {'reading' if readonly else 'writing'} ({err}); {_ACCESS_HINT}"
+            ) from None
         except sqlite3.DatabaseError as err:  # the bytes are not an SQLite database, or a damaged one
-            raise LedgerError(f"{database} is not a ledger database or is damaged ({err}); restore it from a backup, or start a new --out.") from None
+            raise LedgerError(
+                f"{database} is not a ledger database or is damaged ({err}); restore it from a backup, or start a new --out."
+            ) from None
         except OSError as err:
-            raise LedgerError(f"cannot open the ledger in {folder} for {'reading' if readonly else 'writing'} ({err}); {_ACCESS_HINT}") from None
+            raise LedgerError(
+                f"cannot open the ledger in {folder} for {'reading' if readonly else 'writing'} ({err}); {_ACCESS_HINT}"
+            ) from None
 
     @classmethod
-    def _open_readonly(cls, folder: Path, timeout: float) -> "Ledger":
+    def _open_readonly(cls, folder: Path, timeout: float) -> Ledger:
         database = folder / DATABASE
         if not database.is_file():
             raise LedgerError(f"{folder}: no ledger here (missing {DATABASE}).")
@@ -219,7 +230,7 @@ class Ledger:
         return ledger
 
     @classmethod
-    def _open_for_writing(cls, folder: Path, timeout: float) -> "Ledger":
+    def _open_for_writing(cls, folder: Path, timeout: float) -> Ledger:
         database = folder / DATABASE
         if folder.exists() and not folder.is_dir():
             raise LedgerError(f"{folder} is a file, not a ledger folder.")
@@ -255,7 +266,7 @@ class Ledger:
         if self._lock is not None:
             self._lock.close()
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -300,7 +311,9 @@ class Ledger:
         self._check_writable()
         problem = self.weights_problem(version)  # also raises for an unknown version
         if problem:
-            raise LedgerError(f"cannot roll back to version {version}: {problem}; restore the file (it is named by its SHA-256) or roll back to another version.")
+            raise LedgerError(
+                f"cannot roll back to version {version}: {problem}; restore the file (it is named by its SHA-256) or roll back to another version."
+            )
         with self._transaction():
             current = self._current_id()
             if current == version:
@@ -361,7 +374,9 @@ class Ledger:
             return f"weights file {entry.file} is missing"
         actual = _sha256(entry.file)
         if actual != entry.weights_sha256:
-            return f"weights file {entry.file} is corrupt (SHA-256 {actual[:12]}…, recorded {entry.weights_sha256[:12]}…)"
+            return (
+                f"weights file {entry.file} is corrupt (SHA-256 {actual[:12]}…, recorded {entry.weights_sha256[:12]}…)"
+            )
         return ""
 
     def diff(self, a: int, b: int) -> VersionDiff:
@@ -385,7 +400,9 @@ class Ledger:
             raise LedgerError("commit needs at least one weight tensor.")
         for name, tensor in weights.items():
             if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-                raise LedgerError(f"weights must map tensor names to tensors; {name!r} maps to {type(tensor).__name__}.")
+                raise LedgerError(
+                    f"weights must map tensor names to tensors; {name!r} maps to {type(tensor).__name__}."
+                )
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in weights.items()}
         versions = self.folder / VERSIONS
         temporary = versions / f".tmp-{uuid.uuid4().hex}.safetensors"
@@ -411,13 +428,15 @@ class Ledger:
 
     def _insert_update(self, payload: str, version: int | None, parent: int | None) -> int:
         cursor = self._db.execute(
-            "INSERT INTO updates (version, parent, recorded, record) VALUES (?, ?, ?, ?)", (version, parent, _now(), payload)
+            "INSERT INTO updates (version, parent, recorded, record) VALUES (?, ?, ?, ?)",
+            (version, parent, _now(), payload),
         )
         return cursor.lastrowid
 
     def _insert_event(self, kind: str, version: int, previous: int | None, reason: str) -> None:
         self._db.execute(
-            "INSERT INTO events (kind, version, previous, reason, at) VALUES (?, ?, ?, ?, ?)", (kind, version, previous, reason, _now())
+            "INSERT INTO events (kind, version, previous, reason, at) VALUES (?, ?, ?, ?, ?)",
+            (kind, version, previous, reason, _now()),
         )
 
     def _current_id(self) -> int | None:
@@ -451,7 +470,9 @@ class Ledger:
     def _check_schema(self) -> None:
         found = self._db.execute("PRAGMA user_version").fetchone()[0]
         if found != SCHEMA_VERSION:
-            raise LedgerError(f"{self.folder}: ledger schema version {found}, this seal-lm reads version {SCHEMA_VERSION}.")
+            raise LedgerError(
+                f"{self.folder}: ledger schema version {found}, this seal-lm reads version {SCHEMA_VERSION}."
+            )
 
     def _remove_orphans(self) -> None:
         """Delete weights files no version refers to: leftovers of a commit interrupted before its transaction."""
@@ -466,7 +487,9 @@ def _record_json(record: UpdateRecord) -> str:
     try:
         return json.dumps(asdict(record), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise LedgerError(f"the update record is not plain JSON data ({err}); convert tensors, NaN and objects first.") from None
+        raise LedgerError(
+            f"the update record is not plain JSON data ({err}); convert tensors, NaN and objects first."
+        ) from None
 
 
 def _update(row: tuple) -> Update:

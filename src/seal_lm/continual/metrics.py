@@ -17,10 +17,10 @@ and everything below it must be numbers. With ``T`` steps:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
-Matrix = Sequence[Sequence[Optional[float]]]
+Matrix = Sequence[Sequence[float | None]]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ def mean_matrix(matrices: Sequence[Matrix]) -> list[list[float | None]]:
         raise ValueError("mean_matrix needs one or more matrices with the same number of steps.")
     steps = len(checked[0])
     return [
-        [sum(rows[i][j] for rows in checked) / len(checked) if j <= i else None for j in range(steps)] for i in range(steps)
+        [sum(rows[i][j] for rows in checked) / len(checked) if j <= i else None for j in range(steps)]
+        for i in range(steps)
     ]
 
 

@@ -27,7 +27,6 @@ import re
 from dataclasses import dataclass
 
 from seal_lm.continual.guards import NOT_NAMES
-
 from seal_lm.domains.knowledge.data import Question
 from seal_lm.domains.knowledge.grading import contains_answer, normalize_answer
 from seal_lm.model.prompting import PromptFormatter, PromptTemplate
@@ -178,7 +177,9 @@ _BLANKABLE = re.compile(rf"\d+(?:[.,]\d+)*|[{_CAPITAL}][\w'’-]*(?:\s+(?:(?:of|
 BLANK = "____"
 
 
-def cloze_probes(document: str, *, title: str = "", count: int = 5, id_prefix: str = "probe", max_sentence_words: int = 40) -> tuple[Question, ...]:
+def cloze_probes(
+    document: str, *, title: str = "", count: int = 5, id_prefix: str = "probe", max_sentence_words: int = 40
+) -> tuple[Question, ...]:
     """Up to ``count`` fill-in-the-blank probes from ``document``'s sentences, spread over the document.
 
     Each probe is a sentence with one span blanked: its last number, else its longest capitalised name
@@ -196,8 +197,14 @@ def cloze_probes(document: str, *, title: str = "", count: int = 5, id_prefix: s
             question = f"Fill in the blank: {sentence[: chosen.start()]}{BLANK}{sentence[chosen.end() :]}"
             candidates.append((question, chosen.group(0)))
     if len(candidates) > count:  # evenly spaced over the document
-        candidates = [candidates[round(i * (len(candidates) - 1) / (count - 1))] for i in range(count)] if count > 1 else candidates[:1]
-    return tuple(Question(f"{id_prefix}-c{i:02d}", question, (answer,)) for i, (question, answer) in enumerate(candidates))
+        candidates = (
+            [candidates[round(i * (len(candidates) - 1) / (count - 1))] for i in range(count)]
+            if count > 1
+            else candidates[:1]
+        )
+    return tuple(
+        Question(f"{id_prefix}-c{i:02d}", question, (answer,)) for i, (question, answer) in enumerate(candidates)
+    )
 
 
 def _blankable(span: str, title: str) -> bool:

@@ -40,9 +40,9 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from seal_lm.domains.knowledge.data import DataError, Passage, Question, answer_texts
 
@@ -161,7 +161,9 @@ def _read_new(path: Path, cursor: _Cursor, final: bool) -> Iterator[Document | S
     cursor.signature = signature
     location = Location(str(path))
     if path.suffix not in SUFFIXES:
-        yield StreamError(location, f"unsupported file type {path.suffix or '(none)'!r}; expected one of {', '.join(SUFFIXES)}.")
+        yield StreamError(
+            location, f"unsupported file type {path.suffix or '(none)'!r}; expected one of {', '.join(SUFFIXES)}."
+        )
         return
     try:
         text = path.read_text(encoding="utf-8")
@@ -224,13 +226,17 @@ def _read_json(path: Path, text: str) -> Iterator[Document | StreamError]:
 
 def _read_official_squad(path: Path, articles: object) -> Iterator[Document | StreamError]:
     if not isinstance(articles, list):
-        yield StreamError(Location(str(path)), "'data' must be a list of articles, as in the official SQuAD v1.1 format.")
+        yield StreamError(
+            Location(str(path)), "'data' must be a list of articles, as in the official SQuAD v1.1 format."
+        )
         return
     index = 0  # paragraphs in reading order
     for a_index, article in enumerate(articles):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
-            yield StreamError(Location(str(path), index), f"data[{a_index}] is not an article with a 'paragraphs' list.")
+            yield StreamError(
+                Location(str(path), index), f"data[{a_index}] is not an article with a 'paragraphs' list."
+            )
             continue
         for paragraph in paragraphs:
             record = {"title": article.get("title", ""), "context": None, "questions": None}

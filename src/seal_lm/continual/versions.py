@@ -14,8 +14,9 @@ model). How versions are stored:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import save as safetensors_bytes
@@ -39,7 +40,9 @@ def ledger_setup(ledger: Ledger) -> dict[str, Any]:
     """What the ledger's first version says about the model: spec, dtype, commit mode, inner-loop settings."""
     versions = ledger.versions()
     if not versions or "commit" not in versions[0].update.record.details:
-        raise LedgerError(f"{ledger.folder} was not written by seal adapt or seal eval continual (no model setup in version 1).")
+        raise LedgerError(
+            f"{ledger.folder} was not written by seal adapt or seal eval continual (no model setup in version 1)."
+        )
     return versions[0].update.record.details
 
 
@@ -53,9 +56,13 @@ def restore(ledger: Ledger, version: int, inner_loop: InnerLoop) -> torch.nn.Mod
     model = inner_loop.base_model
     recorded = ledger.load_weights(chain[0].id)[BASE_FINGERPRINT]
     if not torch.equal(_fingerprint(adapted_weights(model, setup["inner_loop"]["target_modules"])), recorded):
-        raise LedgerError(f"{ledger.folder} was started from another model than {setup['model']!r} as loaded now (its adapted layers differ).")
+        raise LedgerError(
+            f"{ledger.folder} was started from another model than {setup['model']!r} as loaded now (its adapted layers differ)."
+        )
     if setup["commit"] == "stack":
-        settings = InnerLoopSettings(**{**setup["inner_loop"], "target_modules": tuple(setup["inner_loop"]["target_modules"])})
+        settings = InnerLoopSettings(
+            **{**setup["inner_loop"], "target_modules": tuple(setup["inner_loop"]["target_modules"])}
+        )
         for step in chain[1:]:
             inner_loop.load_adapter(ledger.load_weights(step.id), settings)
             model = inner_loop.merge_adapter()
@@ -79,7 +86,9 @@ def export_version(ledger: Ledger, version: int, target: str | Path) -> Path:
         model.save_pretrained(staging)
         loaded.tokenizer.save_pretrained(staging)
 
-    remove_partial_writes(target)  # left by a killed export into the same folder (two exports into one folder clash anyway)
+    remove_partial_writes(
+        target
+    )  # left by a killed export into the same folder (two exports into one folder clash anyway)
     return write_folder(target, save)
 
 

@@ -6,7 +6,8 @@ A domain turns a *context* into prompts and training plans and grades probe answ
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from seal_lm.adapt.lora import TrainPlan
 from seal_lm.model.generation import GenerationSettings

@@ -31,11 +31,12 @@ import datetime as dt
 import logging
 import random
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from seal_lm.choices import check_choice
 from seal_lm.adapt.lora import CandidateResult, InnerLoop, TrainExample, TrainPlan
+from seal_lm.choices import check_choice
 from seal_lm.continual.guards import (
     DroppedLine,
     ReplayBuffer,
@@ -48,7 +49,7 @@ from seal_lm.continual.guards import (
 )
 from seal_lm.continual.ledger import ACCEPTED, INITIAL, REJECTED, RETRY_WITH_REPLAY, Ledger, LedgerError, UpdateRecord
 from seal_lm.continual.probes import WrittenProbes, cloze_probes, parse_probes, probe_prompt
-from seal_lm.continual.stream import Location, StreamError, StopCondition, read_stream
+from seal_lm.continual.stream import Location, StopCondition, StreamError, read_stream
 from seal_lm.continual.versions import (
     COMMIT_MODES,
     adapted_weights,
@@ -79,7 +80,9 @@ class ContinualSettings:
     retention_weight: float = 1.0  # candidate reward: gain - retention_weight × retention drop
     policy: RetentionPolicy = RetentionPolicy()
     verify: bool = True  # False: accept every update without probes (the paper's naive sequential merging)
-    probe_source: str = "auto"  # "auto" (gold questions if any, else model-written filled up with cloze), "gold", "model", "cloze"
+    probe_source: str = (
+        "auto"  # "auto" (gold questions if any, else model-written filled up with cloze), "gold", "model", "cloze"
+    )
     probe_count: int = 5
     probe_generation: GenerationSettings = GenerationSettings(max_new_tokens=256)
     self_edit_generation: GenerationSettings = GenerationSettings(max_new_tokens=320, temperature=0.7, top_p=0.95)
@@ -122,7 +125,14 @@ class Outcome:
 class ContinualLearner:
     """A model that learns documents one at a time, every attempt recorded in a :class:`Ledger`. Use :meth:`open`."""
 
-    def __init__(self, ledger: Ledger, inner_loop: InnerLoop, domain: KnowledgeDomain, settings: ContinualSettings, replay: ReplayBuffer):
+    def __init__(
+        self,
+        ledger: Ledger,
+        inner_loop: InnerLoop,
+        domain: KnowledgeDomain,
+        settings: ContinualSettings,
+        replay: ReplayBuffer,
+    ):
         self.ledger = ledger
         self.inner_loop = inner_loop
         self.domain = domain
@@ -131,8 +141,13 @@ class ContinualLearner:
 
     @classmethod
     def open(
-        cls, ledger: Ledger, inner_loop: InnerLoop, domain: KnowledgeDomain, settings: ContinualSettings, model_spec: str
-    ) -> "ContinualLearner":
+        cls,
+        ledger: Ledger,
+        inner_loop: InnerLoop,
+        domain: KnowledgeDomain,
+        settings: ContinualSettings,
+        model_spec: str,
+    ) -> ContinualLearner:
         """Continue from the ledger's current version, or start an empty ledger with the model as its first version.
 
         ``inner_loop`` wraps the freshly loaded base model (``model_spec``); its weights become the current version's.
@@ -147,12 +162,17 @@ class ContinualLearner:
                 "commit": settings.commit,
                 "inner_loop": asdict(domain.settings.inner_loop),
             }
-            ledger.commit(initial_weights(model, targets, settings.commit), UpdateRecord(INITIAL, reason="the base model", details=setup))
+            ledger.commit(
+                initial_weights(model, targets, settings.commit),
+                UpdateRecord(INITIAL, reason="the base model", details=setup),
+            )
             ancestry = []
         else:
             setup = ledger_setup(ledger)
             if setup["commit"] != settings.commit:
-                raise LedgerError(f"{ledger.folder} stores '{setup['commit']}' versions; re-run with --commit {setup['commit']}.")
+                raise LedgerError(
+                    f"{ledger.folder} stores '{setup['commit']}' versions; re-run with --commit {setup['commit']}."
+                )
             if tuple(setup["inner_loop"]["target_modules"]) != tuple(targets):
                 adapted = ",".join(setup["inner_loop"]["target_modules"])
                 raise LedgerError(f"{ledger.folder} adapts {adapted}; re-run with --target-modules {adapted}.")
@@ -174,17 +194,27 @@ class ContinualLearner:
         checked = [replace(document, questions=probes), *(entry.as_passage() for entry in retained)]
         prompts = [prompt for passage in checked for prompt in self.domain.probe_prompts(passage)]
         generation = self.domain.answer_generation
-        _phase(document, f"answering {len(probes)} probes and {len(prompts) - len(probes)} retention probes before the update")
+        _phase(
+            document,
+            f"answering {len(probes)} probes and {len(prompts) - len(probes)} retention probes before the update",
+        )
         before = _split(self._scores(checked, self.inner_loop.generate_with_base(prompts, generation)))
 
         _phase(document, f"writing {self.settings.k} self-edit{'s' if self.settings.k > 1 else ''}")
         candidates = self._candidates(document)
-        _phase(document, f"training {len(candidates)} candidate adapter{'s' if len(candidates) > 1 else ''} and answering the probes again")
+        _phase(
+            document,
+            f"training {len(candidates)} candidate adapter{'s' if len(candidates) > 1 else ''} and answering the probes again",
+        )
         results = self.inner_loop.train_and_answer([c.plan for c in candidates], prompts, generation)
         afters = [_split(self._scores(checked, result.answers)) for result in results]
         rewards = [self._reward(before, after) for after in afters] if len(candidates) > 1 else [None]
         # A candidate whose training diverged is chosen only when all did; ties: the first.
-        best = max(range(len(candidates)), key=lambda i: (not results[i].stats.stopped, rewards[i])) if len(candidates) > 1 else 0
+        best = (
+            max(range(len(candidates)), key=lambda i: (not results[i].stats.stopped, rewards[i]))
+            if len(candidates) > 1
+            else 0
+        )
         candidate, result, after = candidates[best], results[best], afters[best]
         decision = self._decide(before, after, result)
         details = {
@@ -195,16 +225,23 @@ class ContinualLearner:
             "rewards": rewards,
         }
         if decision.verdict == RETRY_WITH_REPLAY:
-            attempt = self._record(decision, document, location, probes, before, after, candidate, result, started, clock, details)
+            attempt = self._record(
+                decision, document, location, probes, before, after, candidate, result, started, clock, details
+            )
             details["retry_of"] = self.ledger.reject(attempt)
             plan, details["replayed_documents"] = self._with_replay(candidate.plan, document)
-            _phase(document, f"retention dropped: retrying with {len(details['replayed_documents'])} earlier documents replayed")
+            _phase(
+                document,
+                f"retention dropped: retrying with {len(details['replayed_documents'])} earlier documents replayed",
+            )
             result = self.inner_loop.train_and_answer([plan], prompts, generation)[0]
             after = _split(self._scores(checked, result.answers))
             decision = self._decide(before, after, result, retried=True)
         else:
             plan = candidate.plan
-        record = self._record(decision, document, location, probes, before, after, candidate, result, started, clock, details)
+        record = self._record(
+            decision, document, location, probes, before, after, candidate, result, started, clock, details
+        )
         if decision.verdict != ACCEPTED:
             self.ledger.reject(record)
             self.inner_loop.release()  # the model stays the current version, as a plain module
@@ -233,14 +270,22 @@ class ContinualLearner:
             return document.questions, {"probe_source": "gold"}
         count = self.settings.probe_count
         if source == "cloze":
-            return cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12]), {"probe_source": "cloze"}
+            return cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12]), {
+                "probe_source": "cloze"
+            }
         generation = self.settings.probe_generation.seeded_for(document.id)
         written, text = write_probes(self.inner_loop, self.domain, document, count, generation)
         probes = written.probes
-        if source == "auto" and len(probes) < count:  # the model's own probes first, fill-in-the-blank ones for the rest
-            probes += cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12])[: count - len(probes)]
+        if (
+            source == "auto" and len(probes) < count
+        ):  # the model's own probes first, fill-in-the-blank ones for the rest
+            probes += cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12])[
+                : count - len(probes)
+            ]
         notes = {
-            "probe_source": "model" if source == "model" else f"model ({len(written.probes)}) + cloze ({len(probes) - len(written.probes)})",
+            "probe_source": "model"
+            if source == "model"
+            else f"model ({len(written.probes)}) + cloze ({len(probes) - len(written.probes)})",
             "probe_text": text.text,
             "probe_counts": written.summary(),
             "probes_dropped": [asdict(d) for d in written.dropped],
@@ -249,9 +294,13 @@ class ContinualLearner:
 
     def _candidates(self, document: Passage) -> list[Candidate]:
         """``k`` self-edits sampled in one batched generation, each parsed into a plan with its own seed."""
-        _, edits = sample_self_edits(self.inner_loop, self.domain, document, self.settings.k, self.settings.self_edit_generation)
+        _, edits = sample_self_edits(
+            self.inner_loop, self.domain, document, self.settings.k, self.settings.self_edit_generation
+        )
         candidates = []
-        for index, edit in enumerate(edits):  # the "none" style writes nothing: its empty self-edits parse to the document alone
+        for index, edit in enumerate(
+            edits
+        ):  # the "none" style writes nothing: its empty self-edits parse to the document alone
             rejected = None
             try:
                 plan = self.domain.parse_self_edit(document, edit.text, edit.truncated)
@@ -266,7 +315,9 @@ class ContinualLearner:
     def _with_replay(self, plan: TrainPlan, document: Passage) -> tuple[TrainPlan, list[str]]:
         """``plan`` plus the training sequences of up to ``replay_mix`` earlier documents (a seeded sample)."""
         entries = list(self.replay.entries)
-        chosen = random.Random(seed_for(self.settings.seed, document.id)).sample(entries, min(self.settings.replay_mix, len(entries)))
+        chosen = random.Random(seed_for(self.settings.seed, document.id)).sample(
+            entries, min(self.settings.replay_mix, len(entries))
+        )
         replayed = tuple(TrainExample(text) for entry in chosen for text in entry.train_texts)
         return replace(plan, examples=plan.examples + replayed), [entry.document_id for entry in chosen]
 
@@ -282,7 +333,9 @@ class ContinualLearner:
 
     def _reward(self, before: Scores, after: Scores) -> float:
         """Retention-aware reward of a candidate (a document without probes counts as no gain)."""
-        return retention_aware_reward(before[0] or [0.0], after[0] or [0.0], before[1], after[1], self.settings.retention_weight)
+        return retention_aware_reward(
+            before[0] or [0.0], after[0] or [0.0], before[1], after[1], self.settings.retention_weight
+        )
 
     def _decide(self, before: Scores, after: Scores, result: CandidateResult, retried: bool = False) -> UpdateDecision:
         if result.stats.stopped:  # its weights are not fit to merge, verified or not; it answered nothing to score
@@ -292,7 +345,18 @@ class ContinualLearner:
         return decide_update(before[0], after[0], before[1], after[1], self.settings.policy, retried=retried)
 
     def _record(
-        self, decision, document, location, probes, before, after, candidate: Candidate, result: CandidateResult, started, clock, details
+        self,
+        decision,
+        document,
+        location,
+        probes,
+        before,
+        after,
+        candidate: Candidate,
+        result: CandidateResult,
+        started,
+        clock,
+        details,
     ) -> UpdateRecord:
         own_sequences = [example.prompt + example.completion for example in candidate.plan.examples]
         return UpdateRecord(
@@ -326,7 +390,12 @@ class ContinualLearner:
 
 
 def learn_stream(
-    learner: ContinualLearner, source: str, *, follow: bool = False, stop: StopCondition = None, poll_interval: float = 1.0
+    learner: ContinualLearner,
+    source: str,
+    *,
+    follow: bool = False,
+    stop: StopCondition = None,
+    poll_interval: float = 1.0,
 ) -> Iterator[Outcome | StreamError]:
     """Learn every document of ``source`` the ledger has not decided yet, in order; yields each outcome,
     and each unreadable file or record (skipped: the stream goes on)."""
@@ -342,7 +411,12 @@ def write_probes(
     prompt = probe_prompt(domain.formatter, passage.title, passage.context, count)
     text = inner_loop.generate_with_base([prompt], generation)[0]
     written = parse_probes(
-        text.text, passage.context, title=passage.title, id_prefix=passage.id[:12], max_probes=count, truncated=text.truncated
+        text.text,
+        passage.context,
+        title=passage.title,
+        id_prefix=passage.id[:12],
+        max_probes=count,
+        truncated=text.truncated,
     )
     return written, text
 

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Sequence
 from functools import cache, partial
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -47,7 +48,14 @@ from seal_lm.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-KINDS = ("base", "in-context", "context", "context-repeat", "self-edit", "external")  # what a domain's named conditions train on
+KINDS = (
+    "base",
+    "in-context",
+    "context",
+    "context-repeat",
+    "self-edit",
+    "external",
+)  # what a domain's named conditions train on
 SAMPLED_KINDS = ("context-repeat", "self-edit", "external")  # kinds with k samples per context
 RECORDS = "records.jsonl"
 POOLED_SELF_EDITS = "pooled_self_edits.jsonl"
@@ -80,7 +88,9 @@ def run_conditions(
     conditions = _checked(domain, conditions, external_self_edits)
     if pooled:
         worker = make_worker()
-        return _run_pooled(run, worker.domain, contexts, worker.inner_loop, conditions, k, self_edit_generation, external_self_edits)
+        return _run_pooled(
+            run, worker.domain, contexts, worker.inner_loop, conditions, k, self_edit_generation, external_self_edits
+        )
     done = {record["unit"] for record in run.records(RECORDS)}
     groups = []  # (context, condition, samples not yet done): the k samples of a context train together
     for context in contexts:
@@ -98,10 +108,14 @@ def run_conditions(
                 run.append(RECORDS, record)
                 progress.update()
     position = {domain.context_id(context): index for index, context in enumerate(contexts)}
-    return sorted(run.records(RECORDS), key=lambda r: (position[r["context_id"]], conditions.index(r["condition"]), r["sample"]))
+    return sorted(
+        run.records(RECORDS), key=lambda r: (position[r["context_id"]], conditions.index(r["condition"]), r["sample"])
+    )
 
 
-def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits) -> list[dict]:
+def _run_pooled(
+    run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits
+) -> list[dict]:
     """Continued pretraining: one adapter per (condition, sample) on the pooled data of all contexts.
 
     Returns per-context records (the pooled training statistics on the first context's record), the
@@ -113,13 +127,24 @@ def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edit_gene
             key = f"pooled/{condition}/{sample}"
             if key not in done:
                 done[key] = _run_pooled_unit(
-                    run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits
+                    run,
+                    key,
+                    domain,
+                    contexts,
+                    condition,
+                    sample,
+                    k,
+                    inner_loop,
+                    self_edit_generation,
+                    external_self_edits,
                 )
                 run.append(RECORDS, done[key])
     return [part for record in done.values() for part in per_context(record)]
 
 
-def _run_pooled_unit(run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits) -> dict:
+def _run_pooled_unit(
+    run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits
+) -> dict:
     start = time.perf_counter()
     cached = {(r["context_id"], r["sample"]): r["self_edit"] for r in run.records(POOLED_SELF_EDITS)}
 
@@ -144,7 +169,9 @@ def _run_pooled_unit(run, key, domain, contexts, condition, sample, k, inner_loo
     flat_prompts = [p for group in prompts for p in group]
     train = None
     if examples:
-        result = inner_loop.train_and_answer([TrainPlan(tuple(examples), settings)], flat_prompts, domain.answer_generation)[0]
+        result = inner_loop.train_and_answer(
+            [TrainPlan(tuple(examples), settings)], flat_prompts, domain.answer_generation
+        )[0]
         answers = [g.text for g in result.answers]
         train = {"sequences": [e.prompt + e.completion for e in examples], **vars(result.stats)}
     elif domain.conditions[condition] in ("base", "in-context"):
@@ -154,7 +181,14 @@ def _run_pooled_unit(run, key, domain, contexts, condition, sample, k, inner_loo
     for context, group, part in zip(contexts, prompts, parts):
         part["grades"] = domain.score(context, answers[: len(group)])
         answers = answers[len(group) :]
-    return {"unit": key, "condition": condition, "sample": sample, "train": train, "contexts": parts, "seconds": round(time.perf_counter() - start, 3)}
+    return {
+        "unit": key,
+        "condition": condition,
+        "sample": sample,
+        "train": train,
+        "contexts": parts,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
 
 
 def judge_answers(run: RunDir, records: Sequence[dict], judge: Callable[[dict], bool]) -> None:
@@ -165,7 +199,9 @@ def judge_answers(run: RunDir, records: Sequence[dict], judge: Callable[[dict], 
     judges only what is missing. :func:`with_judgements` puts them into the records.
     """
     judged = {(verdict["unit"], verdict["question"]) for verdict in run.records(JUDGEMENTS)}
-    todo = [(r["unit"], i, grade) for r in records for i, grade in enumerate(r["grades"]) if (r["unit"], i) not in judged]
+    todo = [
+        (r["unit"], i, grade) for r in records for i, grade in enumerate(r["grades"]) if (r["unit"], i) not in judged
+    ]
     for unit, question, grade in tqdm(todo, desc="judge", unit="answer"):
         run.append(JUDGEMENTS, {"unit": unit, "question": question, "judge": judge(grade)})
 
@@ -176,7 +212,9 @@ def with_judgements(run: RunDir, records: Sequence[dict]) -> list[dict]:
     judged = []
     for record in records:
         keys = [(record["unit"], i) for i in range(len(record["grades"]))]
-        grades = [grade | ({"judge": verdicts[key]} if key in verdicts else {}) for key, grade in zip(keys, record["grades"])]
+        grades = [
+            grade | ({"judge": verdicts[key]} if key in verdicts else {}) for key, grade in zip(keys, record["grades"])
+        ]
         judged.append(record | {"grades": grades})
     return judged
 
@@ -283,7 +321,9 @@ def _plan_for(
     try:
         plan = domain.parse_self_edit(context, self_edit["text"], self_edit.get("truncated", False))
     except SelfEditRejected as reason:
-        log.warning("%s %d of context %s is unusable (%s); it scores 0", condition, sample, domain.context_id(context), reason)
+        log.warning(
+            "%s %d of context %s is unusable (%s); it scores 0", condition, sample, domain.context_id(context), reason
+        )
         return None, self_edit, str(reason)
     if kind == "context-repeat":
         plan = domain.repeat_plan(context, plan)
@@ -292,7 +332,11 @@ def _plan_for(
 
 def _prompts(domain: Domain, context: Any, condition: str) -> list[str]:
     """The probe prompts ``condition`` answers: with the context in them for the in-context kind."""
-    return domain.in_context_prompts(context) if domain.conditions[condition] == "in-context" else domain.probe_prompts(context)
+    return (
+        domain.in_context_prompts(context)
+        if domain.conditions[condition] == "in-context"
+        else domain.probe_prompts(context)
+    )
 
 
 def _write_self_edits(

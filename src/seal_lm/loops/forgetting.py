@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Callable, Sequence
 
 from seal_lm.continual.ledger import Ledger
 from seal_lm.continual.metrics import mean_matrix, summarize
@@ -42,7 +42,10 @@ def sequences_of(passages: Sequence[Passage], length: int, count: int, seed: int
 
 
 def run_forgetting(
-    run: RunDir, sequences: Sequence[Sequence[Passage]], conditions: dict[str, ContinualSettings], open_learner: OpenLearner
+    run: RunDir,
+    sequences: Sequence[Sequence[Passage]],
+    conditions: dict[str, ContinualSettings],
+    open_learner: OpenLearner,
 ) -> list[dict]:
     """Measure every (condition, sequence, step) not yet in ``run``; returns all records."""
     done = {record["unit"] for record in run.records(RECORDS)}
@@ -54,7 +57,15 @@ def run_forgetting(
             with Ledger.open(run.path / "ledgers" / f"{condition}-{s}") as ledger:
                 learner = open_learner(ledger, settings)
                 if f"before/{s}" not in done:  # measured before the first condition's first step
-                    run.append(RECORDS, {"unit": f"before/{s}", "sequence": s, "passages": [p.id for p in order], "accuracy": learner.accuracies(order)})
+                    run.append(
+                        RECORDS,
+                        {
+                            "unit": f"before/{s}",
+                            "sequence": s,
+                            "passages": [p.id for p in order],
+                            "accuracy": learner.accuracies(order),
+                        },
+                    )
                     done.add(f"before/{s}")
                 for step, passage in enumerate(order):
                     if units[step] in done:

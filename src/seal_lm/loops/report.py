@@ -8,7 +8,7 @@ with ``k`` samples of a condition first averaged per question.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,7 +35,11 @@ def _context_totals(scores: dict[str, dict[str, float]], context_ids: list[str])
 
 
 def summarize(
-    records: Sequence[dict], bootstrap_samples: int = 2000, seed: int = 0, reference: str | None = "passage", metrics=METRICS
+    records: Sequence[dict],
+    bootstrap_samples: int = 2000,
+    seed: int = 0,
+    reference: str | None = "passage",
+    metrics=METRICS,
 ) -> dict:
     """The results table as a dict: one row per condition, in the order the records first name them.
 
@@ -43,7 +47,9 @@ def summarize(
     """
     conditions = list(dict.fromkeys(r["condition"] for r in records))
     scores = {metric: per_question_scores(records, metric) for metric in metrics}
-    if records and all("judge" in g for r in records for g in r["grades"]):  # a partly judged run is reported without the judge
+    if records and all(
+        "judge" in g for r in records for g in r["grades"]
+    ):  # a partly judged run is reported without the judge
         scores["judge"] = per_question_scores(records, "judge")
     rng = np.random.default_rng(seed)
     rows = {}
@@ -63,7 +69,9 @@ def summarize(
             "accuracy_se": float(boot.std(ddof=1)) if len(context_ids) > 1 else None,
             **{metric: _mean(scores[metric][condition]) for metric in metrics if metric != "correct"},
             "judge_accuracy": _mean(scores["judge"][condition]) if "judge" in scores else None,
-            "mean_answer_words": float(np.mean([len(g["answer"].split()) for g in grades])) if all("answer" in g for g in grades) else None,
+            "mean_answer_words": float(np.mean([len(g["answer"].split()) for g in grades]))
+            if all("answer" in g for g in grades)
+            else None,
             "rejected_self_edits": sum(1 for r in unit_records if r["rejected"]),
             "truncated_self_edits": sum(1 for r in unit_records if (r["self_edit"] or {}).get("truncated")),
             "mean_trained_tokens": float(np.mean([t["tokens"] for t in trained])) if trained else 0.0,
@@ -120,7 +128,11 @@ def markdown_table(summary: dict, accuracy_label: str = "accuracy (contains)") -
         cells += [f"{100 * row[m]:.1f}" for m in extra]
         cells += [f"{100 * row['judge_accuracy']:.1f}"] if has_judge else []
         if summary.get("reference"):
-            cells += ["" if not diff else f"{100 * diff['difference']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]"]
+            cells += [
+                ""
+                if not diff
+                else f"{100 * diff['difference']:+.1f} [{100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f}]"
+            ]
         cells += [f"{row['mean_answer_words']:.1f}"] if has_words else []
         cells += [
             f"{row['mean_trained_tokens']:.0f}",

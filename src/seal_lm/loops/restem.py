@@ -22,10 +22,11 @@ import logging
 import random
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -131,7 +132,9 @@ def train_policy(
     ``keep`` picks the self-edits to learn from by their rewards.
     """
     if len(contexts) < settings.contexts_per_round:
-        raise ValueError(f"--contexts-per-round {settings.contexts_per_round} exceeds the {len(contexts)} contexts available.")
+        raise ValueError(
+            f"--contexts-per-round {settings.contexts_per_round} exceeds the {len(contexts)} contexts available."
+        )
     policy = initial_model
     for round_number in range(1, settings.rounds + 1):
         round_dir = run.path / f"round-{round_number}"
@@ -145,21 +148,40 @@ def train_policy(
                 "Restore the policy folder or start a new --out."
             )
         if round_dir.exists() and not (round_dir / SAMPLES).exists() and any(round_dir.iterdir()):
-            raise RunDirError(f"{round_dir} is incomplete or corrupt (no {SAMPLES}); move it away and re-run to redo the round.")
+            raise RunDirError(
+                f"{round_dir} is incomplete or corrupt (no {SAMPLES}); move it away and re-run to redo the round."
+            )
         sample = random.Random(settings.seed * 1000 + round_number).sample(list(contexts), settings.contexts_per_round)
         workers = partial(make_worker, policy)
-        records = _e_step(run, round_number, sample, domain, workers, executor or InProcessExecutor(), settings, keep, reward, measure_baseline)
+        records = _e_step(
+            run,
+            round_number,
+            sample,
+            domain,
+            workers,
+            executor or InProcessExecutor(),
+            settings,
+            keep,
+            reward,
+            measure_baseline,
+        )
         loaded = load_policy(policy)
         policy = _m_step(run, round_number, loaded.model, loaded.tokenizer, records, settings)
     return policy
 
 
-def _e_step(run, round_number, contexts, domain, make_worker, executor, settings, keep, reward, measure_baseline) -> list[dict]:
+def _e_step(
+    run, round_number, contexts, domain, make_worker, executor, settings, keep, reward, measure_baseline
+) -> list[dict]:
     samples_file = f"round-{round_number}/{SAMPLES}"
     done = {r["context_id"]: r for r in run.records(samples_file)}
     todo = [context for context in contexts if domain.context_id(context) not in done]
-    job = partial(_score_job, settings=settings, reward=reward, measure_baseline=measure_baseline, round_number=round_number)
-    for _, record in tqdm(executor.run(make_worker, job, todo), desc=f"round {round_number}", unit="context", total=len(todo)):
+    job = partial(
+        _score_job, settings=settings, reward=reward, measure_baseline=measure_baseline, round_number=round_number
+    )
+    for _, record in tqdm(
+        executor.run(make_worker, job, todo), desc=f"round {round_number}", unit="context", total=len(todo)
+    ):
         chosen = keep(Scored(record["rewards"], record["baseline"]))
         record |= {"kept": chosen.indices, "keep_note": chosen.note}
         run.append(samples_file, record)
@@ -167,7 +189,9 @@ def _e_step(run, round_number, contexts, domain, make_worker, executor, settings
     return [done[domain.context_id(c)] for c in contexts]
 
 
-def _score_job(worker: Worker, context: Any, *, settings: RestemSettings, reward: Reward, measure_baseline: bool, round_number: int) -> dict:
+def _score_job(
+    worker: Worker, context: Any, *, settings: RestemSettings, reward: Reward, measure_baseline: bool, round_number: int
+) -> dict:
     """A job: the record of one context, its self-edits written and scored on ``worker``."""
     return _score_context(worker.domain, context, worker.inner_loop, settings, reward, measure_baseline, round_number)
 
@@ -181,7 +205,13 @@ def _score_context(domain, context, inner_loop, settings, reward, measure_baseli
         raise ValueError("the self-edit style writes nothing (e.g. 'none'); choose a prompt that generates self-edits")
     samples, plans, owners = [], [], []  # owners[i]: the sample index plans[i] scores, or None for the baseline
     for index, edit in enumerate(edits):
-        sample = {"text": edit.text, "tokens": edit.tokens, "truncated": edit.truncated, "rejected": None, "seed_rewards": []}
+        sample = {
+            "text": edit.text,
+            "tokens": edit.tokens,
+            "truncated": edit.truncated,
+            "rejected": None,
+            "seed_rewards": [],
+        }
         try:
             plans += _seeded(domain.parse_self_edit(context, edit.text, edit.truncated), settings.inner_seeds)
             owners += [index] * settings.inner_seeds
@@ -214,14 +244,21 @@ def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict
     round_dir = run.path / f"round-{round_number}"
     eos = tokenizer.eos_token or ""
     pairs = [
-        {"context_id": r["context_id"], "prompt": r["prompt"], "completion": r["samples"][i]["text"], "reward": r["rewards"][i]}
+        {
+            "context_id": r["context_id"],
+            "prompt": r["prompt"],
+            "completion": r["samples"][i]["text"],
+            "reward": r["rewards"][i],
+        }
         for r in records
         for i in r["kept"]
     ]
     run.write_jsonl(f"round-{round_number}/kept.jsonl", pairs)
     start = time.perf_counter()
     stats = None
-    plan = TrainPlan(tuple(TrainExample(p["completion"] + eos, prompt=p["prompt"]) for p in pairs), settings.policy_update)
+    plan = TrainPlan(
+        tuple(TrainExample(p["completion"] + eos, prompt=p["prompt"]) for p in pairs), settings.policy_update
+    )
     if not pairs:
         log.warning("Round %d kept no self-edit: the policy is carried over unchanged.", round_number)
     elif settings.full_finetune:
@@ -236,21 +273,31 @@ def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict
         "contexts": len(records),
         "self_edits": len(rewards),
         "mean_reward": statistics.fmean(rewards) if rewards else 0.0,
-        "reward_sd_within_context": statistics.fmean(statistics.pstdev(_zeroed(r)) for r in records) if records else 0.0,
+        "reward_sd_within_context": statistics.fmean(statistics.pstdev(_zeroed(r)) for r in records)
+        if records
+        else 0.0,
         "contexts_with_any_reward": sum(1 for r in records if max(_zeroed(r)) > 0),
         # None when the keep rule measured no context-only baseline (best-of-k, threshold)
         "contexts_improving_on_baseline": (
-            sum(1 for r in records if max(_zeroed(r)) > r["baseline"]) if records and all(r["baseline"] is not None for r in records) else None
+            sum(1 for r in records if max(_zeroed(r)) > r["baseline"])
+            if records and all(r["baseline"] is not None for r in records)
+            else None
         ),
         "kept": len(pairs),
-        "keep_notes": {note: sum(1 for r in records if r["keep_note"] == note) for note in {r["keep_note"] for r in records} if note},
+        "keep_notes": {
+            note: sum(1 for r in records if r["keep_note"] == note)
+            for note in {r["keep_note"] for r in records}
+            if note
+        },
         "rejected_self_edits": sum(1 for r in records for s in r["samples"] if s["rejected"]),
         "policy_update": vars(stats) if stats else None,
         "e_step_seconds": sum(r["seconds"] for r in records),
         "m_step_seconds": time.perf_counter() - start,
         "policy_carried_over": not pairs,
     }
-    run.write_json(f"round-{round_number}/summary.json", summary)  # before the policy: a round counts as done once its policy exists
+    run.write_json(
+        f"round-{round_number}/summary.json", summary
+    )  # before the policy: a round counts as done once its policy exists
     run.write_folder(f"round-{round_number}/policy", partial(_save_policy, model, tokenizer))
     print(
         f"Round {round_number}: mean reward {summary['mean_reward']:.3f}, contexts with any reward "

@@ -16,7 +16,12 @@ from seal_lm.model.generation import Generation, GenerationSettings
 
 
 def sample_self_edits(
-    inner_loop: InnerLoopEngine, domain: Domain, context: Any, k: int, settings: GenerationSettings, key: str | None = None
+    inner_loop: InnerLoopEngine,
+    domain: Domain,
+    context: Any,
+    k: int,
+    settings: GenerationSettings,
+    key: str | None = None,
 ) -> tuple[str | None, list[Generation]]:
     """The self-edit prompt and ``k`` self-edits sampled for it in one batched generation (reproducible for a given ``k``).
 
@@ -28,7 +33,9 @@ def sample_self_edits(
     if prompt is None:
         return None, [Generation("", 0, False)] * k
     settings = settings.seeded_for(domain.context_id(context) if key is None else key)
-    return prompt, inner_loop.generate_with_base([prompt] * k, replace(settings, batch_size=max(k, settings.batch_size)))
+    return prompt, inner_loop.generate_with_base(
+        [prompt] * k, replace(settings, batch_size=max(k, settings.batch_size))
+    )
 
 
 def reseeded(plan: TrainPlan, seed_offset: int) -> TrainPlan:

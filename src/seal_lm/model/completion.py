@@ -15,8 +15,8 @@ from __future__ import annotations
 import queue
 import secrets
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
@@ -154,7 +154,9 @@ def _generate(model: torch.nn.Module, tokenizer, prompt_ids: torch.Tensor, strea
     processors = LogitsProcessorList()
     if sampling.temperature > 0:
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
-        processors.append(_SampleWithOwnGenerator(sampling.temperature, sampling.top_p, torch.Generator().manual_seed(seed)))
+        processors.append(
+            _SampleWithOwnGenerator(sampling.temperature, sampling.top_p, torch.Generator().manual_seed(seed))
+        )
     model.generate(
         input_ids=prompt_ids.to(device),
         attention_mask=torch.ones_like(prompt_ids, device=device),

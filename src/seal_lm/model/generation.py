@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import inspect
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -38,7 +39,7 @@ class GenerationSettings:
     seed: int = 0
     json_schema: str = ""  # a JSON schema (as text) every completion must follow; empty: free text
 
-    def seeded_for(self, key: str) -> "GenerationSettings":
+    def seeded_for(self, key: str) -> GenerationSettings:
         """These settings with a seed of ``key``'s own (e.g. a context id), so different keys draw different samples."""
         return replace(self, seed=seed_for(self.seed, key))
 
@@ -82,10 +83,18 @@ def generate(
         for number, batch in enumerate(tqdm(batches, desc=progress, disable=progress is None, leave=False)):
             texts = [prompts[i] for i in batch]
             encoded = tokenizer(texts, return_tensors="pt", padding=True).to(device)
-            shared = _prefilled_once(model, encoded["input_ids"]) if not keep_order and len(texts) > 1 and len(set(texts)) == 1 else None
+            shared = (
+                _prefilled_once(model, encoded["input_ids"])
+                if not keep_order and len(texts) > 1 and len(set(texts)) == 1
+                else None
+            )
             torch.manual_seed(settings.seed + number)  # reproducible, and no two batches draw the same numbers
             sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
-            constraint = {"logits_processor": [json_schema_processor(tokenizer, model.config.vocab_size, settings.json_schema)]} if settings.json_schema else {}
+            constraint = (
+                {"logits_processor": [json_schema_processor(tokenizer, model.config.vocab_size, settings.json_schema)]}
+                if settings.json_schema
+                else {}
+            )
             output = model.generate(
                 **encoded,
                 **({} if shared is None else {_cache_argument(model): shared}),

@@ -51,7 +51,11 @@ BUNDLED_MODELS = {
 }
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-PROMPT_FORMATS = ("auto", "chat", "plain")  # chat: the tokenizer's chat template; plain: completion prompts; auto: chat if it has one
+PROMPT_FORMATS = (
+    "auto",
+    "chat",
+    "plain",
+)  # chat: the tokenizer's chat template; plain: completion prompts; auto: chat if it has one
 HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")  # name or owner/name
 
 
@@ -87,7 +91,9 @@ def check_model_spec(spec: str) -> None:
         check_choice(spec, [f"bundled:{name}" for name in BUNDLED_MODELS], "bundled model", error=ModelError)
         name = spec.removeprefix("bundled:")
         if importlib.util.find_spec(BUNDLED_MODELS[name].package) is None:
-            raise ModelError(f"The bundled model '{name}' is not installed. Install it with: {BUNDLED_MODELS[name].install}")
+            raise ModelError(
+                f"The bundled model '{name}' is not installed. Install it with: {BUNDLED_MODELS[name].install}"
+            )
         return
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
@@ -98,7 +104,9 @@ def check_model_spec(spec: str) -> None:
             raise ModelError(f"'{spec}' is a folder but not a Hugging Face model (no config.json inside).")
     elif path.exists() or spec.startswith((".", "/", "~")) or not HUB_ID.fullmatch(spec):
         bundled = ", ".join(f"bundled:{name}" for name in BUNDLED_MODELS)
-        raise ModelError(f"Model '{spec}' not found: no such folder or .gguf file, and not a hub id (owner/name). Bundled: {bundled}.")
+        raise ModelError(
+            f"Model '{spec}' not found: no such folder or .gguf file, and not a hub id (owner/name). Bundled: {bundled}."
+        )
 
 
 def check_device(device: str) -> None:
@@ -110,7 +118,9 @@ def check_device(device: str) -> None:
     except RuntimeError:
         raise ModelError(f"Unknown device '{device}'. Use auto, cpu, cuda or cuda:N.") from None
     if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
-        raise ModelError(f"Device '{device}' is not available here ({torch.cuda.device_count()} CUDA devices visible). Use auto or cpu.")
+        raise ModelError(
+            f"Device '{device}' is not available here ({torch.cuda.device_count()} CUDA devices visible). Use auto or cpu."
+        )
 
 
 def resolve_model(spec: str) -> str:
@@ -204,7 +214,7 @@ def _converted_gguf(gguf_path: Path, name: str, fix: str) -> Path:
     if (target / "config.json").is_file():
         return target
     log.info("Converting %s into a Hugging Face folder at %s (once)", gguf_path.name, target)
-    from transformers import AutoModelForCausalLM, AutoConfig, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, filename = str(gguf_path.parent), gguf_path.name
     _check_gguf(gguf_path, fix)

@@ -9,8 +9,9 @@ escapes every text it is given: model-written text is shown as text, never run a
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jinja2
 
@@ -30,7 +31,11 @@ SECTIONS: dict[str, tuple[str, Callable[[list[Run]], dict[str, Any]]]] = {
 def render_report(runs: Sequence[Run]) -> str:
     """The report page of ``runs``, one section per kind, as HTML text."""
     groups = {kind: [run for run in runs if run.kind == kind] for kind in SECTIONS}
-    shown = [{"kind": kind, "title": SECTIONS[kind][0], **SECTIONS[kind][1](group)} for kind, group in groups.items() if group]
+    shown = [
+        {"kind": kind, "title": SECTIONS[kind][0], **SECTIONS[kind][1](group)}
+        for kind, group in groups.items()
+        if group
+    ]
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("seal_lm.report", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
@@ -46,7 +51,9 @@ def write_report(paths: Sequence[str | Path], out: str | Path, labels: dict[str,
     out = Path(out)
     for run in runs:
         if out.resolve().is_relative_to(run.path.resolve()):
-            raise ValueError(f"--out {out} is inside the run {run.path}; a report never writes into a run. Pass a path outside it.")
+            raise ValueError(
+                f"--out {out} is inside the run {run.path}; a report never writes into a run. Pass a path outside it."
+            )
     page = render_report(runs)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")

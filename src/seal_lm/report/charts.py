@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -18,7 +18,18 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # The ARC palette, colour 0 to 9
-ARC_COLOURS = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00", "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25")
+ARC_COLOURS = (
+    "#000000",
+    "#0074D9",
+    "#FF4136",
+    "#2ECC40",
+    "#FFDC00",
+    "#AAAAAA",
+    "#F012BE",
+    "#FF851B",
+    "#7FDBFF",
+    "#870C25",
+)
 DECISION_COLOURS = {"initial": "#7f7f7f", "accepted": "#2ca02c", "rejected": "#d62728", "retry-with-replay": "#ff7f0e"}
 DPI = 100
 
@@ -69,7 +80,11 @@ def panels(count: int, width: float = 3.2, height: float = 2.8) -> tuple[plt.Fig
 
 
 def lines_across(
-    xlabels: Sequence[str], series: dict[str, Sequence[float | None]], errors: dict[str, Sequence[float | None]], title: str, ylabel: str
+    xlabels: Sequence[str],
+    series: dict[str, Sequence[float | None]],
+    errors: dict[str, Sequence[float | None]],
+    title: str,
+    ylabel: str,
 ) -> str:
     """Shares (0..1), one line per series across ``xlabels`` (e.g. a condition's accuracy across round policies), ± the given errors."""
     figure, (axis,) = panels(1, width=max(4.0, 1.2 * len(xlabels) + 2), height=3.0)
@@ -103,7 +118,12 @@ def sorted_differences(differences: Sequence[float], title: str, ylabel: str) ->
     """One bar per context, its paired difference, sorted: where a condition wins and loses."""
     figure, (axis,) = panels(1, width=6.0, height=2.6)
     values = sorted(differences)
-    axis.bar(range(len(values)), values, color=["#d62728" if v < 0 else "#2ca02c" if v > 0 else "#7f7f7f" for v in values], width=0.9)
+    axis.bar(
+        range(len(values)),
+        values,
+        color=["#d62728" if v < 0 else "#2ca02c" if v > 0 else "#7f7f7f" for v in values],
+        width=0.9,
+    )
     axis.axhline(0, color="black", linewidth=0.6)
     axis.set_xticks([])
     axis.set_xlabel(f"{len(values)} passages, sorted", fontsize=8)
@@ -118,7 +138,9 @@ def distributions(labels: Sequence[str], values: Sequence[Sequence[float]], titl
     for index, points in enumerate(values):
         if points:
             axis.boxplot([points], positions=[index], widths=0.5, showfliers=False)
-            spread = [index + 0.3 + 0.1 * ((i * 7919) % 11) / 10 for i in range(len(points))]  # deterministic spread, no randomness
+            spread = [
+                index + 0.3 + 0.1 * ((i * 7919) % 11) / 10 for i in range(len(points))
+            ]  # deterministic spread, no randomness
             axis.scatter(spread, points, s=8, alpha=0.6, color="#1f77b4")
     axis.set_xticks(range(len(labels)), labels, fontsize=8)
     axis.set_xlim(-0.6, len(labels) - 0.2)
@@ -132,13 +154,17 @@ def distributions(labels: Sequence[str], values: Sequence[Sequence[float]], titl
 def ledger_timeline(updates: Sequence[dict], rollbacks: Sequence[float]) -> str:
     """Each update's probe and retention means, before → after, coloured by its decision; rollbacks as dashed lines."""
     figure, axes = panels(2, width=4.6, height=2.8)
-    for axis, (name, key) in zip(axes, [("probes of the new document", "probes"), ("retention (earlier documents)", "retention")]):
+    for axis, (name, key) in zip(
+        axes, [("probes of the new document", "probes"), ("retention (earlier documents)", "retention")]
+    ):
         for update in updates:
             before, after = update[f"{key}_before"], update[f"{key}_after"]
             if before is None or after is None:
                 continue
             colour = DECISION_COLOURS.get(update["decision"], "#9467bd")
-            axis.annotate("", (update["id"], after), (update["id"], before), arrowprops={"arrowstyle": "->", "color": colour})
+            axis.annotate(
+                "", (update["id"], after), (update["id"], before), arrowprops={"arrowstyle": "->", "color": colour}
+            )
             axis.scatter([update["id"]], [after], color=colour, s=18, zorder=3)
         for position in rollbacks:
             axis.axvline(position, color="#9467bd", linestyle="--", linewidth=1)
@@ -158,12 +184,14 @@ def ledger_timeline(updates: Sequence[dict], rollbacks: Sequence[float]) -> str:
 def arc_grids(truth: list[list[int]], rows: Sequence[tuple[str, Sequence[tuple[str, list[list[int]] | None]]]]) -> str:
     """Grids in ARC colours: per row (e.g. a configuration), the truth and then the row's titled grids (e.g. its two attempts)."""
     columns = 1 + max(len(grids) for _, grids in rows)
-    figure, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns + 1.2, 1.35 * len(rows)), squeeze=False, layout="constrained")
+    figure, axes = plt.subplots(
+        len(rows), columns, figsize=(1.3 * columns + 1.2, 1.35 * len(rows)), squeeze=False, layout="constrained"
+    )
     for (name, grids), line in zip(rows, axes):
         line[0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
         for axis, (title, grid) in zip(line, [("truth", truth), *grids]):
             _grid(axis, title, grid)
-        for axis in line[1 + len(grids):]:
+        for axis in line[1 + len(grids) :]:
             axis.axis("off")
     return png_uri(figure)
 

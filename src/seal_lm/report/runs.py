@@ -51,7 +51,9 @@ class Run:
         file = self.path / name
         if not file.is_file():
             if required:
-                raise ValueError(f"{self.path}: no {name} yet; the run has not finished (re-run its command to finish it).")
+                raise ValueError(
+                    f"{self.path}: no {name} yet; the run has not finished (re-run its command to finish it)."
+                )
             return None
         try:
             return json.loads(file.read_text(encoding="utf-8"))

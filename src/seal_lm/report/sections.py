@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from statistics import fmean
-from typing import Any, Callable
+from typing import Any
 
 from seal_lm.continual.ledger import Update
 from seal_lm.loops.evaluate import RECORDS, per_context
@@ -66,16 +67,31 @@ def _conditions(runs: list[Run], metrics: tuple[str, ...], accuracy: str = "accu
     titles = {"accuracy": f"{accuracy} ± SE", "exact_match": "exact match", "f1": "F1"}
     for axis, metric in zip(axes, metrics):
         values = {label: [_get(rows(c)[i], metric) for c in conditions] for i, label in enumerate(labels)}
-        errors = {label: [_symmetric(_get(rows(c)[i], "accuracy_se")) for c in conditions] for i, label in enumerate(labels)}
-        charts.grouped_bars(conditions, values, errors if metric == "accuracy" else None, titles[metric], axis, share=True)
+        errors = {
+            label: [_symmetric(_get(rows(c)[i], "accuracy_se")) for c in conditions] for i, label in enumerate(labels)
+        }
+        charts.grouped_bars(
+            conditions, values, errors if metric == "accuracy" else None, titles[metric], axis, share=True
+        )
     if reference:
         compared = [c for c in conditions if c != reference]
-        values = {label: [_get(_get(rows(c)[i], "vs_reference"), "difference") for c in compared] for i, label in enumerate(labels)}
-        errors = {label: [_interval(_get(rows(c)[i], "vs_reference")) for c in compared] for i, label in enumerate(labels)}
+        values = {
+            label: [_get(_get(rows(c)[i], "vs_reference"), "difference") for c in compared]
+            for i, label in enumerate(labels)
+        }
+        errors = {
+            label: [_interval(_get(rows(c)[i], "vs_reference")) for c in compared] for i, label in enumerate(labels)
+        }
         charts.grouped_bars(compared, values, errors, f"{accuracy} − {reference} [95% CI]", axes[-1])
     if len(labels) > 1:
         axes[0].legend(fontsize=7)
-    section = {"runs": entries, "accuracy": accuracy, "reference": reference, "chart": charts.png_uri(figure), "across": None}
+    section = {
+        "runs": entries,
+        "accuracy": accuracy,
+        "reference": reference,
+        "chart": charts.png_uri(figure),
+        "across": None,
+    }
     if len(runs) > 1:
         section["across"] = charts.lines_across(
             labels,
@@ -96,7 +112,9 @@ def _paired(summary: dict, records: list[dict], passages: dict[str, dict]) -> di
     compared = "self-edit" if "self-edit" in others else others[-1]
     scores = per_question_scores(records, "correct")
     shared = sorted(set(scores[compared]) & set(scores[reference]))
-    differences = {ctx: fmean(scores[compared][ctx].values()) - fmean(scores[reference][ctx].values()) for ctx in shared}
+    differences = {
+        ctx: fmean(scores[compared][ctx].values()) - fmean(scores[reference][ctx].values()) for ctx in shared
+    }
     ranked = sorted(shared, key=lambda ctx: differences[ctx])
     best = ranked[::-1][:SHOWN_PASSAGES]
     worst = [ctx for ctx in ranked[:SHOWN_PASSAGES] if ctx not in best]
@@ -115,7 +133,11 @@ def _paired(summary: dict, records: list[dict], passages: dict[str, dict]) -> di
         "wins": sum(d > 0 for d in differences.values()),
         "ties": sum(d == 0 for d in differences.values()),
         "losses": sum(d < 0 for d in differences.values()),
-        "chart": charts.sorted_differences(list(differences.values()), f"{compared} − {reference}, per passage", "accuracy difference") if shared else None,
+        "chart": charts.sorted_differences(
+            list(differences.values()), f"{compared} − {reference}, per passage", "accuracy difference"
+        )
+        if shared
+        else None,
         "best": [shown(ctx) for ctx in best],
         "worst": [shown(ctx) for ctx in worst],
     }
@@ -144,7 +166,13 @@ def _arc_tasks(records: list[dict]) -> list[dict[str, Any]]:
         for index in test_indices:
             first = [next(g for g in unit["grades"] if g["test_index"] == index) for unit in units]
             rows = [
-                (f"{unit['condition']} {unit['sample']}", [(f"attempt 1{' ✓' if grade['correct'] else ''}", grade["attempt_1"]), ("attempt 2", grade["attempt_2"])])
+                (
+                    f"{unit['condition']} {unit['sample']}",
+                    [
+                        (f"attempt 1{' ✓' if grade['correct'] else ''}", grade["attempt_1"]),
+                        ("attempt 2", grade["attempt_2"]),
+                    ],
+                )
                 for unit, grade in zip(units, first)
             ]
             figures.append({"test": index + 1, "image": charts.arc_grids(first[0]["gold"], rows)})
@@ -161,7 +189,9 @@ def train(runs: list[Run]) -> dict[str, Any]:
     """Each run's rounds: the summaries, the reward distributions, how self-edits changed, kept and rejected self-edits."""
     entries = []
     for run in runs:
-        numbers = sorted(int(m.group(1)) for p in run.path.iterdir() if (m := re.fullmatch(r"round-(\d+)", p.name)) and p.is_dir())
+        numbers = sorted(
+            int(m.group(1)) for p in run.path.iterdir() if (m := re.fullmatch(r"round-(\d+)", p.name)) and p.is_dir()
+        )
         rounds = []
         for number in numbers:
             samples = run.records(f"round-{number}/{SAMPLES}")
@@ -183,8 +213,12 @@ def train(runs: list[Run]) -> dict[str, Any]:
         raise ValueError(f"{runs[0].path}: no round-N folder yet; the run has not started its first round.")
     return {
         "runs": entries,
-        "rewards": charts.distributions(labels, [r["rewards"] for r in rounds], "rewards of the usable self-edits, per round", "reward"),
-        "shape": charts.lines_panels(labels, {name: _shape(rounds, measure) for name, measure in SELF_EDIT_SHAPE.items()}),
+        "rewards": charts.distributions(
+            labels, [r["rewards"] for r in rounds], "rewards of the usable self-edits, per round", "reward"
+        ),
+        "shape": charts.lines_panels(
+            labels, {name: _shape(rounds, measure) for name, measure in SELF_EDIT_SHAPE.items()}
+        ),
     }
 
 
@@ -222,7 +256,9 @@ def eval_continual(runs: list[Run]) -> dict[str, Any]:
                 "run": run,
                 "results": results,
                 "heatmap": charts.file_uri(heatmap.read_bytes()) if heatmap.is_file() else None,
-                "own_vs_end": charts.lines_across([f"p{j + 1}" for j in range(length)], series, {}, "mean accuracy on passage j", "accuracy"),
+                "own_vs_end": charts.lines_across(
+                    [f"p{j + 1}" for j in range(length)], series, {}, "mean accuracy on passage j", "accuracy"
+                ),
             }
         )
     return {"runs": entries}

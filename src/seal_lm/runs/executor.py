@@ -18,9 +18,10 @@ import inspect
 import logging
 import multiprocessing
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterator, Protocol, Sequence, TypeVar
+from typing import Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +75,17 @@ class ProcessExecutor:
             return
         context = multiprocessing.get_context("spawn")
         workers = min(self.workers, len(items))
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_process, initargs=(setup, self.prepare)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_process, initargs=(setup, self.prepare)
+        ) as pool:
             futures = {pool.submit(_run_in_process, job, item): item for item in items}
             try:
                 for future in as_completed(futures):
                     yield futures[future], future.result()
             except BrokenProcessPool:
-                raise ExecutorError("A worker process died mid-job (out of memory?); finished jobs are recorded, re-run to resume.") from None
+                raise ExecutorError(
+                    "A worker process died mid-job (out of memory?); finished jobs are recorded, re-run to resume."
+                ) from None
             finally:
                 for future in futures:
                     future.cancel()
@@ -137,14 +142,18 @@ class RayExecutor:
                 ray.init(address=address, include_dashboard=False)
             except ConnectionError as err:
                 reason = str(err).splitlines()[0]
-                raise ExecutorError(f"Could not join the Ray cluster at --ray-address {address}: {reason} Leave --ray-address empty for a local Ray.") from None
+                raise ExecutorError(
+                    f"Could not join the Ray cluster at --ray-address {address}: {reason} Leave --ray-address empty for a local Ray."
+                ) from None
         self.ray = ray
         self.workers = workers
         self.max_retries = max_retries
         resource = "GPU" if ray.cluster_resources().get("GPU", 0) >= 1 else "CPU"
         available = int(ray.cluster_resources().get(resource, 0))
         if workers > available:
-            raise ExecutorError(f"--workers {workers} needs {workers} {resource}s but the Ray cluster has {available}; lower --workers.")
+            raise ExecutorError(
+                f"--workers {workers} needs {workers} {resource}s but the Ray cluster has {available}; lower --workers."
+            )
         self.actor_class = ray.remote(num_cpus=1, num_gpus=1 if resource == "GPU" else 0)(_Actor)
         log.info("Ray executor: %d worker(s), one %s each", workers, resource)
 
@@ -166,7 +175,11 @@ class RayExecutor:
                     result = ray.get(ready)
                 except ray.exceptions.RayTaskError as err:  # the job itself raised: the caller sees its exception
                     raise err.cause from None
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError) as err:
+                except (
+                    ray.exceptions.RayActorError,
+                    ray.exceptions.WorkerCrashedError,
+                    ray.exceptions.ObjectLostError,
+                ) as err:
                     retries[index] += 1
                     reason = str(err).strip().splitlines()[0]
                     if retries[index] > self.max_retries:
@@ -174,7 +187,11 @@ class RayExecutor:
                             f"A job's worker died {retries[index]} times (last: {reason}); giving up. "
                             "The job may not fit in one worker (memory?): see the Ray logs."
                         ) from None
-                    log.warning("A worker died mid-job (%s); retrying the job on a new worker (retry %d)", reason, retries[index])
+                    log.warning(
+                        "A worker died mid-job (%s); retrying the job on a new worker (retry %d)",
+                        reason,
+                        retries[index],
+                    )
                     ray.kill(actor, no_restart=True)
                     idle.append(self.actor_class.remote())
                     pending.appendleft((index, item))

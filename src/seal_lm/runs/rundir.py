@@ -24,10 +24,11 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from typing import Any, TextIO
 
 from seal_lm.runs.lock import LockHeld, take_writer_lock
 
@@ -51,7 +52,7 @@ class RunDir:
         self._lock = lock
 
     @classmethod
-    def open(cls, path: str | Path, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> "RunDir":
+    def open(cls, path: str | Path, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> RunDir:
         """Create ``path`` for ``config``, or resume it if it was made with the same config.
 
         The returned run holds the directory's writer lock (a second opener is refused, told the
@@ -64,7 +65,11 @@ class RunDir:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path} is a file, not a run directory. Pass a new --out.")
-        if path.exists() and not (path / CONFIG_FILE).exists() and not all(_is_leftover(p.name) for p in path.iterdir()):
+        if (
+            path.exists()
+            and not (path / CONFIG_FILE).exists()
+            and not all(_is_leftover(p.name) for p in path.iterdir())
+        ):
             raise RunDirError(f"{path} exists and is not a seal-lm run directory. Pass a new or empty --out.")
         path.mkdir(parents=True, exist_ok=True)
         try:
@@ -87,7 +92,7 @@ class RunDir:
             self._lock.close()
             self._lock = None
 
-    def __enter__(self) -> "RunDir":
+    def __enter__(self) -> RunDir:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -101,7 +106,9 @@ class RunDir:
         try:
             saved = json.loads(config_path.read_text())["config"]
         except (json.JSONDecodeError, KeyError):
-            raise RunDirError(f"{config_path} is corrupt; this is not a resumable run directory. Use a new --out.") from None
+            raise RunDirError(
+                f"{config_path} is corrupt; this is not a resumable run directory. Use a new --out."
+            ) from None
         differences = _differences(json.loads(json.dumps(defaults or {})) | saved, json.loads(json.dumps(config)))
         if differences:
             raise RunDirError(
@@ -262,7 +269,9 @@ def _reporting_full_disk(path: Path) -> Iterator[None]:
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise
-        raise RunDirError(f"no space left on device writing {path}; free space and re-run the same command to resume.") from None
+        raise RunDirError(
+            f"no space left on device writing {path}; free space and re-run the same command to resume."
+        ) from None
 
 
 def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:

@@ -18,7 +18,8 @@ import hmac
 import json
 import time
 import uuid
-from typing import Any, Iterator, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -107,12 +108,21 @@ def build_app(service: Service, access: Access) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok" if service.learner.alive else "learner stopped", "learning": service.learner.current_document}
+        return {
+            "status": "ok" if service.learner.alive else "learner stopped",
+            "learning": service.learner.current_document,
+        }
 
     @app.get("/v1/models", dependencies=[reads])
     def models() -> dict[str, Any]:
         data = [
-            {"id": name, "object": "model", "created": _timestamp(version.created), "owned_by": "seal-lm", "version": version.id}
+            {
+                "id": name,
+                "object": "model",
+                "created": _timestamp(version.created),
+                "owned_by": "seal-lm",
+                "version": version.id,
+            }
             for name, version in service.model_ids()
         ]
         return {"object": "list", "data": data}
@@ -174,13 +184,19 @@ def _respond(stream: CompletionStream, version: int, request: _Sampling, kind: s
     if not request.stream:
         result = stream.complete()
         choice = (
-            {"index": 0, "message": {"role": "assistant", "content": result.text}, "finish_reason": result.finish_reason}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "finish_reason": result.finish_reason,
+            }
             if kind == "chat.completion"
             else {"index": 0, "text": result.text, "logprobs": None, "finish_reason": result.finish_reason}
         )
         return JSONResponse(base | {"object": kind, "choices": [choice], "usage": _usage(stream)}, headers=headers)
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
-    return StreamingResponse(_events(stream, base, kind, include_usage), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(
+        _events(stream, base, kind, include_usage), media_type="text/event-stream", headers=headers
+    )
 
 
 def _events(stream: CompletionStream, base: dict[str, Any], kind: str, include_usage: bool) -> Iterator[str]:
@@ -208,7 +224,11 @@ def _events(stream: CompletionStream, base: dict[str, Any], kind: str, include_u
 
 def _usage(stream: CompletionStream) -> dict[str, int]:
     result = stream.result
-    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens, "total_tokens": result.prompt_tokens + result.completion_tokens}
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }
 
 
 def _sse(payload: dict[str, Any]) -> str:
@@ -248,19 +268,33 @@ def _writes_guard(access: Access):
 def _check_key(request: Request, api_key: str) -> None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        raise ServiceError(401, "Missing API key: send 'Authorization: Bearer <key>' (the server's SEAL_API_KEY).", code="missing_api_key")
+        raise ServiceError(
+            401,
+            "Missing API key: send 'Authorization: Bearer <key>' (the server's SEAL_API_KEY).",
+            code="missing_api_key",
+        )
     if not hmac.compare_digest(given.encode(), api_key.encode()):
         raise ServiceError(401, "Incorrect API key.", code="invalid_api_key")
 
 
 # -- errors ---------------------------------------------------------------------------------------
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-               409: "conflict_error", 413: "request_too_large", 422: "invalid_request_error", 429: "rate_limit_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
 
 
 def _error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": param, "code": code}}
+    return {
+        "error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "param": param, "code": code}
+    }
 
 
 def _handle_errors(app: FastAPI) -> None:
@@ -273,7 +307,10 @@ def _handle_errors(app: FastAPI) -> None:
         errors = err.errors()
         first = errors[0] if errors else {"msg": "invalid request", "loc": ()}
         if first.get("type") == "json_invalid":
-            return JSONResponse(_error_body(400, f"The body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}."), status_code=400)
+            return JSONResponse(
+                _error_body(400, f"The body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}."),
+                status_code=400,
+            )
         field = ".".join(str(part) for part in first["loc"] if part != "body") or None
         message = f"{field}: {first['msg']}" if field else first["msg"]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -308,7 +345,10 @@ class _BodyLimit:
         await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 
     async def _too_large(self, send) -> None:
-        response = JSONResponse(_error_body(413, f"The request body is over this server's limit of {self.max_bytes} bytes."), status_code=413)
+        response = JSONResponse(
+            _error_body(413, f"The request body is over this server's limit of {self.max_bytes} bytes."),
+            status_code=413,
+        )
         await response({"type": "http"}, None, send)
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 QUEUED, LEARNING, ACCEPTED, REJECTED, FAILED = "queued", "learning", "accepted", "rejected", "failed"
 ID_PREFIX = "doc-"
@@ -109,12 +110,17 @@ class DocumentQueue:
     def interrupted(self) -> list[QueuedDocument]:
         """Documents left ``learning`` by a server that was stopped mid-document."""
         with self._connection() as db:
-            return [_document(row) for row in db.execute("SELECT * FROM documents WHERE status = ? ORDER BY n", (LEARNING,))]
+            return [
+                _document(row) for row in db.execute("SELECT * FROM documents WHERE status = ? ORDER BY n", (LEARNING,))
+            ]
 
     def requeue(self, document_id: str) -> None:
         """Put an interrupted document back in the queue (at its original place)."""
         with self._connection() as db:
-            db.execute("UPDATE documents SET status = ?, started = NULL WHERE n = ?", (QUEUED, int(document_id.removeprefix(ID_PREFIX))))
+            db.execute(
+                "UPDATE documents SET status = ?, started = NULL WHERE n = ?",
+                (QUEUED, int(document_id.removeprefix(ID_PREFIX))),
+            )
 
     @contextmanager
     def _connection(self, db: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
@@ -128,7 +134,9 @@ class DocumentQueue:
 
 def _document(row: tuple) -> QueuedDocument:
     n, title, text, questions, status, submitted, started, finished, version, reason = row
-    return QueuedDocument(f"{ID_PREFIX}{n}", title, text, json.loads(questions), status, submitted, started, finished, version, reason)
+    return QueuedDocument(
+        f"{ID_PREFIX}{n}", title, text, json.loads(questions), status, submitted, started, finished, version, reason
+    )
 
 
 def _now() -> str:

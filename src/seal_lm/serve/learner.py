@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -23,8 +23,8 @@ from seal_lm.continual.ledger import ACCEPTED, REJECTED, Ledger
 from seal_lm.domains.knowledge.data import Passage, Question
 from seal_lm.loops.continual import ContinualLearner
 from seal_lm.serve.documents import ACCEPTED as DOC_ACCEPTED
-from seal_lm.serve.documents import FAILED, REJECTED as DOC_REJECTED
-from seal_lm.serve.documents import DocumentQueue, QueuedDocument
+from seal_lm.serve.documents import FAILED, DocumentQueue, QueuedDocument
+from seal_lm.serve.documents import REJECTED as DOC_REJECTED
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,14 @@ class _Rollback:
 class BackgroundLearner:
     """Learns the queue's documents on its own thread; :meth:`start` returns once the ledger is open."""
 
-    def __init__(self, ledger_folder: Path, documents: DocumentQueue, open_learner: OpenLearner, threads: int = 1, poll_seconds: float = 1.0):
+    def __init__(
+        self,
+        ledger_folder: Path,
+        documents: DocumentQueue,
+        open_learner: OpenLearner,
+        threads: int = 1,
+        poll_seconds: float = 1.0,
+    ):
         self.ledger_folder = ledger_folder
         self.documents = documents
         self.open_learner = open_learner
@@ -108,7 +115,9 @@ class BackgroundLearner:
                     self._wake.wait(self.poll_seconds)
                     self._wake.clear()
                 elif not self._learn(learner, document):
-                    learner = self.open_learner(ledger)  # back to the current version's weights, whatever the failure left
+                    learner = self.open_learner(
+                        ledger
+                    )  # back to the current version's weights, whatever the failure left
 
     def _learn(self, learner: ContinualLearner, document: QueuedDocument) -> bool:
         """Learn one document and record what became of it; False if learning raised."""
@@ -123,7 +132,13 @@ class BackgroundLearner:
         else:
             status = DOC_ACCEPTED if outcome.version is not None else DOC_REJECTED
             self.documents.finish(document.id, status, outcome.record.reason, outcome.version)
-            log.info("%s %s%s: %s", document.id, status, f" → version {outcome.version}" if outcome.version else "", outcome.record.reason)
+            log.info(
+                "%s %s%s: %s",
+                document.id,
+                status,
+                f" → version {outcome.version}" if outcome.version else "",
+                outcome.record.reason,
+            )
             return True
         finally:
             self.current_document = None

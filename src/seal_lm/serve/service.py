@@ -8,9 +8,10 @@ when the learner's commit (or a rollback) ends, and never shows a half-updated m
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from seal_lm.continual.ledger import Ledger, LedgerError, Update, Version
 from seal_lm.model.completion import CompletionStream, CompletionWorker, Sampling, chat_prompt
@@ -89,13 +90,28 @@ class Service:
         available = [ALIAS, *(model_id(v) for v in known)]
         close = difflib.get_close_matches(model, available, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ServiceError(404, f"The model '{model}' does not exist.{hint} Available: {', '.join(available)}.", "model", "model_not_found")
+        raise ServiceError(
+            404,
+            f"The model '{model}' does not exist.{hint} Available: {', '.join(available)}.",
+            "model",
+            "model_not_found",
+        )
 
-    def sampling(self, max_tokens: int | None, temperature: float, top_p: float, stop: Sequence[str], seed: int | None) -> Sampling:
+    def sampling(
+        self, max_tokens: int | None, temperature: float, top_p: float, stop: Sequence[str], seed: int | None
+    ) -> Sampling:
         """A request's sampling settings, within the limits."""
         if max_tokens is not None and max_tokens > self.limits.max_tokens:
-            raise ServiceError(400, f"max_tokens is {max_tokens}; this server allows at most {self.limits.max_tokens}.", "max_tokens")
-        return Sampling(max_tokens or min(self.limits.default_max_tokens, self.limits.max_tokens), temperature, top_p, tuple(stop), seed)
+            raise ServiceError(
+                400, f"max_tokens is {max_tokens}; this server allows at most {self.limits.max_tokens}.", "max_tokens"
+            )
+        return Sampling(
+            max_tokens or min(self.limits.default_max_tokens, self.limits.max_tokens),
+            temperature,
+            top_p,
+            tuple(stop),
+            seed,
+        )
 
     def complete(self, version: int, prompt: str, sampling: Sampling) -> CompletionStream:
         """Start completing ``prompt`` with exactly ``version``."""
@@ -113,7 +129,9 @@ class Service:
             raise ServiceError(503, "The learner has stopped; see the server's log, then restart it.")
         waiting = self.documents.waiting()
         if waiting >= self.limits.max_queue:
-            raise ServiceError(429, f"{waiting} documents are waiting to be learned (the limit); retry later.", code="queue_full")
+            raise ServiceError(
+                429, f"{waiting} documents are waiting to be learned (the limit); retry later.", code="queue_full"
+            )
         document = self.documents.add(title, text, questions)
         self.learner.wake()
         return document
@@ -122,10 +140,15 @@ class Service:
         """A document's status, and the ledger's record of its update once decided (probes, scores)."""
         document = self.documents.get(document_id)
         if document is None:
-            raise ServiceError(404, f"No document '{document_id}'. Documents have ids like 'doc-1', as POST /v1/documents returned.")
+            raise ServiceError(
+                404, f"No document '{document_id}'. Documents have ids like 'doc-1', as POST /v1/documents returned."
+            )
         with self._ledger() as ledger:
             updates = [u for u in ledger.updates() if u.record.document_id == document.id]
-        shown = asdict(document) | {"object": "document", "model": model_id(document.version) if document.version else None}
+        shown = asdict(document) | {
+            "object": "document",
+            "model": model_id(document.version) if document.version else None,
+        }
         shown.pop("text")
         shown["characters"] = len(document.text)
         shown["update"] = update_summary(updates[-1]) if updates else None
@@ -137,7 +160,11 @@ class Service:
         """Every version, oldest first, with the current one marked."""
         with self._ledger() as ledger:
             current = ledger.current().id
-            return {"object": "list", "current": current, "data": [version_summary(v, current) for v in ledger.versions()]}
+            return {
+                "object": "list",
+                "current": current,
+                "data": [version_summary(v, current) for v in ledger.versions()],
+            }
 
     def version(self, number: int) -> dict[str, Any]:
         """One version and why it exists: its parent, document, self-edit, probes and scores."""
@@ -161,7 +188,9 @@ class Service:
         try:
             previous = done.result(timeout=self.limits.rollback_wait_seconds)
         except TimeoutError:
-            raise ServiceError(503, "The learner is still busy with a document; the rollback will happen after it.") from None
+            raise ServiceError(
+                503, "The learner is still busy with a document; the rollback will happen after it."
+            ) from None
         except LedgerError as err:
             raise ServiceError(409, str(err)) from None
         return {"object": "rollback", "current": number, "model": model_id(number), "previous": previous}

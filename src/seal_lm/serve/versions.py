@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -33,7 +33,9 @@ def copy_sharing(model: torch.nn.Module, own: set[str]) -> torch.nn.Module:
 class ModelVersions:
     """The models of a ledger's versions, restored on demand from one pristine base model."""
 
-    def __init__(self, base: LoadedModel, ledger_folder: str | Path, target_modules: Sequence[str], max_loaded: int = 4):
+    def __init__(
+        self, base: LoadedModel, ledger_folder: str | Path, target_modules: Sequence[str], max_loaded: int = 4
+    ):
         self.base = base
         self.ledger_folder = Path(ledger_folder)
         self.max_loaded = max_loaded

@@ -20,8 +20,8 @@ grid for a x2 upscale, tiles that differ for a tiling): a model's prediction may
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from seal_lm.choices import check_choice
 from seal_lm.domains.arc.grids import Grid

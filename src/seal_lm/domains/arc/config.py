@@ -105,7 +105,9 @@ class TTTConfig:
     def __post_init__(self):
         unknown = [f for f in self.families if f not in AUGMENTATION_KEYS.values()]
         if unknown:
-            raise ConfigRejected(f"unknown augmentation family {unknown[0]!r}; use {', '.join(AUGMENTATION_KEYS.values())}")
+            raise ConfigRejected(
+                f"unknown augmentation family {unknown[0]!r}; use {', '.join(AUGMENTATION_KEYS.values())}"
+            )
         if self.strategy not in STRATEGIES:
             raise ConfigRejected(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if not (0 < self.learning_rate <= MAX_LEARNING_RATE and math.isfinite(self.learning_rate)):
@@ -124,7 +126,11 @@ class TTTConfig:
             {
                 "data_generation": {key: family in self.families for key, family in AUGMENTATION_KEYS.items()}
                 | {COLOUR_KEY: self.colour_permutations},
-                "training": {"strategy": self.strategy, "learning_rate": self.learning_rate, "num_train_epochs": self.epochs},
+                "training": {
+                    "strategy": self.strategy,
+                    "learning_rate": self.learning_rate,
+                    "num_train_epochs": self.epochs,
+                },
             }
         )
 

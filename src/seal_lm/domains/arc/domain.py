@@ -14,8 +14,8 @@ without a chat template, so that what TTT trains on is exactly what the probes a
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 from seal_lm.adapt.lora import InnerLoopSettings, TrainPlan
 from seal_lm.domains.arc.augment import Augmentation, augmentations
@@ -62,7 +62,9 @@ class ArcSettings:
     """How ARC tasks become training plans and probe prompts."""
 
     max_examples: int = 250  # cap on TTT examples per plan (SEAL: about 250)
-    permuted_copies: int = 1  # colour-permuted, shuffled copies of each augmented leave-one-out example (if the config asks)
+    permuted_copies: int = (
+        1  # colour-permuted, shuffled copies of each augmented leave-one-out example (if the config asks)
+    )
     views: int = MAX_VIEWS  # views of each test input voted over: identity, rotations, flips, transposes
     max_train_steps: int = 750  # configs needing more optimiser steps are rejected (reward 0)
     default_config: TTTConfig = field(default_factory=TTTConfig)  # what context_plan trains with
@@ -97,7 +99,9 @@ class ArcDomain:
         return task.id
 
     def self_edit_prompt(self, task: ArcTask) -> str:
-        return self.formatter(SELF_EDIT_TEMPLATE, demonstrations=format_demonstrations(task.train), schema=CONFIG_INSTRUCTIONS)
+        return self.formatter(
+            SELF_EDIT_TEMPLATE, demonstrations=format_demonstrations(task.train), schema=CONFIG_INSTRUCTIONS
+        )
 
     def parse_self_edit(self, task: ArcTask, text: str, truncated: bool = False) -> TrainPlan:
         try:
@@ -124,7 +128,9 @@ class ArcDomain:
             max_chars=inner.max_seq_len,
         )
         if not examples:
-            raise ConfigRejected(f"no training example of task {task.id} fits in max_seq_len={inner.max_seq_len} tokens")
+            raise ConfigRejected(
+                f"no training example of task {task.id} fits in max_seq_len={inner.max_seq_len} tokens"
+            )
         check_step_budget(len(examples), config.epochs, inner.batch_size, self.settings.max_train_steps)
         return TrainPlan(tuple(examples), inner)
 

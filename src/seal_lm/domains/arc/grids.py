@@ -26,7 +26,7 @@ grid after ``output:`` and ends it with the end marker.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 Grid = tuple[tuple[int, ...], ...]
 Pair = tuple[Grid, Grid]  # (input, output)

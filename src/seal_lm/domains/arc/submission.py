@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 PLACEHOLDER = [[0]]
 
@@ -21,10 +21,7 @@ def task_attempts(records: Sequence[dict]) -> list[dict]:
         by_test.setdefault(record["test_index"], record)  # every view of a test input carries the same attempts
     if sorted(by_test) != list(range(len(by_test))):
         raise ValueError(f"score records cover test inputs {sorted(by_test)}; pass every record of the task")
-    return [
-        {name: by_test[i][name] or PLACEHOLDER for name in ("attempt_1", "attempt_2")}
-        for i in range(len(by_test))
-    ]
+    return [{name: by_test[i][name] or PLACEHOLDER for name in ("attempt_1", "attempt_2")} for i in range(len(by_test))]
 
 
 def write_submission(path: str | Path, records_by_task: Mapping[str, Sequence[dict]]) -> dict:

@@ -11,7 +11,7 @@ sample caps the total.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 from seal_lm.adapt.lora import TrainExample
 from seal_lm.domains.arc.augment import Augmentation, ColourPermutation
@@ -51,7 +51,9 @@ def ttt_examples(
     return examples
 
 
-def _example(context: Sequence[Pair], query: Pair, transforms: Sequence[Augmentation | ColourPermutation]) -> TrainExample:
+def _example(
+    context: Sequence[Pair], query: Pair, transforms: Sequence[Augmentation | ColourPermutation]
+) -> TrainExample:
     def transformed(grid: Grid) -> Grid:
         for transform in transforms:
             grid = transform.apply(grid)

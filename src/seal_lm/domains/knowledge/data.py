@@ -62,7 +62,9 @@ def load_passages(path: str | Path) -> list[Passage]:
         if isinstance(document, dict) and "data" in document:
             return _passages_from_official(path, document["data"])
         if not isinstance(document, list):
-            raise DataError(f"{path}: expected a SQuAD v1.1 object with 'data' or a list of passages, got {type(document).__name__}.")
+            raise DataError(
+                f"{path}: expected a SQuAD v1.1 object with 'data' or a list of passages, got {type(document).__name__}."
+            )
         records = document
     return _passages_from_flat(path, records)
 
@@ -113,12 +115,16 @@ def _passages_from_official(path: Path, articles: object) -> list[Passage]:
     passages = []
     for a_index, article in enumerate(_objects(articles, f"{path}: data")):
         title = article.get("title", "")
-        for p_index, paragraph in enumerate(_objects(article.get("paragraphs", []), f"{path}: data[{a_index}].paragraphs")):
+        for p_index, paragraph in enumerate(
+            _objects(article.get("paragraphs", []), f"{path}: data[{a_index}].paragraphs")
+        ):
             where = f"{path}: data[{a_index}].paragraphs[{p_index}]"
             context = _required_text(paragraph, "context", where)
             qas = _objects(paragraph.get("qas") or [], f"{where}.qas")
             if not qas:
-                raise DataError(f"{where} ({title!r}): has no questions; every passage needs at least one to be scored.")
+                raise DataError(
+                    f"{where} ({title!r}): has no questions; every passage needs at least one to be scored."
+                )
             questions = tuple(
                 Question(
                     id=str(qa.get("id", f"a{a_index}-p{p_index}-q{q_index}")),

@@ -4,8 +4,8 @@ answered without the passage in the prompt."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 from seal_lm.adapt.lora import InnerLoopSettings, TrainExample, TrainPlan
 from seal_lm.choices import check_choice
@@ -34,7 +34,9 @@ ANSWER_STYLES = {
     ),
 }
 ALWAYS_PLAIN_ANSWER_STYLES = {"few-shot"}
-IN_CONTEXT_PASSAGE = "Passage: {context}\n"  # fills {passage} of an answer style for the in-context condition (else empty)
+IN_CONTEXT_PASSAGE = (
+    "Passage: {context}\n"  # fills {passage} of an answer style for the in-context condition (else empty)
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,11 @@ class KnowledgeDomain:
     def parse_self_edit(self, passage: Passage, text: str, truncated: bool = False) -> TrainPlan:
         try:
             parsed = parse_self_edit(
-                text, title=passage.title, context=passage.context, style=self.settings.self_edit_style, truncated=truncated
+                text,
+                title=passage.title,
+                context=passage.context,
+                style=self.settings.self_edit_style,
+                truncated=truncated,
             )
         except SelfEditError as err:
             raise SelfEditRejected(str(err)) from None
@@ -102,6 +108,7 @@ class KnowledgeDomain:
 
     def repeat_plan(self, passage: Passage, plan: TrainPlan) -> TrainPlan:
         """The passage alone, repeated to about as many tokens as ``plan`` trains on per epoch (at least once)."""
+
         def tokens(text: str) -> int:
             return len(self.formatter.tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -135,7 +142,10 @@ class KnowledgeDomain:
 
     def _answer_prompts(self, passage: Passage, shown: str) -> list[str]:
         template = ANSWER_STYLES[self.settings.answer_style]
-        return [self._answer_formatter(template, title=passage.title, passage=shown, question=q.question) for q in passage.questions]
+        return [
+            self._answer_formatter(template, title=passage.title, passage=shown, question=q.question)
+            for q in passage.questions
+        ]
 
     def _plan(self, passage: Passage, sequences: list[str]) -> TrainPlan:
         """Training sequences with the passage as each one's context (what a distillation teacher reads first)."""

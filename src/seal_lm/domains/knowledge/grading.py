@@ -22,8 +22,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
@@ -107,7 +107,13 @@ class LLMJudge:
     """
 
     def __init__(
-        self, url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0, attempts: int = 4, backoff: float = 2.0
+        self,
+        url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        attempts: int = 4,
+        backoff: float = 2.0,
     ):
         self.url = url.rstrip("/") + "/chat/completions"
         self.model = model
@@ -135,7 +141,9 @@ class LLMJudge:
                 return self._post(body)
             except urllib.error.HTTPError as err:
                 if err.code != 429 and err.code < 500:
-                    raise JudgeError(f"judge endpoint {self.url} refused the request ({err}). Check --judge-url, --judge-model and the API key.") from None
+                    raise JudgeError(
+                        f"judge endpoint {self.url} refused the request ({err}). Check --judge-url, --judge-model and the API key."
+                    ) from None
                 failure = err
             except (urllib.error.URLError, TimeoutError, OSError) as err:
                 failure = err
@@ -153,7 +161,9 @@ class LLMJudge:
             try:
                 return json.load(response)["choices"][0]["message"]["content"] or ""
             except (KeyError, IndexError, TypeError, json.JSONDecodeError):
-                raise JudgeError(f"judge endpoint {self.url} did not answer in the OpenAI chat-completions format.") from None
+                raise JudgeError(
+                    f"judge endpoint {self.url} did not answer in the OpenAI chat-completions format."
+                ) from None
 
 
 def parse_yes_no(text: str) -> bool:
