@@ -113,6 +113,7 @@ def test_adapt_learns_each_format_reports_bad_files_and_resumes(tmp_path, tiny_m
         ("e.txt", "not UTF-8 text"),
     ]
     assert printed.count("skipped ") == 3 and "Done: 4 accepted, 3 unreadable; current version 5." in printed
+    assert printed.rstrip().endswith(f"See it at a glance: seal report {out} --out {out.name}.html")
 
     assert main(adapt_args(tiny_model_dir, stream, out)) == 0  # nothing new: nothing redone, errors not recorded twice
     assert "Done: 3 unreadable; current version 5." in capsys.readouterr().out

@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from seal_lm.cli.continual_options import ContinualOptions
 from seal_lm.cli.options import defaults, option, required
+from seal_lm.cli.report import see_it
 from seal_lm.continual.ledger import Ledger, UpdateRecord
 from seal_lm.continual.stream import Document, StreamError, read_stream, stream_files
 from seal_lm.domains.knowledge.data import DataError
@@ -77,6 +78,7 @@ def adapt(config: AdaptConfig) -> Path:
         )
         if stop.is_set():
             print("Stopped by SIGTERM after the current document; re-run the same command to continue.")
+        print(see_it(run.path))
         return run.path
 
 

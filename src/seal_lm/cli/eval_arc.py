@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from seal_lm.cli.options import defaults, option
+from seal_lm.cli.report import see_it
 from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions, is_file
 from seal_lm.domains.arc.config import ConfigRejected, TTTConfig, parse_config
 from seal_lm.domains.arc.data import ArcTask
@@ -72,7 +73,7 @@ def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> P
         table = markdown_table(summary, accuracy_label="solved (share of test inputs)")
         run.write_json("results.json", summary)
         run.write_text("results.md", table)
-        print(f"\n{table}\nWritten to {run.path}")
+        print(f"\n{table}\nWritten to {run.path}\n{see_it(run.path)}")
         return run.path
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from seal_lm.cli.continual_options import ContinualOptions, naive
 from seal_lm.cli.options import defaults, option
+from seal_lm.cli.report import see_it
 from seal_lm.continual.guards import ACTIONS
 from seal_lm.continual.versions import COMMIT_MODES
 from seal_lm.loops.continual import PROBE_SOURCES
@@ -58,7 +59,7 @@ def eval_continual(config: EvalContinualConfig) -> Path:
         table = markdown_summary(results)
         run.write_text("results.md", table)
         run.write_bytes("forgetting.png", heatmap_png(results))
-        print(f"\n{table}\nWritten to {run.path} (results.json, results.md, forgetting.png)")
+        print(f"\n{table}\nWritten to {run.path} (results.json, results.md, forgetting.png)\n{see_it(run.path)}")
         return run.path
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from seal_lm.cli.options import defaults, option
+from seal_lm.cli.report import see_it
 from seal_lm.cli.shared_options import ExecutorOptions, KnowledgeOptions
 from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
@@ -129,4 +130,4 @@ def write_outputs(run: RunDir, passages, records: list[dict], bootstrap_samples:
     summary = summarize(records, bootstrap_samples)
     run.write_json("results.json", summary)
     run.write_text("results.md", markdown_table(summary))
-    print(f"\n{markdown_table(summary)}\nWritten to {run.path}")
+    print(f"\n{markdown_table(summary)}\nWritten to {run.path}\n{see_it(run.path)}")

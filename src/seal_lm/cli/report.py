@@ -35,3 +35,8 @@ def report(config: ReportConfig) -> Path:
     path = write_report(config.runs, config.out, config.labels())
     print(f"Report written to {path}")
     return path
+
+
+def see_it(run: Path) -> str:
+    """The line a command that made ``run`` ends with: how to see it at a glance."""
+    return f"See it at a glance: seal report {run} --out {Path(run).name}.html"

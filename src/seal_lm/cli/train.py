@@ -10,6 +10,7 @@ from typing import Any
 
 from seal_lm.adapt.lora import InnerLoopSettings
 from seal_lm.cli.options import defaults, option
+from seal_lm.cli.report import see_it
 from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions, KnowledgeOptions
 from seal_lm.domains.arc.data import SPLITS
 from seal_lm.domains.arc.domain import ArcDomain
@@ -147,6 +148,7 @@ def _train(
             executor=executor,
         )
         print(
-            f"Final policy: {policy}\nEvaluate it with: seal eval {command.removeprefix('train-')} --model {policy} ..."
+            f"Final policy: {policy}\nEvaluate it with: seal eval {command.removeprefix('train-')} --model {policy} ...\n"
+            f"{see_it(run.path)}"
         )
         return policy

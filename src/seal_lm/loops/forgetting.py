@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
+from tqdm.auto import tqdm
+
 from seal_lm.continual.ledger import Ledger
 from seal_lm.continual.metrics import mean_matrix, summarize
 from seal_lm.domains.knowledge.data import Passage
@@ -49,6 +51,8 @@ def run_forgetting(
 ) -> list[dict]:
     """Measure every (condition, sequence, step) not yet in ``run``; returns all records."""
     done = {record["unit"] for record in run.records(RECORDS)}
+    total = sum(len(order) for order in sequences) * len(conditions)
+    progress = tqdm(desc="updates", unit="update", total=total, initial=len(done & _step_units(sequences, conditions)))
     for s, order in enumerate(sequences):
         for condition, settings in conditions.items():
             units = [f"{condition}/{s}/{step}" for step in range(len(order))]
@@ -87,7 +91,14 @@ def run_forgetting(
                         },
                     )
                     done.add(units[step])
+                    progress.update()
+    progress.close()
     return run.records(RECORDS)
+
+
+def _step_units(sequences: Sequence[Sequence[Passage]], conditions: dict[str, ContinualSettings]) -> set[str]:
+    """The unit of every (condition, sequence, step): what the progress bar counts."""
+    return {f"{c}/{s}/{step}" for s, order in enumerate(sequences) for c in conditions for step in range(len(order))}
 
 
 def forgetting_results(records: list[dict], conditions: Sequence[str], sequences: int, length: int) -> dict:
