@@ -1,0 +1,81 @@
+"""Benchmark: candidate inner loops per hour of ``seal eval knowledge``, old threads vs new defaults vs worker processes.
+
+Runs the same ``seal eval knowledge`` (self-edit condition, ``--n-passages`` passages of eval200, the
+single-passage table's settings) three ways, one after another on an otherwise idle machine:
+
+- *before*: torch's OpenMP defaults (torch imported before ``seal_lm``), in-process, all cores;
+- *now, in-process*: seal-lm's defaults;
+- *now, 2 processes*: ``--executor processes --workers 2`` (one thread each).
+
+Reports wall time, inner loops (units) per hour and the accuracy table of each, which must agree
+(the same seeds: the same self-edits and adapters). Appends to BENCHMARKS.md with ``--append``:
+
+    python benchmarks/inner_loops_per_hour.py --n-passages 10 --append
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import SQUAD, command, machine, publish
+
+STARTS = {
+    "before": "import torch, sys; from seal_lm.cli import main; sys.exit(main())",
+    "now, in-process": "import sys; from seal_lm.cli import main; sys.exit(main())",
+    "now, 2 processes": "import sys; from seal_lm.cli import main; sys.exit(main())",
+}
+EXTRA = {"now, 2 processes": ["--executor", "processes", "--workers", "2"]}
+
+
+def run(way: str, n_passages: int, out: Path) -> tuple[float, dict]:
+    """Wall seconds and results.json of one run."""
+    args = ["eval", "knowledge", "--data", str(SQUAD / "eval200.json"), "--n-passages", str(n_passages)]
+    args += ["--conditions", "self-edit", "--k", "1", "--out", str(out), *EXTRA.get(way, [])]
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+    }
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", STARTS[way], *args], env=environment, check=True, capture_output=True)
+    return time.perf_counter() - start, json.loads((out / "results.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-passages", type=int, default=10)
+    parser.add_argument("--append", action="store_true", help="append the section to BENCHMARKS.md")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="inner-loops-") as folder:
+        for way in STARTS:
+            wall, results = run(way, args.n_passages, Path(folder) / way.replace(", ", "-").replace(" ", "-"))
+            row = results["conditions"]["self-edit"]
+            rows.append((way, wall, row))
+            print(f"{way}: {wall:.0f} s, accuracy {row['accuracy']:.4f}", flush=True)
+    base = rows[0][1]
+    lines = [
+        f"\n## Inner loops per hour: seal eval knowledge, before vs now ({dt.date.today().isoformat()})\n",
+        f"Command: `{command()}`. Machine: {machine()}. Nothing else ran. Each way runs `seal eval knowledge "
+        f"--conditions self-edit --k 1 --n-passages {args.n_passages}` on eval200 (bundled model, LoRA q_proj,v_proj, "
+        "10 epochs): one inner loop per passage, its self-edit written first.\n",
+        "| way | wall | inner loops / hour | speed-up | accuracy | F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for way, wall, row in rows:
+        units = row["units"]
+        lines.append(
+            f"| {way} | {wall:.0f} s | {units * 3600 / wall:.0f} | {base / wall:.2f}× | "
+            f"{100 * row['accuracy']:.1f}% | {100 * row['f1']:.1f}% |"
+        )
+    publish("\n".join(lines) + "\n", args.append)
+
+
+if __name__ == "__main__":
+    main()
