@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import reference_squad_scores
+from conftest import TINY_RUN, reference_squad_scores
 
 import seal_lm.loops.evaluate as evaluate
 from seal_lm.adapt.lora import InnerLoop
@@ -168,16 +168,7 @@ def eval_args(model_dir, data, out, *extra: str, external=None, conditions=CONDI
         ",".join(conditions),
         "--k",
         str(k),
-        "--epochs",
-        "1",
-        "--lora-rank",
-        "4",
-        "--lora-alpha",
-        "8",
-        "--self-edit-max-tokens",
-        "16",
-        "--answer-max-tokens",
-        "4",
+        *TINY_RUN,
         "--bootstrap-samples",
         "200",
     ]

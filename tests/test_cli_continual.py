@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_RUN
 
 from seal_lm.cli import main
 from seal_lm.continual.ledger import Ledger
@@ -19,16 +20,7 @@ from seal_lm.loops.continual import ContinualLearner
 from seal_lm.model.loading import load_model
 
 TINY = [
-    "--epochs",
-    "1",
-    "--lora-rank",
-    "4",
-    "--lora-alpha",
-    "8",
-    "--self-edit-max-tokens",
-    "16",
-    "--answer-max-tokens",
-    "4",
+    *TINY_RUN,
     "--probe-max-tokens",
     "24",
 ]

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN
 
 import seal_lm.adapt.objectives as objectives
 import seal_lm.cli.shared_options as shared_options
@@ -275,16 +276,7 @@ def test_adapt_learns_with_distillation_records_it_in_the_ledger_and_resumes(tmp
         str(stream),
         "--out",
         str(out),
-        "--epochs",
-        "1",
-        "--lora-rank",
-        "4",
-        "--lora-alpha",
-        "8",
-        "--self-edit-max-tokens",
-        "16",
-        "--answer-max-tokens",
-        "4",
+        *TINY_RUN,
         "--inner-objective",
         "sft+distill",
         "--distill-weight",

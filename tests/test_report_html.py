@@ -15,22 +15,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN
 from PIL import Image
 
 from seal_lm.cli import main
 from seal_lm.domains.arc.config import TTTConfig
 
 TINY = [
-    "--epochs",
-    "1",
-    "--lora-rank",
-    "4",
-    "--lora-alpha",
-    "8",
-    "--self-edit-max-tokens",
-    "16",
-    "--answer-max-tokens",
-    "4",
+    *TINY_RUN,
 ]
 PASSAGES = [
     {
