@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_RUN
+from test_restem import train_args
 
 import seal_lm.adapt.objectives as objectives
 import seal_lm.cli.shared_options as shared_options
@@ -297,48 +298,6 @@ def test_train_knowledge_scores_self_edits_with_a_distilled_inner_loop(tmp_path,
     data = tmp_path / "passages.json"
     data.write_text(json.dumps(PASSAGES))
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "knowledge",
-                "--model",
-                str(tiny_model_dir),
-                "--data",
-                str(data),
-                "--out",
-                str(out),
-                "--rounds",
-                "1",
-                "--contexts-per-round",
-                "2",
-                "--k",
-                "2",
-                "--epochs",
-                "1",
-                "--lora-rank",
-                "4",
-                "--lora-alpha",
-                "8",
-                "--policy-rank",
-                "4",
-                "--policy-alpha",
-                "8",
-                "--policy-epochs",
-                "1",
-                "--self-edit-max-tokens",
-                "16",
-                "--answer-max-tokens",
-                "4",
-                "--keep-rule",
-                "threshold",
-                "--keep-threshold",
-                "0",
-                "--inner-objective",
-                "distill",
-            ]
-        )
-        == 0
-    )
+    assert main(train_args(tiny_model_dir, data, out, "--inner-objective", "distill")) == 0
     assert json.loads((out / "config.json").read_text())["config"]["inner_objective"] == "distill"
     assert (out / "round-1" / "summary.json").is_file()
