@@ -6,12 +6,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+# One compute thread per test process (the tiny models gain nothing from more), which also keeps
+# `--executor auto` in-process, so a test's monkeypatches reach the code its command runs.
+# Tests of the multi-core defaults set OMP_NUM_THREADS themselves.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Flags that make a command on the tiny model finish in seconds: one epoch of a rank-4 adapter, short generations.
 TINY_RUN = "--epochs 1 --lora-rank 4 --lora-alpha 8 --self-edit-max-tokens 16 --answer-max-tokens 4".split()

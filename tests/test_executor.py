@@ -167,6 +167,18 @@ def test_worker_processes_each_build_one_worker_on_their_share_of_the_threads(mo
         assert counts == list(range(1, len(counts) + 1))
 
 
+def test_the_auto_executor_is_one_worker_process_per_core_on_a_multi_core_cpu_else_in_process(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    options = ExecutorOptions()  # --executor auto
+    executor = options.start_executor("cpu")
+    assert isinstance(executor, ProcessExecutor) and executor.workers == 2
+    assert isinstance(options.start_executor("cuda:0"), InProcessExecutor)
+    assert isinstance(options.start_executor("cpu", one_process=True), InProcessExecutor)  # e.g. --setting cpt
+    assert isinstance(ExecutorOptions(executor="in-process").start_executor("cpu"), InProcessExecutor)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert isinstance(options.start_executor("cpu"), InProcessExecutor)
+
+
 def test_worker_processes_return_a_generator_jobs_results_together_and_pass_on_its_exception():
     assert sorted(ProcessExecutor(workers=2).run(new_worker, powers, [2, 3])) == [(2, [2, 4, 8]), (3, [3, 9, 27])]
     with pytest.raises(ValueError, match="^item 5 is not allowed$"):
@@ -307,23 +319,9 @@ def test_eval_knowledge_records_the_same_on_ray_as_in_process(local_ray, tmp_pat
 def test_eval_knowledge_records_the_same_in_worker_processes_as_in_process(
     tmp_path, tiny_model_dir, data, keep_threads
 ):
-    assert main(eval_args(tiny_model_dir, data, tmp_path / "in-process")) == 0
-    assert (
-        main(
-            eval_args(
-                tiny_model_dir,
-                data,
-                tmp_path / "processes",
-                "--executor",
-                "processes",
-                "--workers",
-                "2",
-                "--threads",
-                "2",
-            )
-        )
-        == 0
-    )
+    """The default executor on 2 threads is 2 worker processes of one thread: the same records as in-process."""
+    assert main(eval_args(tiny_model_dir, data, tmp_path / "in-process", "--executor", "in-process")) == 0
+    assert main(eval_args(tiny_model_dir, data, tmp_path / "processes", "--threads", "2")) == 0
 
     expected = jsonl(tmp_path / "in-process" / "records.jsonl", "unit")
     assert any(record["train"] for record in expected)

@@ -46,7 +46,7 @@ def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> P
     settings = config.arc_settings()
     if config.oracle_config:
         settings = replace(settings, default_config=oracle_config(config.oracle_config))
-    executor = config.start_executor()
+    executor = config.start_executor(config.device)
     with RunDir.open(config.out or default_run_path("eval-arc"), config.run_config(), defaults(config)) as run:
         log.info("Run directory: %s", run.path)
         make_domain = partial(ArcDomain, settings=settings)

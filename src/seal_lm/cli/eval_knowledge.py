@@ -47,14 +47,14 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     """Run the conditions table and write the run directory; returns its path."""
     if config.n_passages < 0 or config.k < 1:
         raise ValueError("--n-passages must be 0 (all) or positive, and --k at least 1.")
-    if config.setting == "cpt" and config.executor != "in-process":
+    if config.setting == "cpt" and config.executor not in ("auto", "in-process"):
         raise ValueError("--setting cpt trains one adapter at a time on all passages, in-process: drop --executor.")
     passages = config.passages()
     passages = passages[: config.n_passages] if config.n_passages else passages
     external = _external_lookup(config, passages) if "external" in config.conditions else None
     make_domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
     llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env) if config.judge_url else None
-    executor = config.start_executor()
+    executor = config.start_executor(config.device, one_process=config.setting == "cpt")
     with RunDir.open(config.out or default_run_path("eval-knowledge"), config.run_config(), defaults(config)) as run:
         log.info("Run directory: %s", run.path)
         records = run_conditions(

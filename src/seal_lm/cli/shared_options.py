@@ -45,7 +45,7 @@ from seal_lm.threads import set_threads, share, usable_cores
 
 ENGINES = {"sequential": InnerLoop, "batched": BatchedInnerLoop}
 GENERATORS = ("hf", "vllm")
-EXECUTORS = ("in-process", "processes", "ray")
+EXECUTORS = ("auto", "in-process", "processes", "ray")
 MODEL_HELP = f"{', '.join(f'bundled:{name}' for name in BUNDLED_MODELS)}, a local HF folder, a .gguf file, or a hub id."
 HOW_TO_RUN = (
     "out",
@@ -142,8 +142,10 @@ class ExecutorOptions:
     """Where the inner-loop jobs of ``eval`` and ``train`` run."""
 
     executor: str = option(
-        "in-process",
-        "Where inner-loop jobs run: processes runs them over --workers local processes sharing --threads, ray over --workers Ray workers; one model replica each.",
+        "auto",
+        "Where inner-loop jobs run: in-process one after another; processes over --workers local processes sharing "
+        "--threads; ray over --workers Ray workers (one model replica each). auto: processes on a CPU with 2 or more "
+        "usable cores (the fastest there, BENCHMARKS.md), else in-process.",
         EXECUTORS,
     )
     ray_address: str = option(
@@ -151,31 +153,49 @@ class ExecutorOptions:
         "Ray cluster to join with --executor ray: auto, or HEAD_IP:6379, from a node of the cluster (empty: start a local Ray).",
     )
     workers: int = option(
-        1,
-        "Worker processes with --executor processes (each with an equal share of --threads), or Ray workers with --executor ray (one GPU each on a cluster with GPUs, else one CPU).",
+        0,
+        "Worker processes with --executor processes (each with an equal share of --threads; 0: one per thread), or Ray "
+        "workers with --executor ray (one GPU each on a cluster with GPUs, else one CPU; 0: one).",
     )
 
-    def start_executor(self) -> Executor:
-        """The executor ``--executor`` names (for Ray: joins ``--ray-address`` or starts a local Ray)."""
+    def start_executor(self, device: str = "auto", one_process: bool = False) -> Executor:
+        """The executor ``--executor`` names (for Ray: joins ``--ray-address`` or starts a local Ray).
+
+        ``auto`` runs in this process on a GPU (``device``), on a single usable core, or when the caller's
+        work runs ``one_process`` (e.g. continued pretraining); else over one worker process per usable core.
+        """
         check_choice(self.executor, EXECUTORS, "--executor")
-        if self.workers < 1 or (self.workers > 1 and self.executor == "in-process"):
+        if self.workers < 0 or (self.workers > 1 and self.executor in ("in-process", "auto")):
             raise ValueError(
                 f"--workers {self.workers}: give a positive number, and more than 1 only with --executor processes or ray."
             )
-        if self.executor == "processes":
-            threads = usable_cores()
-            if self.workers > threads:
+        threads = usable_cores()
+        executor = self.executor
+        if executor == "auto":
+            executor = "in-process" if one_process or threads < 2 or _on_gpu(device) else "processes"
+        if executor == "processes":
+            workers = self.workers or threads
+            if workers > threads:
                 raise ValueError(
-                    f"--workers {self.workers} with --threads {threads}: each worker process needs a thread of its own; lower --workers or raise --threads."
+                    f"--workers {workers} with --threads {threads}: each worker process needs a thread of its own; lower --workers or raise --threads."
                 )
-            return ProcessExecutor(self.workers, prepare=partial(set_threads, share(threads, self.workers)))
-        if self.executor == "ray":
-            return RayExecutor(self.ray_address or None, self.workers)
+            return ProcessExecutor(workers, prepare=partial(set_threads, share(threads, workers)))
+        if executor == "ray":
+            return RayExecutor(self.ray_address or None, self.workers or 1)
         return InProcessExecutor()
 
     def run_config(self) -> dict[str, Any]:
         """The whole config as recorded in (and checked against) the run directory, less how the run is carried out."""
         return asdict(self) | {name: None for name in HOW_TO_RUN}
+
+
+def _on_gpu(device: str) -> bool:
+    """Whether models load onto a GPU with ``--device device``."""
+    if device != "auto":
+        return device.startswith("cuda")
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @dataclass

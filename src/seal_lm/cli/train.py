@@ -112,7 +112,7 @@ def _train(
     reward: Reward = mean_correct,
 ) -> str:
     """The generic driver: the domain is all that differs between knowledge and ARC."""
-    executor = config.start_executor()
+    executor = config.start_executor(config.device)
     with RunDir.open(config.out or default_run_path(command), config.run_config(), defaults(config)) as run:
         log.info("Run directory: %s", run.path)
         keep = KEEP_RULES[config.keep_rule](config.keep_threshold)
