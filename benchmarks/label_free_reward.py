@@ -45,6 +45,7 @@ from seal_lm import (
 from seal_lm.continual.metrics import estimate, spearman
 from seal_lm.continual.probes import cloze_probes
 from seal_lm.domains.base import SelfEditRejected
+from seal_lm.domains.knowledge.data import PASSAGE_ID_RECORDS, short_id
 from seal_lm.loops.continual import write_probes
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.runs.rundir import RunDir
@@ -75,7 +76,7 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true", help="Print the section only; leave BENCHMARKS.md alone.")
     args = parser.parse_args()
 
-    run = RunDir.open(args.out, vars(args) | {"out": None, "no_append": None})
+    run = RunDir.open(args.out, vars(args) | {"out": None, "no_append": None}, records_format=PASSAGE_ID_RECORDS)
     done = {record["passage_id"]: record for record in run.records(RECORDS)}
     passages = load_passages(SQUAD / "eval200.json")[: args.n_passages]
     start = time.time()
@@ -91,7 +92,7 @@ def main() -> None:
                 done[passage.id] = score_passage(passage, domain, loop, args)
                 run.append(RECORDS, done[passage.id])
                 print(
-                    f"{passage.id}: gold {fmt(done[passage.id]['gold'])}, label-free {fmt(done[passage.id]['label_free'])}"
+                    f"{short_id(passage.id)}: gold {fmt(done[passage.id]['gold'])}, label-free {fmt(done[passage.id]['label_free'])}"
                 )
     records = [done[p.id] for p in passages]
     run.write_json("summary.json", summarize(records))

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -36,6 +37,12 @@ CORPUS = [
     "Read the passage below and list 10 short facts that it states or implies.",
     "Topic: Water\nQuestion: At what temperature does water boil?\nAnswer: 100 degrees",
 ]
+
+
+def text_id(text: str) -> str:
+    """The id of a passage with this (already stripped) text: its SHA-256 hex digest, written out here
+    so tests check the id rule rather than restate the code's."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:

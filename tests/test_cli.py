@@ -8,13 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN, reference_squad_scores
+from conftest import TINY_RUN, reference_squad_scores, text_id
 
 import seal_lm.loops.evaluate as evaluate
 from seal_lm.adapt.lora import InnerLoop
 from seal_lm.cli import build_parser, main
 from seal_lm.cli.eval_knowledge import EvalKnowledgeConfig
 from seal_lm.cli.options import config_from_args
+from seal_lm.domains.knowledge.data import short_id
+from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge, normalize_answer
 from seal_lm.runs.rundir import RunDir, RunDirError
 
@@ -130,6 +132,7 @@ PASSAGES = [
         "questions": [{"question": "Who founded the Mongol Empire?", "answer": "Genghis Khan"}],
     },
 ]
+P0, P1 = (text_id(p["context"]) for p in PASSAGES)  # the passages' ids
 EXTERNAL = [
     {
         "title": "Eiffel Tower",
@@ -191,7 +194,7 @@ def files(tmp_path_factory, tiny_model_dir):
     answers = json.loads((folder / "probe-run" / "predictions" / "base.json").read_text())
 
     passages = json.loads(json.dumps(PASSAGES))
-    first, second = answers["p0000-q00"], answers["p0000-q01"]
+    first, second = answers[f"{P0[:12]}-q00"], answers[f"{P0[:12]}-q01"]
     if normalize_answer(first):
         passages[0]["questions"][0]["answer"] = [first.upper(), "Paris"]
     if normalize_answer(second):
@@ -264,14 +267,14 @@ def test_results_table_matches_records(full_run):
 def test_external_self_edits_become_title_prefixed_training_sequences(full_run):
     out = full_run["out"]
     trained = {row["unit"]: row["sequences"] for row in read_jsonl(out / "train_sequences.jsonl")}
-    assert trained["p0000/external/0"] == [
+    assert trained[f"{P0}/external/0"] == [
         "Eiffel Tower\nThe Eiffel Tower stands in Paris.",
         "Eiffel Tower\nThe tower was finished in 1889.",
         "Eiffel Tower\n" + PASSAGES[0]["context"],
     ]
-    assert trained["p0000/passage/0"] == ["Eiffel Tower\n" + PASSAGES[0]["context"]]
-    assert "p0001/external/1" not in trained  # rejected: nothing trained
-    assert "p0000/base/0" not in trained
+    assert trained[f"{P0}/passage/0"] == ["Eiffel Tower\n" + PASSAGES[0]["context"]]
+    assert f"{P1}/external/1" not in trained  # rejected: nothing trained
+    assert f"{P0}/base/0" not in trained
 
 
 def test_a_reference_scorer_agrees_with_results(full_run, files):
@@ -382,17 +385,17 @@ def test_a_kill_while_an_adapter_trains_keeps_the_samples_already_finished(
     monkeypatch.setattr(InnerLoop, "train_adapter", killed_on_second)
     assert main(args) == 130
     first_lines = (out / "records.jsonl").read_bytes().splitlines(keepends=True)
-    assert [json.loads(line)["unit"] for line in first_lines] == ["p0000/external/0"]
+    assert [json.loads(line)["unit"] for line in first_lines] == [f"{P0}/external/0"]
 
     trained.clear()
     monkeypatch.setattr(InnerLoop, "train_adapter", lambda self, plan: trained.append(plan) or original(self, plan))
     assert main(args) == 0
-    assert len(trained) == 2  # p0000's 2nd sample and p0001's usable one (its 2nd self-edit is rejected)
+    assert len(trained) == 2  # passage 0's 2nd sample and passage 1's usable one (its 2nd self-edit is rejected)
     lines = (out / "records.jsonl").read_bytes().splitlines(keepends=True)
     assert lines[0] == first_lines[0]
-    assert sorted(json.loads(line)["unit"] for line in lines) == [
-        f"p000{p}/external/{s}" for p in (0, 1) for s in (0, 1)
-    ]
+    assert sorted(json.loads(line)["unit"] for line in lines) == sorted(
+        f"{p}/external/{s}" for p in (P0, P1) for s in (0, 1)
+    )
 
 
 def test_the_run_directory_is_held_for_the_whole_run_and_released_after(tmp_path, tiny_model_dir, files, monkeypatch):
@@ -463,7 +466,7 @@ def test_a_passage_missing_from_the_external_file_is_named(tmp_path, tiny_model_
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("seal: error:")
-    assert "Mongol Empire" in err or "p0001" in err
+    assert "Mongol Empire" in err and short_id(P1) in err and P1 not in err
     assert "Eiffel" not in err
 
 
@@ -498,19 +501,30 @@ def test_a_repeated_condition_does_not_record_units_twice(tmp_path, tiny_model_d
     assert code in (0, 2)
     if code == 0:
         units = [r["unit"] for r in read_jsonl(out / "records.jsonl")]
-        assert sorted(units) == ["p0000/base/0", "p0001/base/0"]
+        assert sorted(units) == sorted([f"{P0}/base/0", f"{P1}/base/0"])
 
 
-def test_passages_with_the_same_prompt_draw_different_self_edits(tmp_path, tiny_model_dir):
+def test_passages_with_the_same_prompt_draw_different_self_edits(tmp_path, tiny_model_dir, monkeypatch):
     """Each passage samples its self-edits with its own seed; with one seed for all, passages whose
     prompts are alike would draw the same samples, and their results would not be independent."""
-    data = write_json(tmp_path / "twins.json", [PASSAGES[0], PASSAGES[0]])
+    monkeypatch.setattr(KnowledgeDomain, "self_edit_prompt", lambda self, passage: "List facts about the passage.")
+    data = write_json(tmp_path / "two.json", PASSAGES)
     assert main(eval_args(tiny_model_dir, data, tmp_path / "run", conditions=["self-edit"], k=2)) == 0
     texts = {}
     for record in read_jsonl(tmp_path / "run" / "records.jsonl"):
         texts.setdefault(record["context_id"], []).append(record["self_edit"]["text"])
     assert len(texts) == 2
-    assert texts["p0000"] != texts["p0001"]
+    first, second = texts.values()
+    assert first != second
+
+
+def test_a_data_file_holding_a_passage_twice_is_refused_before_any_work(tmp_path, tiny_model_dir, capsys):
+    data = write_json(tmp_path / "twins.json", [PASSAGES[0], PASSAGES[1], PASSAGES[0]])
+    assert main(eval_args(tiny_model_dir, data, tmp_path / "run", conditions=["base"], k=1)) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"seal: error: {data}: record 2 repeats the passage of record 0; remove one of them."
+    )
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_negative_passage_count_is_refused(tmp_path, tiny_model_dir, files, capsys):

@@ -156,6 +156,32 @@ def test_an_unwritable_out_is_reported_before_loading(inputs, tmp_path, capsys, 
     assert_one_line_error(capsys, "is not writable")
 
 
+PASSAGE_ID_COMMANDS = ("eval knowledge", "train knowledge", "eval continual")  # their records are keyed by passage ids
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "demo"])
+def test_a_run_written_before_passage_ids_changed_is_refused_by_the_commands_keyed_by_them(
+    command, inputs, tmp_path, capsys, no_model_loading
+):
+    out = tmp_path / "run"
+    out.mkdir()
+    old = {"config": {"data": "passages.json"}, "environment": {"git_commit": "8c32063"}}  # no records_format
+    (out / "config.json").write_text(json.dumps(old))
+
+    assert main(command_line(command, inputs, out)) == 2
+
+    line = assert_one_line_error(capsys)
+    expected = (
+        f"seal: error: {out} was written by an earlier seal-lm whose passage ids differ (records format 1); "
+        "start a new --out, or resume it with seal-lm at commit 8c32063."
+    )
+    if command in PASSAGE_ID_COMMANDS:
+        assert line == expected
+    else:  # adapt's ledger ids did not change, nor do ARC task ids: only the configuration differs
+        assert "records format" not in line and "different configuration" in line
+    assert json.loads((out / "config.json").read_text()) == old
+
+
 CONFIG_FILES = {
     "syntax": ("seed: [1, 2\n", "not valid YAML"),
     "list for a number": ("seed: [1, 2]\n", "--seed: expected int, got [1, 2]"),

@@ -3,12 +3,12 @@ stopping the stream, de-duplication and resume, and follow mode picking up new d
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
 
 import pytest
+from conftest import text_id
 
 from seal_lm.continual.stream import Document, Location, StreamError, read_stream
 from seal_lm.domains.knowledge.data import DataError
@@ -63,16 +63,16 @@ def test_official_squad_json_gives_one_document_per_paragraph(tmp_path):
 
     assert [type(i).__name__ for i in items] == ["Document", "Document", "StreamError", "Document"]
     first, second, water = documents(items)
-    assert (first.title, first.text, first.location) == (
+    assert (first.passage.title, first.passage.context, first.location) == (
         "Eiffel_Tower",
         "The Eiffel Tower was completed in 1889.",
         Location(str(path), 0),
     )
-    assert first.id == hashlib.sha256(first.text.encode()).hexdigest()
-    assert [(q.id, q.question, q.answers) for q in first.questions] == [
+    assert first.id == first.passage.id == text_id(first.passage.context)
+    assert [(q.id, q.question, q.answers) for q in first.passage.questions] == [
         ("q1", "When was it completed?", ("1889", "in 1889"))
     ]
-    assert second.questions == () and water.location.index == 3
+    assert second.passage.questions == () and water.location.index == 3
     assert str(errors(items)[0]) == f"{path}#2: missing or empty 'text' (or 'context')."
 
 
@@ -88,20 +88,14 @@ def test_json_list_of_records_with_and_without_questions(tmp_path):
 
     items = list(read_stream(path))
 
-    alpha, beta = documents(items)
+    alpha, beta = (d.passage for d in documents(items))
     assert alpha.questions[0].answers == ("alpha",) and alpha.questions[0].id == f"{alpha.id[:12]}-q00"
-    assert (beta.title, beta.text, beta.questions) == ("", "Beta text.", ())
+    assert (alpha.title, alpha.context) == ("A", "Alpha text.")
+    assert (beta.title, beta.context, beta.questions) == ("", "Beta text.", ())
     assert [(e.location.index, e.message) for e in errors(items)] == [
         (2, "question 0: missing gold answer ('answer' as text or 'answers' as a list)."),
         (3, "expected an object with 'text' (or 'context'), optional 'title' and 'questions'."),
     ]
-    passage = alpha.as_passage()
-    assert (passage.id, passage.title, passage.context, passage.questions) == (
-        alpha.id,
-        "A",
-        "Alpha text.",
-        alpha.questions,
-    )
 
 
 def test_jsonl_bad_lines_are_reported_and_the_stream_goes_on(tmp_path):
@@ -112,7 +106,7 @@ def test_jsonl_bad_lines_are_reported_and_the_stream_goes_on(tmp_path):
 
     items = list(read_stream(path))
 
-    assert [d.text for d in documents(items)] == ["One.", "Two."]
+    assert [d.passage.context for d in documents(items)] == ["One.", "Two."]
     assert [d.location.index for d in documents(items)] == [0, 5]  # line positions, blank lines counted
     assert [e.location.index for e in errors(items)] == [2, 3, 4]
     assert "not valid JSON" in errors(items)[0].message
@@ -124,12 +118,12 @@ def test_text_and_markdown_files_are_one_document_each(tmp_path):
 
     note, page = documents(read_stream(tmp_path))
 
-    assert (note.title, note.text, note.location) == (
+    assert (note.passage.title, note.passage.context, note.location) == (
         "a_note",
         "Plain text about rivers.",
         Location(str(tmp_path / "a_note.txt"), 0),
     )
-    assert page.title == "The Nile" and page.text.startswith("Intro line.")
+    assert page.passage.title == "The Nile" and page.passage.context.startswith("Intro line.")
 
 
 def test_a_folder_with_bad_files_reports_each_and_loses_nothing(tmp_path):
@@ -144,7 +138,7 @@ def test_a_folder_with_bad_files_reports_each_and_loses_nothing(tmp_path):
 
     items = list(read_stream(tmp_path))
 
-    assert [d.title for d in documents(items)] == ["Fine"]
+    assert [d.passage.title for d in documents(items)] == ["Fine"]
     assert [(e.location.path.rsplit("/", 1)[-1], e.message.split(" (")[0]) for e in errors(items)] == [
         ("1.json", "not valid JSON"),
         ("2.txt", "not UTF-8 text"),
@@ -159,7 +153,7 @@ def test_a_glob_pattern_selects_files_in_name_order_recursively(tmp_path):
     (tmp_path / "a.txt").write_text("First.")
     (tmp_path / "skip.md").write_text("Not matched.")
 
-    texts = [d.text for d in documents(read_stream(f"{tmp_path}/**/*.txt"))]
+    texts = [d.passage.context for d in documents(read_stream(f"{tmp_path}/**/*.txt"))]
 
     assert texts == ["First.", "Second."]
 
@@ -183,10 +177,10 @@ def test_a_document_is_yielded_once_and_seen_ids_are_skipped(tmp_path):
     (tmp_path / "c.txt").write_text("Three.")
 
     first_pass = documents(read_stream(tmp_path))
-    assert [d.text for d in first_pass] == ["One.", "Two.", "Three."]
+    assert [d.passage.context for d in first_pass] == ["One.", "Two.", "Three."]
 
     resumed = documents(read_stream(tmp_path, seen=[first_pass[0].id, first_pass[1].id]))
-    assert [d.text for d in resumed] == ["Three."]
+    assert [d.passage.context for d in resumed] == ["Three."]
 
 
 def test_stop_is_checked_before_each_document(tmp_path):
@@ -194,7 +188,7 @@ def test_stop_is_checked_before_each_document(tmp_path):
     taken = []
     for item in read_stream(tmp_path, stop=lambda: len(taken) >= 2):
         taken.append(item)
-    assert [d.text for d in taken] == ["Doc 0.", "Doc 1."]
+    assert [d.passage.context for d in taken] == ["Doc 0.", "Doc 1."]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,5 +236,5 @@ def test_follow_picks_up_new_files_and_appended_lines_until_stopped(tmp_path):
         stop.set()
         consumer.join(timeout=5)
     assert not consumer.is_alive()
-    assert [d.text for d in documents(received)] == ["Old line.", "# New\nA new file.", "Appended line."]
+    assert [d.passage.context for d in documents(received)] == ["Old line.", "# New\nA new file.", "Appended line."]
     assert errors(received) == []

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import text_id
 
-from seal_lm.domains.knowledge.data import DataError, Passage, Question, load_passages, to_official_squad
+from seal_lm.domains.knowledge.data import DataError, Passage, Question, load_passages, short_id, to_official_squad
 
 EVAL200 = Path(__file__).parents[2] / "shared/data/squad/eval200.json"
 
@@ -97,7 +98,11 @@ def write_jsonl(path: Path, records: list) -> Path:
 def test_official_squad_keeps_every_paragraph_question_id_and_gold_answer(tmp_path):
     passages = load_passages(write_json(tmp_path / "dev.json", OFFICIAL))
 
-    assert [p.id for p in passages] == ["a000-p00", "a000-p01", "a001-p00"]
+    assert [p.id for p in passages] == [
+        text_id("Super Bowl 50 was won by the Denver Broncos."),
+        text_id("The game was played at Levi's Stadium in Santa Clara."),
+        text_id("Warsaw is the capital of Poland."),
+    ]
     assert [p.title for p in passages] == ["Super_Bowl_50", "Super_Bowl_50", "Warsaw"]
     assert passages[0].context == "Super Bowl 50 was won by the Denver Broncos."
     assert passages[0].questions == (
@@ -112,26 +117,58 @@ def test_official_squad_keeps_every_paragraph_question_id_and_gold_answer(tmp_pa
     assert passages[2].questions[0].answers == ("capital of Poland",)
 
 
-def test_flat_json_list_accepts_answer_string_or_list_and_assigns_default_ids(tmp_path):
+def test_flat_json_list_accepts_answer_string_or_list_and_assigns_ids_from_the_text(tmp_path):
     passages = load_passages(write_json(tmp_path / "flat.json", FLAT))
 
+    eiffel = text_id("The Eiffel Tower was completed in 1889 in Paris.")
     assert passages == [
         Passage(
-            id="p0000",
+            id=eiffel,
             title="Eiffel Tower",
             context="The Eiffel Tower was completed in 1889 in Paris.",
             questions=(
-                Question("p0000-q00", "When was the tower completed?", ("1889",)),
-                Question("p0000-q01", "Where is it?", ("Paris", "in Paris")),
+                Question(f"{eiffel[:12]}-q00", "When was the tower completed?", ("1889",)),
+                Question(f"{eiffel[:12]}-q01", "Where is it?", ("Paris", "in Paris")),
             ),
         ),
         Passage(
-            id="custom-id",
+            id=text_id("The Nile flows north into the Mediterranean Sea."),  # the record's own "id" is not used
             title="Nile",
             context="The Nile flows north into the Mediterranean Sea.",
             questions=(Question("nile-1", "Which way does the Nile flow?", ("north",)),),
         ),
     ]
+
+
+def test_text_and_title_are_stripped_before_the_id_is_taken(tmp_path):
+    record = {
+        "title": " Eiffel Tower\n",
+        "text": "\n  The Eiffel Tower was completed in 1889 in Paris. ",
+        "questions": FLAT[0]["questions"],
+    }
+
+    (passage,) = load_passages(write_json(tmp_path / "flat.json", [record]))
+
+    assert (passage.title, passage.context) == ("Eiffel Tower", "The Eiffel Tower was completed in 1889 in Paris.")
+    assert passage == load_passages(write_json(tmp_path / "plain.json", FLAT[:1]))[0]
+    assert short_id(passage.id) == passage.id[:12] and passage.questions[0].id.startswith(short_id(passage.id))
+
+
+def test_a_file_holding_a_passage_twice_is_refused_naming_both_records(tmp_path):
+    again = {"title": "Another title", "context": "  " + FLAT[0]["context"], "questions": FLAT[1]["questions"]}
+    path = write_json(tmp_path / "flat.json", [FLAT[0], FLAT[1], again])
+
+    with pytest.raises(DataError) as info:
+        load_passages(path)
+    assert str(info.value) == f"{path}: record 2 repeats the passage of record 0; remove one of them."
+
+
+def test_a_passage_without_title_is_fine(tmp_path):
+    record = {key: value for key, value in FLAT[0].items() if key != "title"}
+
+    (passage,) = load_passages(write_json(tmp_path / "flat.json", [record]))
+
+    assert passage.title == "" and passage.id == text_id(FLAT[0]["context"])
 
 
 def test_jsonl_gives_the_same_passages_as_the_json_list(tmp_path):
@@ -224,7 +261,7 @@ def test_record_with_questions_key_missing(tmp_path):
 def test_missing_context(tmp_path):
     path = write_json(tmp_path / "flat.json", [{"title": "T", "questions": [{"question": "Q?", "answer": "A"}]}])
 
-    with pytest.raises(DataError, match=r"record 0: missing or empty 'context'"):
+    with pytest.raises(DataError, match=r"record 0: missing or empty 'text' \(or 'context'\)"):
         load_passages(path)
 
 
@@ -246,7 +283,7 @@ def test_missing_answer_names_record_and_question(tmp_path, question):
 
     with pytest.raises(DataError, match="missing gold answer") as info:
         load_passages(path)
-    assert "record 0, question 1" in str(info.value)
+    assert f"{path}: record 0: question 1: missing gold answer" in str(info.value)
 
 
 def test_missing_answer_in_official_format(tmp_path):
@@ -257,26 +294,29 @@ def test_missing_answer_in_official_format(tmp_path):
         ],
     }
 
-    with pytest.raises(DataError, match=r"data\[0\]\.paragraphs\[0\]\.qas\[0\]: missing gold answer"):
+    with pytest.raises(DataError, match=r"record 0: question 0: missing gold answer"):
         load_passages(write_json(tmp_path / "dev.json", document))
 
 
 def test_official_paragraph_without_questions(tmp_path):
     document = {"version": "1.1", "data": [{"title": "T", "paragraphs": [{"context": "C.", "qas": []}]}]}
 
-    with pytest.raises(DataError, match=r"data\[0\]\.paragraphs\[0\] \('T'\): has no questions"):
+    with pytest.raises(DataError, match=r"record 0 \('T'\): has no questions"):
         load_passages(write_json(tmp_path / "dev.json", document))
 
 
 def test_official_with_no_paragraphs(tmp_path):
-    with pytest.raises(DataError, match="contains no paragraphs"):
+    with pytest.raises(DataError, match="contains no passages"):
         load_passages(write_json(tmp_path / "dev.json", {"version": "1.1", "data": []}))
 
 
 def test_official_article_that_is_not_an_object_is_a_data_error(tmp_path):
     """The module promises every problem is a DataError; a malformed official file must not crash."""
-    with pytest.raises(DataError):
-        load_passages(write_json(tmp_path / "dev.json", {"version": "1.1", "data": ["not an article"]}))
+    path = write_json(tmp_path / "dev.json", {"version": "1.1", "data": ["not an article"]})
+
+    with pytest.raises(DataError) as info:
+        load_passages(path)
+    assert str(info.value) == f"{path}: data[0] is not an article with a 'paragraphs' list."
 
 
 def test_non_object_record(tmp_path):
@@ -332,17 +372,10 @@ def test_to_official_squad_layout():
     }
 
 
-def content(passages: list[Passage]) -> list[tuple]:
-    """Everything a passage carries except its id (the official format has no paragraph ids)."""
-    return [(p.title, p.context, p.questions) for p in passages]
-
-
 @pytest.mark.parametrize("source", ["flat", "official"])
-def test_round_trip_through_official_squad(tmp_path, source):
+def test_round_trip_through_official_squad_keeps_every_id(tmp_path, source):
     original = load_passages(write_json(tmp_path / "in.json", FLAT if source == "flat" else OFFICIAL))
 
     reloaded = load_passages(write_json(tmp_path / "out.json", to_official_squad(original)))
 
-    assert content(reloaded) == content(original)
-    # Reloading the official form again is a fixed point, ids included.
-    assert load_passages(write_json(tmp_path / "again.json", to_official_squad(reloaded))) == reloaded
+    assert reloaded == original

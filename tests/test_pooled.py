@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import text_id
+
 import seal_lm.loops.evaluate as evaluate
 from seal_lm.cli import main
 
@@ -76,7 +78,7 @@ def test_each_condition_trains_one_adapter_on_all_passages(tmp_path, tiny_model_
     external_sequences = units["pooled/external/0"]["train"]["sequences"]
     assert len(external_sequences) == 3 * 3, "two items plus the passage, for each of three passages"
     for unit in units.values():
-        assert [part["context_id"] for part in unit["contexts"]] == ["p0000", "p0001", "p0002"]
+        assert [part["context_id"] for part in unit["contexts"]] == [text_id(p["context"]) for p in PASSAGES]
         assert all(len(part["grades"]) == 1 for part in unit["contexts"])
     summary = json.loads((tmp_path / "run" / "results.json").read_text())["conditions"]
     assert summary["passage"]["questions"] == 3 and summary["passage"]["mean_train_sequences"] == 3

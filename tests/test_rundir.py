@@ -13,7 +13,7 @@ import time
 import pytest
 
 from seal_lm.runs import rundir
-from seal_lm.runs.rundir import CONFIG_FILE, LOCK_FILE, RunDir, RunDirError
+from seal_lm.runs.rundir import CONFIG_FILE, LOCK_FILE, RecordsFormat, RunDir, RunDirError
 
 CONFIG = {
     "data": "passages.json",
@@ -95,6 +95,49 @@ def test_a_setting_added_since_resumes_at_its_default_only(tmp_path):
         RunDir.open(tmp_path / "run", with_changes(generator="vllm"), defaults)
     with pytest.raises(RunDirError, match="lr"):  # a recorded setting is compared as recorded, not as its default
         RunDir.open(tmp_path / "run", with_changes(generator="hf", lr=0.5), defaults)
+
+
+FORMAT = RecordsFormat(version=2, changed="passage ids", last_commit="8c32063")
+
+
+def test_a_run_written_before_its_records_format_changed_is_refused_before_its_config_is_compared(tmp_path):
+    with RunDir.open(tmp_path / "run", CONFIG):  # format 1: no records_format in config.json
+        pass
+
+    for config in (CONFIG, with_changes(lr=0.5)):
+        with pytest.raises(RunDirError) as info:
+            RunDir.open(tmp_path / "run", config, records_format=FORMAT)
+        assert str(info.value) == (
+            f"{tmp_path / 'run'} was written by an earlier seal-lm whose passage ids differ (records format 1); "
+            "start a new --out, or resume it with seal-lm at commit 8c32063."
+        )
+
+
+def test_a_run_in_the_current_records_format_resumes_and_records_it(tmp_path):
+    with RunDir.open(tmp_path / "run", CONFIG, records_format=FORMAT) as run:
+        run.append("records.jsonl", {"unit": "a"})
+    assert json.loads((tmp_path / "run" / CONFIG_FILE).read_text())["records_format"] == 2
+
+    with RunDir.open(tmp_path / "run", CONFIG, records_format=FORMAT) as again:
+        assert again.records("records.jsonl") == [{"unit": "a"}]
+    with pytest.raises(RunDirError, match="lr"):  # the config is still compared
+        RunDir.open(tmp_path / "run", with_changes(lr=0.5), records_format=FORMAT)
+
+
+def test_a_run_in_a_later_records_format_is_refused(tmp_path):
+    with RunDir.open(tmp_path / "run", CONFIG, records_format=RecordsFormat(3, "question ids", "abc")):
+        pass
+
+    with pytest.raises(RunDirError, match=r"written by a later seal-lm \(records format 3, this one writes 2\)"):
+        RunDir.open(tmp_path / "run", CONFIG, records_format=FORMAT)
+
+
+def test_a_run_kind_without_a_records_format_records_none(tmp_path):
+    with RunDir.open(tmp_path / "run", CONFIG):
+        pass
+    assert "records_format" not in json.loads((tmp_path / "run" / CONFIG_FILE).read_text())
+    with RunDir.open(tmp_path / "run", CONFIG):
+        pass
 
 
 def test_a_non_empty_folder_that_is_not_a_run_is_refused(tmp_path):

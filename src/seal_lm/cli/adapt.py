@@ -22,7 +22,7 @@ from seal_lm.cli.options import defaults, option, required
 from seal_lm.cli.report import see_it
 from seal_lm.continual.ledger import Ledger, UpdateRecord
 from seal_lm.continual.stream import Document, StreamError, read_stream, stream_files
-from seal_lm.domains.knowledge.data import DataError
+from seal_lm.domains.knowledge.data import DataError, short_id
 from seal_lm.loops.continual import Outcome, learn_stream
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -117,7 +117,7 @@ def describe(outcome: Outcome) -> str:
 
 def location_text(record: UpdateRecord) -> str:
     """Where the record's document came from (file#record), or its id when it came from no file."""
-    return f"{record.document_path}#{record.document_index}" if record.document_path else record.document_id[:12]
+    return f"{record.document_path}#{record.document_index}" if record.document_path else short_id(record.document_id)
 
 
 def mean_text(scores: list[float]) -> str:

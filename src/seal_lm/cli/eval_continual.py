@@ -13,6 +13,7 @@ from seal_lm.cli.options import defaults, option
 from seal_lm.cli.report import see_it
 from seal_lm.continual.guards import ACTIONS
 from seal_lm.continual.versions import COMMIT_MODES
+from seal_lm.domains.knowledge.data import PASSAGE_ID_RECORDS
 from seal_lm.loops.continual import PROBE_SOURCES
 from seal_lm.loops.forgetting import forgetting_results, run_forgetting, sequences_of
 from seal_lm.runs.rundir import RunDir, default_run_path
@@ -50,7 +51,10 @@ def eval_continual(config: EvalContinualConfig) -> Path:
     sequences = sequences_of(config.passages(), config.n_passages, config.sequences, config.seed)
     conditions = {"naive": naive(settings)} | ({"guarded": settings} if config.guard else {})
     with RunDir.open(
-        config.out or default_run_path("eval-continual"), asdict(config) | {"out": None}, defaults(config)
+        config.out or default_run_path("eval-continual"),
+        asdict(config) | {"out": None},
+        defaults(config),
+        PASSAGE_ID_RECORDS,
     ) as run:
         log.info("Run directory: %s", run.path)
         records = run_forgetting(run, sequences, conditions, config.open_learner)

@@ -11,7 +11,13 @@ from typing import Literal
 from seal_lm.cli.options import defaults, option
 from seal_lm.cli.report import see_it
 from seal_lm.cli.shared_options import ExecutorOptions, KnowledgeOptions
-from seal_lm.domains.knowledge.data import DataError, load_external_self_edits, to_official_squad
+from seal_lm.domains.knowledge.data import (
+    PASSAGE_ID_RECORDS,
+    DataError,
+    load_external_self_edits,
+    short_id,
+    to_official_squad,
+)
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge
 from seal_lm.loops.evaluate import SAMPLED_KINDS, judge_answers, run_conditions, with_judgements
@@ -55,7 +61,9 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     make_domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
     llm = LLMJudge(config.judge_url, config.judge_model, config.judge_key_env) if config.judge_url else None
     executor = config.start_executor(config.device, one_process=config.setting == "cpt")
-    with RunDir.open(config.out or default_run_path("eval-knowledge"), config.run_config(), defaults(config)) as run:
+    with RunDir.open(
+        config.out or default_run_path("eval-knowledge"), config.run_config(), defaults(config), PASSAGE_ID_RECORDS
+    ) as run:
         log.info("Run directory: %s", run.path)
         records = run_conditions(
             run,
@@ -90,10 +98,10 @@ def _external_lookup(config: EvalKnowledgeConfig, passages):
     for passage in passages:
         completions = by_context.get(passage.context.strip())
         if completions is None:
-            raise DataError(f"{config.external}: no self-edits for passage {passage.id} ({passage.title!r}).")
+            raise DataError(f"{config.external}: no self-edits for passage {short_id(passage.id)} ({passage.title!r}).")
         if len(completions) < config.k:
             raise DataError(
-                f"{config.external}: passage {passage.id} has {len(completions)} self-edits, --k asks for {config.k}."
+                f"{config.external}: passage {short_id(passage.id)} has {len(completions)} self-edits, --k asks for {config.k}."
             )
     return lambda passage: by_context[passage.context.strip()]
 

@@ -15,6 +15,7 @@ from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions, KnowledgeOpt
 from seal_lm.domains.arc.data import SPLITS
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.base import Domain
+from seal_lm.domains.knowledge.data import PASSAGE_ID_RECORDS
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import mean_f1
 from seal_lm.loops.restem import (
@@ -28,7 +29,7 @@ from seal_lm.loops.restem import (
     train_policy,
 )
 from seal_lm.model.prompting import PromptFormatter
-from seal_lm.runs.rundir import RunDir, default_run_path
+from seal_lm.runs.rundir import RecordsFormat, RunDir, default_run_path
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,8 @@ def train_knowledge(config: TrainKnowledgeConfig) -> str:
     """Run or resume ReST-EM on passages; returns the final policy folder."""
     _check(config)
     domain = partial(KnowledgeDomain, settings=config.knowledge_settings())
-    return _train(config, config.passages(), domain, "train-knowledge", KNOWLEDGE_REWARDS[config.reward])
+    reward = KNOWLEDGE_REWARDS[config.reward]
+    return _train(config, config.passages(), domain, "train-knowledge", reward, PASSAGE_ID_RECORDS)
 
 
 def train_arc(config: TrainArcConfig) -> str:
@@ -110,10 +112,12 @@ def _train(
     make_domain: Callable[[PromptFormatter], Domain],
     command: str,
     reward: Reward = mean_correct,
+    records_format: RecordsFormat | None = None,
 ) -> str:
     """The generic driver: the domain is all that differs between knowledge and ARC."""
     executor = config.start_executor(config.device)
-    with RunDir.open(config.out or default_run_path(command), config.run_config(), defaults(config)) as run:
+    out = config.out or default_run_path(command)
+    with RunDir.open(out, config.run_config(), defaults(config), records_format) as run:
         log.info("Run directory: %s", run.path)
         keep = KEEP_RULES[config.keep_rule](config.keep_threshold)
         settings = RestemSettings(

@@ -13,19 +13,19 @@ file and rename it into place.
 File formats, by suffix:
 
 - ``.json``: the official SQuAD v1.1 object (each paragraph is a document, its ``qas`` the gold
-  questions), or a list of records;
+  questions; a ``data`` that is not a list of articles with ``paragraphs`` is one error for the
+  file), or a list of records;
 - ``.jsonl``: one record per line;
 - ``.txt``, ``.md``, ``.markdown``: the whole file is one document, titled by its first Markdown
   heading (``# Title``), else by the file name.
 
-A record is an object with ``text`` (or ``context``), an optional ``title`` and optional
-``questions``: ``[{"question", "answer" | "answers"}]``, answers as text, a list of texts or SQuAD's
-``[{"text"}]``. Documents without questions are fine (the model writes its own probes).
-
-A document's id is the SHA-256 of its text, so a document is yielded once however often it
-appears. ``Location.index`` is the record's 0-based position in its file: the paragraph in reading
-order for SQuAD, the list position for a JSON list, the line (blank lines included) for JSONL, 0
-for a text file.
+Records are read by the knowledge domain's record parser and ids come from its id rule
+(:mod:`seal_lm.domains.knowledge.data`), so a file gives the same passages, ids included, here as in
+``seal eval``, and a bad record the same message. Documents without questions are fine here (the
+model writes its own probes). A document's id is the SHA-256 of its stripped text, so a document is
+yielded once however often it appears. ``Location.index`` is the record's 0-based position in its
+file: the paragraph in reading order for SQuAD, the list position for a JSON list, the line (blank
+lines included) for JSONL, 0 for a text file.
 
 With ``follow=True`` the source is polled for new files, appended JSONL lines (only complete,
 newline-terminated lines are read) and rewritten files, until ``stop`` is set. A consumer resumes
@@ -35,7 +35,6 @@ by passing the ids it has already processed as ``seen`` (e.g. ``Ledger.decided_d
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import re
 import threading
@@ -44,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from seal_lm.domains.knowledge.data import DataError, Passage, Question, answer_texts
+from seal_lm.domains.knowledge.data import DataError, Passage, make_passage, passage_from_record, squad_records
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 SUFFIXES = (".json", ".jsonl", *TEXT_SUFFIXES)
@@ -66,17 +65,15 @@ class Location:
 
 @dataclass(frozen=True)
 class Document:
-    """One document of the stream, with its gold questions if it came with any."""
+    """One document of the stream: a passage (with its gold questions if it came with any) and where it came from."""
 
-    id: str  # SHA-256 of ``text``
-    text: str
-    title: str
+    passage: Passage
     location: Location
-    questions: tuple[Question, ...] = ()
 
-    def as_passage(self) -> Passage:
-        """The document as a knowledge-domain passage (its id, title, text and gold questions)."""
-        return Passage(self.id, self.title, self.text, self.questions)
+    @property
+    def id(self) -> str:
+        """The passage's id: the SHA-256 of its stripped text."""
+        return self.passage.id
 
 
 @dataclass(frozen=True)
@@ -179,7 +176,7 @@ def _read_new(path: Path, cursor: _Cursor, final: bool) -> Iterator[Document | S
         yield StreamError(Location(str(path), 0), "empty file.")
     else:
         heading = HEADING.search(text)
-        yield _document(text, heading.group(1) if heading else path.stem, Location(str(path), 0))
+        yield Document(make_passage(heading.group(1) if heading else path.stem, text), Location(str(path), 0))
 
 
 def _read_jsonl(path: Path, cursor: _Cursor, final: bool, size: int) -> Iterator[Document | StreamError]:
@@ -206,7 +203,7 @@ def _read_jsonl(path: Path, cursor: _Cursor, final: bool, size: int) -> Iterator
         except json.JSONDecodeError as err:
             yield StreamError(location, f"not valid JSON ({err.msg}, column {err.colno}).")
         else:
-            yield _from_record(record, location)
+            yield _document(record, location)
 
 
 def _read_json(path: Path, text: str) -> Iterator[Document | StreamError]:
@@ -216,72 +213,26 @@ def _read_json(path: Path, text: str) -> Iterator[Document | StreamError]:
         yield StreamError(Location(str(path)), f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}).")
         return
     if isinstance(content, dict) and "data" in content:
-        yield from _read_official_squad(path, content["data"])
+        try:
+            records = squad_records(content["data"])
+        except DataError as err:
+            yield StreamError(Location(str(path)), str(err))
+            return
     elif isinstance(content, list):
-        for index, record in enumerate(content):
-            yield _from_record(record, Location(str(path), index))
+        records = content
     else:
         yield StreamError(Location(str(path)), "expected a SQuAD v1.1 object with 'data' or a list of records.")
-
-
-def _read_official_squad(path: Path, articles: object) -> Iterator[Document | StreamError]:
-    if not isinstance(articles, list):
-        yield StreamError(
-            Location(str(path)), "'data' must be a list of articles, as in the official SQuAD v1.1 format."
-        )
         return
-    index = 0  # paragraphs in reading order
-    for a_index, article in enumerate(articles):
-        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
-        if not isinstance(paragraphs, list):
-            yield StreamError(
-                Location(str(path), index), f"data[{a_index}] is not an article with a 'paragraphs' list."
-            )
-            continue
-        for paragraph in paragraphs:
-            record = {"title": article.get("title", ""), "context": None, "questions": None}
-            if isinstance(paragraph, dict):
-                record.update(context=paragraph.get("context"), questions=paragraph.get("qas"))
-            yield _from_record(record, Location(str(path), index))
-            index += 1
+    for index, record in enumerate(records):
+        yield _document(record, Location(str(path), index))
 
 
-def _from_record(record: object, location: Location) -> Document | StreamError:
+def _document(record: object, location: Location) -> Document | StreamError:
+    """The record's document, or the parser's complaint about it as a StreamError."""
     try:
-        if not isinstance(record, dict):
-            raise DataError("expected an object with 'text' (or 'context'), optional 'title' and 'questions'.")
-        text = record.get("text", record.get("context"))
-        if not isinstance(text, str) or not text.strip():
-            raise DataError("missing or empty 'text' (or 'context').")
-        title = record.get("title") or ""
-        if not isinstance(title, str):
-            raise DataError(f"'title' must be text, got {type(title).__name__}.")
-        document = _document(text, title, location)
-        return _with_questions(document, record.get("questions"))
+        return Document(passage_from_record(record), location)
     except DataError as err:
         return StreamError(location, str(err))
-
-
-def _with_questions(document: Document, raw: object) -> Document:
-    if raw is None:
-        return document
-    if not isinstance(raw, list):
-        raise DataError("'questions' must be a list of {question, answer} objects.")
-    questions = []
-    for q_index, item in enumerate(raw):
-        if not isinstance(item, dict) or not isinstance(item.get("question"), str) or not item["question"].strip():
-            raise DataError(f"question {q_index}: expected an object with a non-empty 'question'.")
-        answers = answer_texts(item.get("answers", item.get("answer")))
-        if not answers:
-            raise DataError(f"question {q_index}: missing gold answer ('answer' as text or 'answers' as a list).")
-        question_id = str(item.get("id", f"{document.id[:12]}-q{q_index:02d}"))
-        questions.append(Question(question_id, item["question"], answers))
-    return Document(document.id, document.text, document.title, document.location, tuple(questions))
-
-
-def _document(text: str, title: str, location: Location) -> Document:
-    text = text.strip()
-    return Document(hashlib.sha256(text.encode("utf-8")).hexdigest(), text, title.strip(), location)
 
 
 def _is_set(stop: StopCondition) -> bool:

@@ -60,7 +60,7 @@ from seal_lm.continual.versions import (
     tensors_sha256,
 )
 from seal_lm.domains.base import SelfEditRejected
-from seal_lm.domains.knowledge.data import Passage, Question
+from seal_lm.domains.knowledge.data import Passage, Question, short_id
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.loops.self_edits import reseeded, sample_self_edits
 from seal_lm.model.generation import Generation, GenerationSettings, seed_for
@@ -270,7 +270,7 @@ class ContinualLearner:
             return document.questions, {"probe_source": "gold"}
         count = self.settings.probe_count
         if source == "cloze":
-            return cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12]), {
+            return cloze_probes(document.context, title=document.title, count=count, id_prefix=short_id(document.id)), {
                 "probe_source": "cloze"
             }
         generation = self.settings.probe_generation.seeded_for(document.id)
@@ -279,9 +279,9 @@ class ContinualLearner:
         if (
             source == "auto" and len(probes) < count
         ):  # the model's own probes first, fill-in-the-blank ones for the rest
-            probes += cloze_probes(document.context, title=document.title, count=count, id_prefix=document.id[:12])[
-                : count - len(probes)
-            ]
+            probes += cloze_probes(
+                document.context, title=document.title, count=count, id_prefix=short_id(document.id)
+            )[: count - len(probes)]
         notes = {
             "probe_source": "model"
             if source == "model"
@@ -401,7 +401,7 @@ def learn_stream(
     and each unreadable file or record (skipped: the stream goes on)."""
     seen = learner.ledger.decided_documents()
     for item in read_stream(source, follow=follow, stop=stop, seen=seen, poll_interval=poll_interval):
-        yield item if isinstance(item, StreamError) else learner.learn(item.as_passage(), item.location)
+        yield item if isinstance(item, StreamError) else learner.learn(item.passage, item.location)
 
 
 def write_probes(
@@ -414,7 +414,7 @@ def write_probes(
         text.text,
         passage.context,
         title=passage.title,
-        id_prefix=passage.id[:12],
+        id_prefix=short_id(passage.id),
         max_probes=count,
         truncated=text.truncated,
     )
@@ -435,7 +435,7 @@ def _replay_entry(record: UpdateRecord) -> ReplayEntry:
 
 def _phase(document: Passage, text: str) -> None:
     """One progress line: which phase of learning ``document`` starts (seal adapt prints the log)."""
-    log.info("%r: %s", document.title or document.id[:12], text)
+    log.info("%r: %s", document.title or short_id(document.id), text)
 
 
 def _split(scores: list[list[float]]) -> Scores:

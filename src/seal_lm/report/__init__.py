@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from seal_lm.domains.knowledge.data import short_id
 from seal_lm.report import sections
 from seal_lm.report.runs import Run, open_run
 
@@ -39,7 +40,7 @@ def render_report(runs: Sequence[Run]) -> str:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("seal_lm.report", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
-    environment.filters.update(pct=_percent, num=_number)
+    environment.filters.update(pct=_percent, num=_number, short_id=short_id)
     made = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return environment.get_template("report.html.j2").render(runs=runs, sections=shown, made=made)
 

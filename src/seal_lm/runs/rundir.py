@@ -2,7 +2,9 @@
 
 A run directory is created with the configuration that produced it (``config.json``). Re-opening it
 with the same configuration resumes the run; a different configuration is refused, so a directory
-never mixes results of two setups. Records are appended one JSON line at a time and flushed to
+never mixes results of two setups. Nor does it mix two meanings of its records: a run kind whose
+records changed meaning (e.g. the ids they are keyed by) passes its :class:`RecordsFormat`, written
+into ``config.json`` as ``records_format``, and a run written in another format is refused. Records are appended one JSON line at a time and flushed to
 disk; a line torn by a kill is discarded on resume (its unit of work is redone), so no finished
 record is lost and no half-written one is ever read.
 
@@ -26,6 +28,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,6 +47,15 @@ class RunDirError(RuntimeError):
     """A run directory that cannot be created or resumed as asked."""
 
 
+@dataclass(frozen=True)
+class RecordsFormat:
+    """The version of what a run kind's records mean; a run directory without one was written in version 1."""
+
+    version: int
+    changed: str  # what differs from the version before, e.g. "passage ids"
+    last_commit: str  # the last seal-lm commit that wrote the version before
+
+
 class RunDir:
     """One run's directory on disk; opened with :meth:`open`, it holds the run's writer lock until :meth:`close`."""
 
@@ -52,7 +64,13 @@ class RunDir:
         self._lock = lock
 
     @classmethod
-    def open(cls, path: str | Path, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> RunDir:
+    def open(
+        cls,
+        path: str | Path,
+        config: dict[str, Any],
+        defaults: dict[str, Any] | None = None,
+        records_format: RecordsFormat | None = None,
+    ) -> RunDir:
         """Create ``path`` for ``config``, or resume it if it was made with the same config.
 
         The returned run holds the directory's writer lock (a second opener is refused, told the
@@ -60,7 +78,8 @@ class RunDir:
         interrupted are removed; a directory holding nothing else (a creation killed before its
         config was written) is started afresh. ``defaults`` are the values of settings a run made by
         an earlier version may not record (added since): a saved config without such a setting
-        resumes when the current value is its default.
+        resumes when the current value is its default. ``records_format``: the version of the records
+        this run kind writes; a run written in another version is refused (a run without one is version 1).
         """
         path = Path(path)
         if path.exists() and not path.is_dir():
@@ -80,7 +99,7 @@ class RunDir:
             ) from None
         try:
             run._remove_leftovers()
-            run._create_or_check(config, defaults)
+            run._create_or_check(config, defaults, records_format)
         except BaseException:
             run.close()
             raise
@@ -98,17 +117,23 @@ class RunDir:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _create_or_check(self, config: dict[str, Any], defaults: dict[str, Any] | None) -> None:
+    def _create_or_check(
+        self, config: dict[str, Any], defaults: dict[str, Any] | None, records_format: RecordsFormat | None
+    ) -> None:
         config_path = self.path / CONFIG_FILE
         if not config_path.exists():
-            self.write_json(CONFIG_FILE, {"config": config, "environment": environment()})
+            written = {"records_format": records_format.version} if records_format else {}
+            self.write_json(CONFIG_FILE, {"config": config, **written, "environment": environment()})
             return
         try:
-            saved = json.loads(config_path.read_text())["config"]
-        except (json.JSONDecodeError, KeyError):
+            recorded = json.loads(config_path.read_text())
+            saved = recorded["config"]
+        except (json.JSONDecodeError, KeyError, TypeError):
             raise RunDirError(
                 f"{config_path} is corrupt; this is not a resumable run directory. Use a new --out."
             ) from None
+        if records_format is not None:
+            _check_records_format(self.path, recorded.get("records_format", 1), records_format)
         differences = _differences(json.loads(json.dumps(defaults or {})) | saved, json.loads(json.dumps(config)))
         if differences:
             raise RunDirError(
@@ -272,6 +297,21 @@ def _reporting_full_disk(path: Path) -> Iterator[None]:
         raise RunDirError(
             f"no space left on device writing {path}; free space and re-run the same command to resume."
         ) from None
+
+
+def _check_records_format(path: Path, written: object, current: RecordsFormat) -> None:
+    """Refuse a run whose records were ``written`` in a format other than ``current``."""
+    if written == current.version:
+        return
+    if isinstance(written, int) and written < current.version:
+        raise RunDirError(
+            f"{path} was written by an earlier seal-lm whose {current.changed} differ (records format {written}); "
+            f"start a new --out, or resume it with seal-lm at commit {current.last_commit}."
+        )
+    raise RunDirError(
+        f"{path} was written by a later seal-lm (records format {written!r}, this one writes {current.version}); "
+        "start a new --out, or resume it with that seal-lm."
+    )
 
 
 def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
