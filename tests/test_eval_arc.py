@@ -6,6 +6,7 @@ import json
 
 from seal_lm.cli import main
 from seal_lm.domains.arc.config import TTTConfig, parse_config
+from seal_lm.loops import evaluate
 
 TASK = {
     "train": [
@@ -73,6 +74,25 @@ def test_every_condition_is_recorded_with_submissions(tmp_path, tiny_model_dir):
     summary = json.loads((out / "results.json").read_text())
     assert set(summary["conditions"]) == {"icl", "ttt-oracle", "self-edit"}
     assert "solved" in (out / "results.md").read_text()
+
+
+def test_each_task_is_recorded_once_before_any_work_on_it(tmp_path, tiny_model_dir, monkeypatch):
+    """tasks.jsonl holds the task as given (demonstrations, test input and output) even when the run is stopped
+    at its first unit, and a resumed run does not record it again."""
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "_run_group", stopped)
+    assert run_arc(tmp_path, tiny_model_dir) == 130
+    tasks = tmp_path / "run" / "tasks.jsonl"
+    assert [json.loads(line) for line in tasks.read_text().splitlines()] == [{"task": "mirror", **TASK}]
+    recorded = tasks.read_bytes()
+
+    monkeypatch.undo()
+    assert run_arc(tmp_path, tiny_model_dir) == 0
+    assert tasks.read_bytes() == recorded
+    assert (tmp_path / "run" / "results.json").is_file()
 
 
 def test_a_bad_oracle_config_is_a_user_error(tmp_path, tiny_model_dir, capsys):

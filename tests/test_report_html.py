@@ -5,11 +5,13 @@ Chromium when it is installed), and the run directories are only read."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
 import re
 import shutil
+import statistics
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -20,6 +22,8 @@ from PIL import Image
 
 from seal_lm.cli import main
 from seal_lm.domains.arc.config import TTTConfig
+from seal_lm.domains.knowledge.grading import LLMJudge
+from seal_lm.report.self_edits import copied_share
 
 TINY = [
     *TINY_RUN,
@@ -54,90 +58,50 @@ TASK = {
 SCRIPT = "<script>document.title='pwned'</script>"
 
 
+def even_length_judge(self, question, golds, prediction) -> bool:
+    """A stand-in for the LLM judge's endpoint: "yes" to an answer of an even number of characters."""
+    return len(prediction) % 2 == 0
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
-    """One run of each kind (two of eval knowledge), made by the seal command on the tiny model."""
+def made(tmp_path_factory, tiny_model_dir) -> tuple[dict[str, Path], dict[str, tuple[str, str]]]:
+    """One run of each kind (two of eval knowledge, the second judged), made by the seal command on the tiny
+    model, and what each command printed (stdout, stderr)."""
     root = tmp_path_factory.mktemp("report-runs")
+    printed = {}
+
+    def seal(name: str, args: list[str]) -> None:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            assert main(args) == 0, stderr.getvalue()[-2000:]
+        printed[name] = (stdout.getvalue(), stderr.getvalue())
+
     data = root / "passages.json"
     data.write_text(json.dumps(PASSAGES))
     model = ["--model", str(tiny_model_dir)]
     made = {name: root / name for name in ("knowledge-0", "knowledge-1", "train", "continual", "adapt", "arc")}
     for seed in (0, 1):
-        assert (
-            main(
-                [
-                    "eval",
-                    "knowledge",
-                    *model,
-                    "--data",
-                    str(data),
-                    "--out",
-                    str(made[f"knowledge-{seed}"]),
-                    "--conditions",
-                    "base,passage,self-edit",
-                    "--k",
-                    "2",
-                    "--bootstrap-samples",
-                    "100",
-                    "--seed",
-                    str(seed),
-                    *TINY,
-                ]
+        judged = ["--judge-url", "http://127.0.0.1:9/v1"] if seed == 1 else []
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(LLMJudge, "__call__", even_length_judge)
+            seal(
+                f"knowledge-{seed}",
+                ["eval", "knowledge", *model, "--data", str(data), "--out", str(made[f"knowledge-{seed}"])]
+                + f"--conditions base,passage,self-edit --k 2 --bootstrap-samples 100 --seed {seed}".split()
+                + [*judged, *TINY],
             )
-            == 0
-        )
-    assert (
-        main(
-            [
-                "train",
-                "knowledge",
-                *model,
-                "--data",
-                str(data),
-                "--out",
-                str(made["train"]),
-                "--rounds",
-                "2",
-                "--contexts-per-round",
-                "2",
-                "--k",
-                "2",
-                "--policy-rank",
-                "4",
-                "--policy-alpha",
-                "8",
-                "--policy-epochs",
-                "1",
-                "--keep-rule",
-                "threshold",
-                "--keep-threshold",
-                "0",
-                *TINY,
-            ]
-        )
-        == 0
+    seal(
+        "train",
+        ["train", "knowledge", *model, "--data", str(data), "--out", str(made["train"])]
+        + "--rounds 2 --contexts-per-round 2 --k 2 --keep-rule threshold --keep-threshold 0".split()
+        + "--policy-rank 4 --policy-alpha 8 --policy-epochs 1".split()
+        + TINY,
     )
-    assert (
-        main(
-            [
-                "eval",
-                "continual",
-                *model,
-                "--data",
-                str(data),
-                "--out",
-                str(made["continual"]),
-                "--n-passages",
-                "2",
-                "--sequences",
-                "2",
-                "--guard",
-                "--probe-max-tokens",
-                "24",
-                *TINY,
-            ]
-        )
-        == 0
+    seal(
+        "continual",
+        ["eval", "continual", *model, "--data", str(data), "--out", str(made["continual"])]
+        + "--n-passages 2 --sequences 2 --guard --probe-max-tokens 24".split()
+        + TINY,
     )
     stream = root / "stream.jsonl"
     stream.write_text(
@@ -146,43 +110,30 @@ def runs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
             for p in PASSAGES
         )
     )
-    assert (
-        main(["adapt", *model, "--stream", str(stream), "--out", str(made["adapt"]), "--probe-max-tokens", "24", *TINY])
-        == 0
+    seal(
+        "adapt",
+        ["adapt", *model, "--stream", str(stream), "--out", str(made["adapt"]), "--probe-max-tokens", "24", *TINY],
     )
     assert main(["rollback", "2", "--run", str(made["adapt"]), "--reason", "testing the timeline"]) == 0
     (root / "task.json").write_text(json.dumps(TASK))
-    assert (
-        main(
-            [
-                "eval",
-                "arc",
-                "--tasks",
-                str(root / "task.json"),
-                *model,
-                "--k",
-                "2",
-                "--views",
-                "2",
-                "--max-examples",
-                "4",
-                "--lora-rank",
-                "4",
-                "--lora-alpha",
-                "8",
-                "--self-edit-max-tokens",
-                "16",
-                "--bootstrap-samples",
-                "50",
-                "--oracle-config",
-                TTTConfig(learning_rate=1e-3, epochs=1).to_json(),
-                "--out",
-                str(made["arc"]),
-            ]
-        )
-        == 0
+    seal(
+        "arc",
+        ["eval", "arc", "--tasks", str(root / "task.json"), *model, "--out", str(made["arc"])]
+        + "--k 2 --views 2 --max-examples 4 --lora-rank 4 --lora-alpha 8 --self-edit-max-tokens 16".split()
+        + ["--bootstrap-samples", "50", "--oracle-config", TTTConfig(learning_rate=1e-3, epochs=1).to_json()],
     )
-    return made
+    return made, printed
+
+
+@pytest.fixture(scope="module")
+def runs(made) -> dict[str, Path]:
+    return made[0]
+
+
+@pytest.fixture(scope="module")
+def printed(made) -> dict[str, tuple[str, str]]:
+    """What each command printed: (stdout, stderr)."""
+    return made[1]
 
 
 @pytest.fixture(scope="module")
@@ -194,23 +145,33 @@ def report(runs, tmp_path_factory) -> tuple[Path, str]:
     return out, out.read_text(encoding="utf-8")
 
 
-class Cells(HTMLParser):
-    """The attributes of every element carrying ``data-value`` (the report's table numbers)."""
+class Tagged(HTMLParser):
+    """The attributes of every element carrying the attribute ``name``."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__()
+        self.name = name
         self.found: list[dict[str, str]] = []
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         attributes = dict(attrs)
-        if "data-value" in attributes:
+        if self.name in attributes:
             self.found.append(attributes)
 
 
-def cells(html: str) -> list[dict[str, str]]:
-    parser = Cells()
+def tagged(html: str, name: str) -> list[dict[str, str]]:
+    parser = Tagged(name)
     parser.feed(html)
     return parser.found
+
+
+def cells(html: str) -> list[dict[str, str]]:
+    """The report's table numbers: the elements carrying ``data-value``."""
+    return tagged(html, "data-value")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def images(html: str) -> list[Image.Image]:
@@ -267,6 +228,111 @@ def test_the_table_numbers_equal_results_json(runs, report):
             assert float(cell["data-value"]) == estimate["mean"]
 
 
+def test_the_train_page_shows_how_the_self_edits_changed_as_their_records_say(runs, report):
+    """Per round, all and kept: mean words, non-blank lines and share of word 5-grams found in the prompt."""
+    _, html = report
+    shown = {(c["data-round"], c["data-metric"], c["data-group"]): c["data-value"] for c in tagged(html, "data-group")}
+    assert len(shown) == 2 * 3 * 2  # rounds x measures x (all, kept)
+    for number in (1, 2):
+        samples = read_jsonl(runs["train"] / f"round-{number}" / "samples.jsonl")
+        groups = {
+            "all": [(s["text"], r["prompt"]) for r in samples for s in r["samples"]],
+            "kept": [(r["samples"][i]["text"], r["prompt"]) for r in samples for i in r["kept"]],
+        }
+        for group, edits in groups.items():
+            written = [(text, prompt) for text, prompt in edits if text.strip()]
+            expected = {
+                "words": statistics.fmean(len(text.split()) for text, _ in edits) if edits else None,
+                "lines": statistics.fmean(sum(1 for x in text.splitlines() if x.strip()) for text, _ in edits)
+                if edits
+                else None,
+                "copied": statistics.fmean(copied_share(text, prompt) for text, prompt in written) if written else None,
+            }
+            for metric, value in expected.items():
+                assert shown[str(number), metric, group] == str(value), (number, metric, group)
+
+
+def test_a_self_edit_that_copies_its_passage_shows_as_copied(runs, tmp_path):
+    """Round 1's first self-edits copy a sentence of their passage, the others are the model's own words."""
+    run = tmp_path / "train"
+    shutil.copytree(runs["train"], run)
+    samples = read_jsonl(run / "round-1" / "samples.jsonl")
+    copied = {p["title"]: p["context"].split(". ")[0] for p in PASSAGES}
+    for record in samples:
+        [title] = [title for title in copied if title in record["prompt"]]
+        record["samples"][0]["text"] = copied[title]
+        for sample in record["samples"][1:]:
+            sample["text"] = "an unusual sentence of words that no passage here holds"
+    (run / "round-1" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in samples))
+    out = tmp_path / "report.html"
+
+    assert main(["report", str(run), "--out", str(out)]) == 0
+
+    shown = {
+        (c["data-round"], c["data-group"]): c
+        for c in tagged(out.read_text(), "data-group")
+        if c["data-metric"] == "copied"
+    }
+    share = len(samples) / sum(len(r["samples"]) for r in samples)  # one self-edit of each context copies
+    assert float(shown["1", "all"]["data-value"]) == pytest.approx(share)
+
+
+def test_each_shown_answer_carries_the_judges_verdict_when_the_run_has_them(runs, report):
+    _, html = report
+    verdicts = {(v["unit"], v["question"]): v["judge"] for v in read_jsonl(runs["knowledge-1"] / "judgements.jsonl")}
+    badges = tagged(html, "data-judge")
+    judged = [badge for badge in badges if badge["data-run"] == "seed 1"]
+    assert judged and {badge["data-judge"] for badge in judged} <= {"true", "false"}
+    for badge in judged:
+        assert verdicts[badge["data-unit"], int(badge["data-question"])] is (badge["data-judge"] == "true")
+    assert not [badge for badge in badges if badge["data-run"] == "seed 0"]  # a run without a judge shows none
+
+
+def test_the_arc_page_draws_each_tasks_demonstrations_from_the_run(runs, report):
+    _, html = report
+    assert read_jsonl(runs["arc"] / "tasks.jsonl") == [{"task": "task", **TASK}]
+    assert 'alt="task task: demonstrations and test inputs"' in html
+    assert "its 2 demonstrations (input → output)" in html
+    assert "not recorded by this run" not in html
+
+
+def test_an_arc_run_that_did_not_record_its_tasks_says_so_in_one_line(runs, tmp_path):
+    run = tmp_path / "arc"
+    shutil.copytree(runs["arc"], run)
+    (run / "tasks.jsonl").unlink()
+    out = tmp_path / "report.html"
+
+    assert main(["report", str(run), "--out", str(out)]) == 0
+
+    html = out.read_text()
+    assert html.count("The demonstrations were not recorded by this run") == 1
+    assert "demonstrations and test inputs" not in html
+    assert 'alt="task task, test input 1"' in html  # the truth beside every configuration's attempts, as before
+
+
+def test_every_command_ends_with_a_summary_and_the_line_that_reports_it(runs, printed):
+    for name in ("knowledge-0", "knowledge-1", "train", "continual", "adapt", "arc"):
+        lines = printed[name][0].rstrip().splitlines()
+        run = runs[name]
+        assert lines[-1] == f"See it at a glance: seal report {run} --out {run.name}.html", name
+        assert len(lines) > 2, name  # a summary before it (the table, the rounds, the decisions)
+
+
+@pytest.mark.parametrize(
+    "name, bar",
+    [
+        ("knowledge-0", r"units: 100%\|[^|]*\| 12/12 \[[0-9:]+<00:00"),  # 3 passages x (base, passage, 2 self-edits)
+        ("train", r"round 2: 100%\|[^|]*\| 4/4 \[[0-9:]+<00:00"),  # 2 contexts x k=2 adapters
+        ("continual", r"updates: 100%\|[^|]*\| 8/8 \[[0-9:]+<00:00"),  # (naive, guarded) x 2 sequences x 2 passages
+        ("adapt", r"documents: 100%\|[^|]*\| 3/3 \[[0-9:]+<00:00"),
+        ("arc", r"units: 100%\|[^|]*\| 4/4 \[[0-9:]+<00:00"),  # icl, ttt-oracle, 2 self-edits
+    ],
+)
+def test_each_long_loop_shows_progress_with_an_eta(printed, name, bar):
+    """The bar's last state: done, out of the right total, elapsed<remaining."""
+    assert re.search(bar, printed[name][1]), printed[name][1][-1500:]
+
+
 def test_every_image_is_an_embedded_png_that_decodes(report):
     _, html = report
     decoded = images(html)
@@ -278,22 +344,30 @@ def test_every_image_is_an_embedded_png_that_decodes(report):
 
 
 def test_model_written_text_is_escaped(runs, tmp_path):
-    """A self-edit and an answer holding a <script> show as text."""
-    run = tmp_path / "run"
-    shutil.copytree(runs["knowledge-0"], run)
-    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    """A self-edit and an answer (judged) holding a <script>, and a ReST-EM round's self-edits, show as text."""
+    run, train = tmp_path / "run", tmp_path / "train"
+    shutil.copytree(runs["knowledge-1"], run)
+    records = read_jsonl(run / "records.jsonl")
     for record in records:
         if record["self_edit"]:
             record["self_edit"]["text"] = SCRIPT
         record["grades"][0]["answer"] = SCRIPT
     (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    shutil.copytree(runs["train"], train)
+    samples = read_jsonl(train / "round-1" / "samples.jsonl")
+    for record in samples:
+        for sample in record["samples"]:
+            sample["text"] = SCRIPT
+    (train / "round-1" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in samples))
     out = tmp_path / "report.html"
 
-    assert main(["report", str(run), "--out", str(out)]) == 0
+    assert main(["report", str(run), str(train), "--out", str(out)]) == 0
 
     html = out.read_text()
     assert SCRIPT not in html
-    assert "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;" in html
+    escaped = "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;"
+    assert html.count(escaped) >= len(records) + 2 * len(samples)
+    assert "judge: " in html
 
 
 def test_a_report_only_reads_its_runs(runs, tmp_path):
@@ -362,8 +436,17 @@ IMAGE_CHECK = (
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
-@pytest.mark.parametrize("kind", ["knowledge-0", "train", "continual", "adapt", "arc"])
-def test_each_kind_of_page_loads_in_headless_chromium_with_every_image_decoded(runs, tmp_path, kind):
+@pytest.mark.parametrize(
+    "kind, part",
+    [
+        ("knowledge-1", 'data-judge="'),  # the judge's verdict beside each answer
+        ("train", 'data-metric="copied"'),  # how much of the passage the self-edits copied, per round
+        ("continual", 'alt="forgetting heatmap"'),
+        ("adapt", 'alt="ledger timeline"'),
+        ("arc", "demonstrations and test inputs"),  # the task's grids as recorded
+    ],
+)
+def test_each_kind_of_page_loads_in_headless_chromium_with_every_image_decoded(runs, tmp_path, kind, part):
     page = tmp_path / "report.html"
     assert main(["report", str(runs[kind]), "--out", str(page)]) == 0
     checked = tmp_path / "checked.html"
@@ -390,4 +473,5 @@ def test_each_kind_of_page_loads_in_headless_chromium_with_every_image_decoded(r
     count = len(images(page.read_text()))
     assert title and title.group(1) == f"decoded {count}/{count}", (title, shown.stderr[-2000:])
     assert count > 0
+    assert part in shown.stdout  # the page as the browser built it
     assert "CONSOLE" not in shown.stderr and "Uncaught" not in shown.stderr, shown.stderr[-2000:]

@@ -309,6 +309,17 @@ def test_bad_settings_fail_before_the_model_is_loaded(tmp_path, monkeypatch, cap
     assert not (tmp_path / "run").exists()
 
 
+def test_serve_ends_with_the_current_version_and_the_report_line(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # a server stopped as soon as it started
+    run = tmp_path / "run"
+
+    assert main(["serve", "--run", str(run), "--model", str(tiny_model_dir), "--port", str(free_port())]) == 0
+
+    printed = capsys.readouterr().out.rstrip().splitlines()
+    assert printed[-2] == "Stopped: version 1 is current; updates so far: none."
+    assert printed[-1] == f"See it at a glance: seal report {run} --out {run.name}.html"
+
+
 def test_an_existing_run_is_served_with_its_own_model(tmp_path, tiny_model_dir):
     run = tmp_path / "run"
     assert ServeConfig(run=str(run)).run_model() == ("bundled:smollm2-135m-instruct", "float32")  # a new run

@@ -11,6 +11,8 @@ import logging
 import sys
 import warnings
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from seal_lm.__main__ import INTERRUPTED
 from seal_lm.cli.adapt import AdaptConfig, adapt
 from seal_lm.cli.arc_subset import SelectSubsetConfig, select_subset
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         _, config_class, command = COMMANDS[key]
         config = config_from_args(config_class, args)
         set_threads(args.threads)
-        command(config)
+        with logging_redirect_tqdm():  # log lines print above the progress bars instead of through them
+            command(config)
     except USER_ERRORS as err:
         print(f"seal: error: {err}", file=sys.stderr)
         return 2

@@ -12,10 +12,12 @@ import logging
 import signal
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
+
+from tqdm.auto import tqdm
 
 from seal_lm.cli.continual_options import ContinualOptions
 from seal_lm.cli.options import defaults, option, required
@@ -60,18 +62,22 @@ def adapt(config: AdaptConfig) -> Path:
         with Ledger.open(run.path / LEDGER) as ledger, _finish_then_stop_on_sigterm(stop):
             learner = config.open_learner(ledger, settings)
             print(f"Starting from version {ledger.current().id}; ledger: {ledger.folder}")
-            for item in learn_stream(
-                learner, config.stream, follow=config.follow, stop=stop, poll_interval=config.poll_interval
-            ):
-                if isinstance(item, StreamError):
-                    counts["unreadable"] += 1
-                    print(f"skipped {item}")
-                    if (str(item.location), item.message) not in reported:
-                        reported.add((str(item.location), item.message))
-                        run.append(STREAM_ERRORS, {"location": str(item.location), "message": item.message})
-                else:
-                    counts[item.record.decision] += 1
-                    print(describe(item))
+            # with --follow the stream has no end: the bar counts without one
+            total = None if config.follow else new_documents(config.stream, ledger.decided_documents())
+            with tqdm(desc="documents", unit="document", total=total) as progress:
+                for item in learn_stream(
+                    learner, config.stream, follow=config.follow, stop=stop, poll_interval=config.poll_interval
+                ):
+                    if isinstance(item, StreamError):
+                        counts["unreadable"] += 1
+                        progress.write(f"skipped {item}")
+                        if (str(item.location), item.message) not in reported:
+                            reported.add((str(item.location), item.message))
+                            run.append(STREAM_ERRORS, {"location": str(item.location), "message": item.message})
+                    else:
+                        counts[item.record.decision] += 1
+                        progress.update()
+                        progress.write(describe(item))
             current = ledger.current().id
         print(
             f"Done: {', '.join(f'{n} {what}' for what, n in sorted(counts.items())) or 'no new documents'}; current version {current}."
@@ -80,6 +86,11 @@ def adapt(config: AdaptConfig) -> Path:
             print("Stopped by SIGTERM after the current document; re-run the same command to continue.")
         print(see_it(run.path))
         return run.path
+
+
+def new_documents(source: str, decided: Iterable[str]) -> int:
+    """How many documents of ``source`` are not ``decided`` yet (what a run without --follow will learn)."""
+    return sum(isinstance(item, Document) for item in read_stream(source, seen=decided))
 
 
 def check_stream(source: str) -> None:

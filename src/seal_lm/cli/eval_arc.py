@@ -17,7 +17,7 @@ from seal_lm.cli.options import defaults, option
 from seal_lm.cli.report import see_it
 from seal_lm.cli.shared_options import ArcOptions, ExecutorOptions, is_file
 from seal_lm.domains.arc.config import ConfigRejected, TTTConfig, parse_config
-from seal_lm.domains.arc.data import ArcTask
+from seal_lm.domains.arc.data import TASK_RECORDS, ArcTask, task_to_dict
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.arc.submission import write_submission
 from seal_lm.loops.evaluate import run_conditions
@@ -39,7 +39,10 @@ class EvalArcConfig(ExecutorOptions, ArcOptions):
 
 
 def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> Path:
-    """Run the conditions on the tasks (default: those ``--tasks`` names) and write the run directory."""
+    """Run the conditions on the tasks (default: those ``--tasks`` names) and write the run directory.
+
+    Each task is recorded (``tasks.jsonl``) before the work starts, so the run shows what it was given.
+    """
     if config.k < 1:
         raise ValueError("--k must be at least 1.")
     tasks = config.arc_tasks() if tasks is None else tasks
@@ -49,6 +52,7 @@ def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> P
     executor = config.start_executor(config.device)
     with RunDir.open(config.out or default_run_path("eval-arc"), config.run_config(), defaults(config)) as run:
         log.info("Run directory: %s", run.path)
+        record_tasks(run, tasks)
         make_domain = partial(ArcDomain, settings=settings)
         records = run_conditions(
             run,
@@ -75,6 +79,14 @@ def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> P
         run.write_text("results.md", table)
         print(f"\n{table}\nWritten to {run.path}\n{see_it(run.path)}")
         return run.path
+
+
+def record_tasks(run: RunDir, tasks: Sequence[ArcTask]) -> None:
+    """Append each task the run has not recorded yet (demonstrations, test inputs and outputs), before any work on it."""
+    recorded = {record["task"] for record in run.records(TASK_RECORDS)}
+    for task in tasks:
+        if task.id not in recorded:
+            run.append(TASK_RECORDS, {"task": task.id, **task_to_dict(task)})
 
 
 def oracle_config(given: str) -> TTTConfig:

@@ -20,7 +20,7 @@ from seal_lm.domains.knowledge.data import (
 )
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge
-from seal_lm.loops.evaluate import SAMPLED_KINDS, judge_answers, run_conditions, with_judgements
+from seal_lm.loops.evaluate import JUDGEMENTS, SAMPLED_KINDS, judge_answers, run_conditions, with_judgements
 from seal_lm.loops.report import markdown_table, summarize
 from seal_lm.runs.rundir import RunDir, default_run_path
 
@@ -83,7 +83,7 @@ def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
                 judge_answers(run, records, lambda grade: llm(grade["question"], grade["gold"], grade["answer"]))
             except JudgeError as err:
                 failure = err
-        write_outputs(run, passages, with_judgements(run, records), config.bootstrap_samples)
+        write_outputs(run, passages, with_judgements(run.records(JUDGEMENTS), records), config.bootstrap_samples)
         if failure is not None:
             raise JudgeError(
                 f"{failure} The trained records are kept and the table is written without the judge; re-run the same command to judge the rest."

@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import os
 import socket
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
@@ -26,7 +27,8 @@ from typing import ClassVar
 from seal_lm.cli.adapt import LEDGER
 from seal_lm.cli.continual_options import ContinualOptions
 from seal_lm.cli.options import option
-from seal_lm.continual.ledger import DATABASE, Ledger
+from seal_lm.cli.report import see_it
+from seal_lm.continual.ledger import DATABASE, INITIAL, Ledger
 from seal_lm.continual.versions import ledger_setup
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.loops.continual import ContinualLearner
@@ -132,6 +134,17 @@ def serve(config: ServeConfig) -> None:
         service.learner.stop(timeout=0)
     if service.learner.current_document:
         print(f"Stopped while learning {service.learner.current_document}; it is learned again at the next start.")
+    print(stopped_summary(Path(config.run)))
+
+
+def stopped_summary(run: Path) -> str:
+    """What ``seal serve`` ends with: the run's current version, its updates by decision, and its report line."""
+    with Ledger.open(run / LEDGER, readonly=True) as ledger:
+        current = ledger.current().id
+        decisions = Counter(update.record.decision for update in ledger.updates())
+    decisions.pop(INITIAL, None)  # the base model's version, not an update
+    updates = ", ".join(f"{count} {decision}" for decision, count in sorted(decisions.items())) or "none"
+    return f"Stopped: version {current} is current; updates so far: {updates}.\n{see_it(run)}"
 
 
 def start_service(config: ServeConfig) -> tuple[Service, Access]:

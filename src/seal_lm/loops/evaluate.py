@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cache, partial
 from typing import Any
 
@@ -122,23 +122,18 @@ def _run_pooled(
     same shape as the single setting's, so one report serves both settings.
     """
     done = {record["unit"]: record for record in run.records(RECORDS)}
-    for condition in conditions:
-        for sample in range(k if domain.conditions[condition] in SAMPLED_KINDS else 1):
-            key = f"pooled/{condition}/{sample}"
-            if key not in done:
-                done[key] = _run_pooled_unit(
-                    run,
-                    key,
-                    domain,
-                    contexts,
-                    condition,
-                    sample,
-                    k,
-                    inner_loop,
-                    self_edit_generation,
-                    external_self_edits,
-                )
-                run.append(RECORDS, done[key])
+    todo = [
+        (condition, sample)
+        for condition in conditions
+        for sample in range(k if domain.conditions[condition] in SAMPLED_KINDS else 1)
+        if f"pooled/{condition}/{sample}" not in done
+    ]
+    for condition, sample in tqdm(todo, desc="pooled units", unit="unit"):
+        key = f"pooled/{condition}/{sample}"
+        done[key] = _run_pooled_unit(
+            run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits
+        )
+        run.append(RECORDS, done[key])
     return [part for record in done.values() for part in per_context(record)]
 
 
@@ -206,9 +201,10 @@ def judge_answers(run: RunDir, records: Sequence[dict], judge: Callable[[dict], 
         run.append(JUDGEMENTS, {"unit": unit, "question": question, "judge": judge(grade)})
 
 
-def with_judgements(run: RunDir, records: Sequence[dict]) -> list[dict]:
-    """Copies of ``records`` whose grades carry the run's judge verdict (``"judge"``) where there is one."""
-    verdicts = {(verdict["unit"], verdict["question"]): verdict["judge"] for verdict in run.records(JUDGEMENTS)}
+def with_judgements(judgements: Iterable[dict], records: Sequence[dict]) -> list[dict]:
+    """Copies of ``records`` whose grades carry the judge's verdict (``"judge"``) where ``judgements`` (a run's
+    ``judgements.jsonl``) hold one."""
+    verdicts = {(verdict["unit"], verdict["question"]): verdict["judge"] for verdict in judgements}
     judged = []
     for record in records:
         keys = [(record["unit"], i) for i in range(len(record["grades"]))]

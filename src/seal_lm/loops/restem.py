@@ -22,7 +22,7 @@ import logging
 import random
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -179,24 +179,32 @@ def _e_step(
     job = partial(
         _score_job, settings=settings, reward=reward, measure_baseline=measure_baseline, round_number=round_number
     )
-    for _, record in tqdm(
-        executor.run(make_worker, job, todo), desc=f"round {round_number}", unit="context", total=len(todo)
-    ):
-        chosen = keep(Scored(record["rewards"], record["baseline"]))
-        record |= {"kept": chosen.indices, "keep_note": chosen.note}
-        run.append(samples_file, record)
-        done[record["context_id"]] = record
+    adapters = (settings.k + int(measure_baseline)) * settings.inner_seeds  # per context, rejected self-edits included
+    with tqdm(desc=f"round {round_number}", unit="adapter", total=len(todo) * adapters) as progress:
+        for _, parts in executor.run(make_worker, job, todo):
+            for part in parts:
+                if isinstance(part, int):  # adapters of the context just scored (or skipped: a rejected self-edit)
+                    progress.update(part)
+                    continue
+                chosen = keep(Scored(part["rewards"], part["baseline"]))
+                part |= {"kept": chosen.indices, "keep_note": chosen.note}
+                run.append(samples_file, part)
+                done[part["context_id"]] = part
+                progress.set_postfix_str(f"{len(done)}/{len(contexts)} contexts", refresh=False)
     return [done[domain.context_id(c)] for c in contexts]
 
 
 def _score_job(
     worker: Worker, context: Any, *, settings: RestemSettings, reward: Reward, measure_baseline: bool, round_number: int
-) -> dict:
-    """A job: the record of one context, its self-edits written and scored on ``worker``."""
+) -> Iterator[int | dict]:
+    """A job: one context's self-edits written and scored on ``worker`` (see :func:`_score_context`)."""
     return _score_context(worker.domain, context, worker.inner_loop, settings, reward, measure_baseline, round_number)
 
 
-def _score_context(domain, context, inner_loop, settings, reward, measure_baseline, round_number) -> dict:
+def _score_context(
+    domain, context, inner_loop, settings, reward, measure_baseline, round_number
+) -> Iterator[int | dict]:
+    """Yields how many of the context's adapters are done, as they finish (for the progress bar), then its record."""
     start = time.perf_counter()
     prompts = domain.probe_prompts(context)
     key = f"{round_number}/{domain.context_id(context)}"  # a round's samples of a context differ from the last round's
@@ -217,15 +225,17 @@ def _score_context(domain, context, inner_loop, settings, reward, measure_baseli
             owners += [index] * settings.inner_seeds
         except SelfEditRejected as reason:
             sample["rejected"] = str(reason)
+            yield settings.inner_seeds  # its adapters will not be trained
         samples.append(sample)
     if measure_baseline:
         plans += _seeded(domain.context_plan(context), settings.inner_seeds)
         owners += [None] * settings.inner_seeds
     baseline_rewards = []
-    for owner, result in zip(owners, inner_loop.train_and_answer(plans, prompts, domain.answer_generation)):
+    for owner, result in zip(owners, inner_loop.train_and_answer_each(plans, prompts, domain.answer_generation)):
         earned = reward(domain.score(context, [a.text for a in result.answers]))
         (baseline_rewards if owner is None else samples[owner]["seed_rewards"]).append(earned)
-    return {
+        yield 1
+    yield {
         "context_id": domain.context_id(context),
         "prompt": edit_prompt,
         "samples": samples,
@@ -262,9 +272,9 @@ def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict
     if not pairs:
         log.warning("Round %d kept no self-edit: the policy is carried over unchanged.", round_number)
     elif settings.full_finetune:
-        stats = train_on_plan(model, tokenizer, plan, [p.requires_grad_() for p in model.parameters()])
+        stats = train_on_plan(model, tokenizer, plan, [p.requires_grad_() for p in model.parameters()], progress=True)
     else:
-        update = InnerLoop(model, tokenizer)
+        update = InnerLoop(model, tokenizer, progress=True)
         stats = update.train_adapter(plan)
         model = update.merge_adapter()
     rewards = [reward for r in records for reward in _zeroed(r)]

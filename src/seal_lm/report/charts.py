@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import matplotlib
 
@@ -93,11 +93,15 @@ def lines_across(
     return png_uri(figure)
 
 
-def lines_panels(xlabels: Sequence[str], measures: dict[str, dict[str, Sequence[float | None]]]) -> str:
-    """One panel per measure (its name), each with one line per series across ``xlabels``."""
+def lines_panels(
+    xlabels: Sequence[str], measures: dict[str, dict[str, Sequence[float | None]]], shares: Collection[str] = ()
+) -> str:
+    """One panel per measure (titled by its key), each with one line per series across ``xlabels``; ``shares`` are on 0..1."""
     figure, axes = panels(len(measures), width=max(3.6, 1.0 * len(xlabels) + 1.8), height=2.8)
-    for axis, (name, series) in zip(axes, measures.items()):
-        _lines(axis, xlabels, series, {}, f"self-edit {name} (mean)", name)
+    for axis, (title, series) in zip(axes, measures.items()):
+        _lines(axis, xlabels, series, {}, title, "")
+        if title in shares:
+            axis.set_ylim(-0.05, 1.05)
     return png_uri(figure)
 
 
@@ -181,17 +185,17 @@ def ledger_timeline(updates: Sequence[dict], rollbacks: Sequence[float]) -> str:
     return png_uri(figure)
 
 
-def arc_grids(truth: list[list[int]], rows: Sequence[tuple[str, Sequence[tuple[str, list[list[int]] | None]]]]) -> str:
-    """Grids in ARC colours: per row (e.g. a configuration), the truth and then the row's titled grids (e.g. its two attempts)."""
-    columns = 1 + max(len(grids) for _, grids in rows)
+def arc_grids(rows: Sequence[tuple[str, Sequence[tuple[str, list[list[int]] | None]]]]) -> str:
+    """Grids in ARC colours, one row per (name, its titled grids): e.g. a demonstration's input and output, or the truth and a configuration's attempts."""
+    columns = max(len(grids) for _, grids in rows)
     figure, axes = plt.subplots(
         len(rows), columns, figsize=(1.3 * columns + 1.2, 1.35 * len(rows)), squeeze=False, layout="constrained"
     )
     for (name, grids), line in zip(rows, axes):
         line[0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
-        for axis, (title, grid) in zip(line, [("truth", truth), *grids]):
+        for axis, (title, grid) in zip(line, grids):
             _grid(axis, title, grid)
-        for axis in line[1 + len(grids) :]:
+        for axis in line[len(grids) :]:
             axis.axis("off")
     return png_uri(figure)
 

@@ -9,25 +9,21 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from statistics import fmean
 from typing import Any
 
 from seal_lm.continual.ledger import Update
-from seal_lm.loops.evaluate import RECORDS, per_context
+from seal_lm.domains.arc.data import TASK_RECORDS
+from seal_lm.loops.evaluate import JUDGEMENTS, RECORDS, per_context, with_judgements
 from seal_lm.loops.report import per_question_scores
 from seal_lm.loops.restem import SAMPLES
 from seal_lm.report import charts
 from seal_lm.report.runs import Run
+from seal_lm.report.self_edits import COPIED_NGRAM, MEASURES, SHARES, SelfEdit
 
 SHOWN_PASSAGES = 3  # best and worst passages shown in full, each
 SHOWN_CONTEXTS = 4  # contexts per ReST-EM round whose self-edits are shown in full
 SHOWN_TASKS = 12  # ARC tasks drawn
-# how a self-edit's shape is measured, to see it change across rounds
-SELF_EDIT_SHAPE: dict[str, Callable[[str], int]] = {
-    "words": lambda text: len(text.split()),
-    "lines": lambda text: sum(1 for line in text.splitlines() if line.strip()),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -41,7 +37,8 @@ def eval_knowledge(runs: list[Run]) -> dict[str, Any]:
     for entry in section["runs"]:
         run, summary = entry["run"], entry["summary"]
         records = [part for record in run.records(RECORDS) for part in per_context(record)]
-        entry["paired"] = _paired(summary, records, _passages(run))
+        entry["judged"] = bool(judgements := run.records(JUDGEMENTS))
+        entry["paired"] = _paired(summary, with_judgements(judgements, records), _passages(run))
     return section
 
 
@@ -49,7 +46,7 @@ def eval_arc(runs: list[Run]) -> dict[str, Any]:
     """The conditions of each run (share of test inputs solved), and each task's truth beside every configuration's attempts."""
     section = _conditions(runs, ("accuracy",), accuracy="solved")
     for entry in section["runs"]:
-        entry["tasks"] = _arc_tasks(entry["run"].records(RECORDS))
+        entry["tasks"], entry["tasks_recorded"] = _arc_tasks(entry["run"])
     return section
 
 
@@ -154,10 +151,14 @@ def _passages(run: Run) -> dict[str, dict[str, str]]:
     }
 
 
-def _arc_tasks(records: list[dict]) -> list[dict[str, Any]]:
-    """Per task: each test input's truth and every configuration's two attempts, drawn, and the configurations sampled."""
+def _arc_tasks(run: Run) -> tuple[list[dict[str, Any]], bool]:
+    """Per task: its demonstrations and test grids, each test input's truth beside every configuration's two attempts.
+
+    Also whether the run recorded its tasks (``tasks.jsonl``; runs made before it did show no demonstrations).
+    """
+    given = {record["task"]: record for record in run.records(TASK_RECORDS)}
     by_task = defaultdict(list)
-    for record in records:
+    for record in run.records(RECORDS):
         by_task[record["context_id"]].append(record)
     tasks = []
     for task, units in list(by_task.items())[:SHOWN_TASKS]:
@@ -169,15 +170,39 @@ def _arc_tasks(records: list[dict]) -> list[dict[str, Any]]:
                 (
                     f"{unit['condition']} {unit['sample']}",
                     [
+                        ("truth", grade["gold"]),
                         (f"attempt 1{' ✓' if grade['correct'] else ''}", grade["attempt_1"]),
                         ("attempt 2", grade["attempt_2"]),
                     ],
                 )
                 for unit, grade in zip(units, first)
             ]
-            figures.append({"test": index + 1, "image": charts.arc_grids(first[0]["gold"], rows)})
-        tasks.append({"id": task, "figures": figures, "units": units})
-    return tasks
+            figures.append({"test": index + 1, "image": charts.arc_grids(rows)})
+        examples = given.get(task)
+        tasks.append(
+            {
+                "id": task,
+                "examples": charts.arc_grids(_task_rows(examples)) if examples else None,
+                "demonstrations": len(examples["train"]) if examples else None,
+                "figures": figures,
+                "units": units,
+            }
+        )
+    return tasks, bool(given)
+
+
+def _task_rows(task: dict) -> list[tuple[str, list[tuple[str, list[list[int]] | None]]]]:
+    """A recorded task's grids as rows: each demonstration's input and output, then each test input and its output."""
+    return [
+        (f"demonstration {i + 1}", [("input", pair["input"]), ("output", pair["output"])])
+        for i, pair in enumerate(task["train"])
+    ] + [
+        (
+            f"test {i + 1}",
+            [("input", pair["input"]), ("output" if "output" in pair else "output not given", pair.get("output"))],
+        )
+        for i, pair in enumerate(task["test"])
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,15 +220,18 @@ def train(runs: list[Run]) -> dict[str, Any]:
         rounds = []
         for number in numbers:
             samples = run.records(f"round-{number}/{SAMPLES}")
+            written = [(s["text"], r["prompt"]) for r in samples for s in r["samples"]]
+            kept = [(r["samples"][i]["text"], r["prompt"]) for r in samples for i in r["kept"]]
             rounds.append(
                 {
                     "number": number,
                     "summary": run.json(f"round-{number}/summary.json", required=False),  # None while the round runs
                     "contexts": samples,
                     "shown": samples[:SHOWN_CONTEXTS],
-                    "texts": [s["text"] for r in samples for s in r["samples"]],
-                    "kept_texts": [r["samples"][i]["text"] for r in samples for i in r["kept"]],
                     "rewards": [reward for r in samples for reward in r["rewards"] if reward is not None],
+                    "self_edits": len(written),
+                    "kept": len(kept),
+                    "shape": _shape(written, kept),
                 }
             )
         entries.append({"run": run, "rounds": rounds})
@@ -213,11 +241,22 @@ def train(runs: list[Run]) -> dict[str, Any]:
         raise ValueError(f"{runs[0].path}: no round-N folder yet; the run has not started its first round.")
     return {
         "runs": entries,
+        "measures": MEASURES,
+        "shares": SHARES,
+        "copied_ngram": COPIED_NGRAM,
         "rewards": charts.distributions(
             labels, [r["rewards"] for r in rounds], "rewards of the usable self-edits, per round", "reward"
         ),
         "shape": charts.lines_panels(
-            labels, {name: _shape(rounds, measure) for name, measure in SELF_EDIT_SHAPE.items()}
+            labels,
+            {
+                title: {
+                    "all self-edits": [r["shape"][name]["all"] for r in rounds],
+                    "kept": [r["shape"][name]["kept"] for r in rounds],
+                }
+                for name, (title, _) in MEASURES.items()
+            },
+            shares=[MEASURES[name][0] for name in SHARES],
         ),
     }
 
@@ -226,12 +265,9 @@ def _round_label(run: Run, number: int, runs: int) -> str:
     return f"{run.label} r{number}" if runs > 1 else f"round {number}"
 
 
-def _shape(rounds: list[dict], measure: Callable[[str], int]) -> dict[str, list[float | None]]:
-    """The mean of ``measure`` over every self-edit and over the kept ones, per round."""
-    return {
-        "all self-edits": [fmean(map(measure, r["texts"])) if r["texts"] else None for r in rounds],
-        "kept": [fmean(map(measure, r["kept_texts"])) if r["kept_texts"] else None for r in rounds],
-    }
+def _shape(written: list[SelfEdit], kept: list[SelfEdit]) -> dict[str, dict[str, float | None]]:
+    """Each measure of a round's self-edits, over all of them and over the kept ones."""
+    return {name: {"all": measure(written), "kept": measure(kept)} for name, (_, measure) in MEASURES.items()}
 
 
 # ---------------------------------------------------------------------------------------------

