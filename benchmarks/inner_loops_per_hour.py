@@ -1,11 +1,12 @@
-"""Benchmark: candidate inner loops per hour of ``seal eval knowledge``, old threads vs new defaults vs worker processes.
+"""Benchmark: candidate inner loops per hour of ``seal eval knowledge``, the old default vs the new.
 
 Runs the same ``seal eval knowledge`` (self-edit condition, ``--n-passages`` passages of eval200, the
 single-passage table's settings) three ways, one after another on an otherwise idle machine:
 
-- *before*: torch's OpenMP defaults (torch imported before ``seal_lm``), in-process, all cores;
-- *now, in-process*: seal-lm's defaults;
-- *now, 2 processes*: ``--executor processes --workers 2`` (one thread each).
+- *before*: torch's OpenMP defaults (torch imported before ``seal_lm``), in-process, all cores: the
+  old default;
+- *now, in-process*: seal-lm's thread settings, ``--executor in-process``;
+- *now, default*: no flags: ``--executor auto``, one worker process of one thread per usable core.
 
 Reports wall time, inner loops (units) per hour and the accuracy table of each, which must agree
 (the same seeds: the same self-edits and adapters). Appends to BENCHMARKS.md with ``--append``:
@@ -30,9 +31,9 @@ from common import SQUAD, command, machine, publish
 STARTS = {
     "before": "import torch, sys; from seal_lm.cli import main; sys.exit(main())",
     "now, in-process": "import sys; from seal_lm.cli import main; sys.exit(main())",
-    "now, 2 processes": "import sys; from seal_lm.cli import main; sys.exit(main())",
+    "now, default (auto)": "import sys; from seal_lm.cli import main; sys.exit(main())",
 }
-EXTRA = {"now, 2 processes": ["--executor", "processes", "--workers", "2"]}
+EXTRA = {"before": ["--executor", "in-process"], "now, in-process": ["--executor", "in-process"]}
 
 
 def run(way: str, n_passages: int, out: Path) -> tuple[float, dict]:
@@ -61,7 +62,7 @@ def main() -> None:
             print(f"{way}: {wall:.0f} s, accuracy {row['accuracy']:.4f}", flush=True)
     base = rows[0][1]
     lines = [
-        f"\n## Inner loops per hour: seal eval knowledge, before vs now ({dt.date.today().isoformat()})\n",
+        f"\n## Inner loops per hour: seal eval knowledge, the old default vs the new ({dt.date.today().isoformat()})\n",
         f"Command: `{command()}`. Machine: {machine()}. Nothing else ran. Each way runs `seal eval knowledge "
         f"--conditions self-edit --k 1 --n-passages {args.n_passages}` on eval200 (bundled model, LoRA q_proj,v_proj, "
         "10 epochs): one inner loop per passage, its self-edit written first.\n",

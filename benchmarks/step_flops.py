@@ -87,21 +87,22 @@ def main() -> None:
     loops = {"fp32": InnerLoop(loaded.model, loaded.tokenizer)}
     flops = {length: step_flops(loops["fp32"], plan) for length, plan in plans.items()}
     loops["bf16 autocast"] = InnerLoop(loops["fp32"].release(), loaded.tokenizer, compute_dtype=torch.bfloat16)
+    loops["bf16 weights"] = InnerLoop(load_model(dtype="bfloat16").model, loaded.tokenizer)  # --dtype bfloat16
     rows = []
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
-        peaks = {"fp32": matmul_peak(torch.float32), "bf16 autocast": matmul_peak(torch.bfloat16)}
+        fp32, bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+        rows.append(f"| {threads} | fp32 | matmul peak | | {fp32 / 1e9:.0f} | 100% | 100% |")
+        rows.append(f"| {threads} | bf16 | matmul peak | | {bf16 / 1e9:.0f} | 100% | {bf16 / fp32:.0%} |")
+        peaks = {"fp32": fp32, "bf16 autocast": bf16, "bf16 weights": bf16}
         for compute, loop in loops.items():
-            rows.append(
-                f"| {threads} | {compute} | matmul peak | | {peaks[compute] / 1e9:.0f} | 100% | {peaks[compute] / peaks['fp32']:.0%} |"
-            )
             for length, plan in plans.items():
                 seconds = step_seconds(loop, plan)
                 achieved = flops[length] / seconds
                 rows.append(
                     f"| {threads} | {compute} | training step, {length} tokens ({flops[length] / 1e9:.1f} GFLOP) "
                     f"| {seconds * 1000:.0f} ms | {achieved / 1e9:.0f} | {achieved / peaks[compute]:.0%} "
-                    f"| {achieved / peaks['fp32']:.0%} |"
+                    f"| {achieved / fp32:.0%} |"
                 )
             loop.release()
     table = "\n".join(rows)
@@ -110,7 +111,8 @@ def main() -> None:
 
 Command: `{command()}`. Machine: {machine()}. Nothing else ran.
 One step of `InnerLoop.train_adapter` (bundled SmolLM2-135M, fp32, LoRA rank 32 on {args.target_modules},
-AdamW, batch 1), in fp32 and under bf16 autocast (`--compute-dtype bfloat16`): FLOPs counted by `torch.utils.flop_counter.FlopCounterMode`, time the median of three
+AdamW, batch 1), in fp32, under bf16 autocast (`--compute-dtype bfloat16`) and with the frozen weights
+stored in bf16 (`--dtype bfloat16`; PEFT keeps the adapter in fp32): FLOPs counted by `torch.utils.flop_counter.FlopCounterMode`, time the median of three
 {args.epochs}-step plans after a warm-up.
 
 | threads | compute | what | time per step | GFLOP/s | share of its dtype's peak | share of fp32 peak |
