@@ -13,6 +13,8 @@ from seal_lm.threads import wait_passively
 
 wait_passively()  # before anything imports torch: idle OpenMP threads sleep after a short spin (see seal_lm.threads)
 
+INTERRUPTED = 130  # the exit status of a command ended by Ctrl-C (128 + SIGINT), as shells report it
+
 # Each public name and its module. Names are imported on first use, so ``import seal_lm`` is instant:
 # the ``seal`` command starts (and answers Ctrl-C) before torch and transformers have loaded.
 _HOMES = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-INTERRUPTED = 130  # the exit status after Ctrl-C (128 + SIGINT), as shells report it
+from seal_lm import INTERRUPTED
 
 
 def run() -> None:

@@ -13,7 +13,7 @@ import warnings
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from seal_lm.__main__ import INTERRUPTED
+from seal_lm import INTERRUPTED
 from seal_lm.cli.adapt import AdaptConfig, adapt
 from seal_lm.cli.arc_subset import SelectSubsetConfig, select_subset
 from seal_lm.cli.chat import ChatConfig, chat
