@@ -148,6 +148,26 @@ def test_bad_settings_models_and_outs_are_reported_before_loading(command, input
         assert not out.exists()
 
 
+FULL_FINETUNE_REFUSED = {  # settings --full-finetune does not go with → what the error says
+    "single setting": ([], "add --setting cpt"),
+    "distillation": (["--setting", "cpt", "--inner-objective", "distill"], "--inner-objective sft only"),
+    "batched engine": (["--setting", "cpt", "--engine", "batched"], "drop --engine and --generator"),
+    "vllm": (["--setting", "cpt", "--generator", "vllm"], "drop --engine and --generator"),
+    "other executor": (["--setting", "cpt", "--executor", "processes"], "drop --executor"),
+}
+
+
+@pytest.mark.parametrize("problem", FULL_FINETUNE_REFUSED)
+def test_full_finetune_with_a_setting_it_does_not_go_with_is_refused_before_loading(
+    problem, inputs, tmp_path, capsys, no_model_loading
+):
+    flags, fragment = FULL_FINETUNE_REFUSED[problem]
+    out = tmp_path / "run"
+    assert main(command_line("eval knowledge", inputs, out, "--full-finetune", *flags)) == 2
+    assert_one_line_error(capsys, fragment)
+    assert not out.exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
 def test_an_unwritable_out_is_reported_before_loading(inputs, tmp_path, capsys, no_model_loading):
     locked = tmp_path / "locked"

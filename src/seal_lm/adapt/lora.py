@@ -175,11 +175,7 @@ class InnerLoop:
         """Each plan's result, yielded as soon as its adapter has answered."""
         for plan in plans:
             stats = self.train_adapter(plan)
-            if stats.stopped:
-                answers = [NO_ANSWER] * len(prompts)
-            else:
-                with mixed_precision(self.base_model, self.compute_dtype):
-                    answers = generate(self.peft_model, self.tokenizer, prompts, generation)
+            answers = answers_after(stats, self.peft_model, self.tokenizer, prompts, generation, self.compute_dtype)
             yield CandidateResult(stats=stats, answers=answers, adapter_state=self.adapter_state())
 
     def train_adapter(self, plan: TrainPlan) -> TrainStats:
@@ -256,6 +252,21 @@ class InnerLoop:
                     a.copy_(initial_lora_a(a.shape, generator))
                     b.zero_()
         return self.peft_model
+
+
+def answers_after(
+    stats: TrainStats,
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    generation: GenerationSettings,
+    compute_dtype: torch.dtype | None,
+) -> list[Generation]:
+    """The answers of a just-trained ``model`` to ``prompts``: none (:data:`NO_ANSWER`) when its training diverged."""
+    if stats.stopped:
+        return [NO_ANSWER] * len(prompts)
+    with mixed_precision(model, compute_dtype):
+        return generate(model, tokenizer, prompts, generation)
 
 
 def mixed_precision(model: torch.nn.Module, dtype: torch.dtype | None):

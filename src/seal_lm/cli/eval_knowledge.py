@@ -8,6 +8,8 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from seal_lm.adapt.full import FullFineTune
+from seal_lm.adapt.lora import InnerLoopEngine
 from seal_lm.cli.options import defaults, option
 from seal_lm.cli.report import see_it
 from seal_lm.cli.shared_options import ExecutorOptions, KnowledgeOptions
@@ -31,7 +33,8 @@ log = logging.getLogger(__name__)
 class EvalKnowledgeConfig(ExecutorOptions, KnowledgeOptions):
     setting: Literal["single", "cpt"] = option(
         "single",
-        "single trains a fresh adapter per passage, cpt (continued pretraining) one adapter on all passages' data.",
+        "single trains a fresh adapter per passage, cpt (continued pretraining) one adapter (or, with "
+        "--full-finetune, all weights) on all passages' data.",
     )
     conditions: tuple[str, ...] = option(
         ("base", "passage", "self-edit"), "Comma-separated.", KnowledgeDomain.conditions
@@ -47,15 +50,51 @@ class EvalKnowledgeConfig(ExecutorOptions, KnowledgeOptions):
     judge_model: str = option("gpt-4.1", "Judge model name.")
     judge_key_env: str = option("OPENAI_API_KEY", "Environment variable holding the judge's API key.")
     bootstrap_samples: int = option(2000, "Bootstrap resamples for standard errors and intervals.")
+    full_finetune: bool = option(
+        False,
+        "With --setting cpt: train all weights instead of a LoRA adapter (the paper's v2), restored bit for bit after "
+        "each condition; lower --lr for it (e.g. 1e-5; the default 1e-3 is LoRA's). Memory: about 4x the float32 "
+        "weights, plus a copy of them in CPU memory.",
+    )
+
+    def check(self) -> None:
+        """Also the settings only this command has, and which go together."""
+        if self.n_passages < 0 or self.k < 1:
+            raise ValueError("--n-passages must be 0 (all) or positive, and --k at least 1.")
+        if self.setting == "cpt" and self.executor not in ("auto", "in-process"):
+            raise ValueError("--setting cpt trains one adapter at a time on all passages, in-process: drop --executor.")
+        if self.full_finetune:
+            check_full_finetune(self)
+        super().check()
+
+    def inner_loop(self, model, tokenizer, spec: str) -> InnerLoopEngine:
+        """With ``--full-finetune``, the engine that trains all weights; else the one ``--engine`` names."""
+        if self.full_finetune:
+            return FullFineTune(model, tokenizer, compute_dtype=self.autocast_dtype())
+        return super().inner_loop(model, tokenizer, spec)
+
+
+def check_full_finetune(config: EvalKnowledgeConfig) -> None:
+    """Fail on a setting ``--full-finetune`` does not go with, naming the flag to change."""
+    if config.setting != "cpt":
+        raise ValueError(
+            "--full-finetune trains all weights on the pooled passages of --setting cpt: add --setting cpt, or drop --full-finetune."
+        )
+    if config.inner_objective != "sft":
+        raise ValueError(
+            f"--full-finetune trains with --inner-objective sft only ({config.inner_objective}'s teacher is the model "
+            "with its adapter disabled, and a full fine-tune has no adapter)."
+        )
+    if config.engine != "sequential" or config.generator != "hf":
+        raise ValueError(
+            "--full-finetune trains the model itself, one condition at a time: drop --engine and --generator "
+            "(the batched engine and vLLM serve a fixed base model with adapters)."
+        )
 
 
 def eval_knowledge(config: EvalKnowledgeConfig) -> Path:
     """Run the conditions table and write the run directory; returns its path."""
-    if config.n_passages < 0 or config.k < 1:
-        raise ValueError("--n-passages must be 0 (all) or positive, and --k at least 1.")
-    if config.setting == "cpt" and config.executor not in ("auto", "in-process"):
-        raise ValueError("--setting cpt trains one adapter at a time on all passages, in-process: drop --executor.")
-    passages = config.passages()
+    passages = config.passages()  # checks the settings first
     passages = passages[: config.n_passages] if config.n_passages else passages
     external = _external_lookup(config, passages) if "external" in config.conditions else None
     make_domain = partial(KnowledgeDomain, settings=config.knowledge_settings())

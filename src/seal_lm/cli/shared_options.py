@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seal_lm.adapt.batched import BatchedInnerLoop, check_supported
 from seal_lm.adapt.lora import InnerLoop, InnerLoopEngine, InnerLoopSettings
@@ -42,6 +42,9 @@ from seal_lm.model.loading import (
 from seal_lm.model.prompting import PromptFormatter
 from seal_lm.runs.executor import Executor, InProcessExecutor, ProcessExecutor, RayExecutor
 from seal_lm.threads import set_threads, share, usable_cores
+
+if TYPE_CHECKING:
+    import torch
 
 ENGINES = {"sequential": InnerLoop, "batched": BatchedInnerLoop}
 GENERATORS = ("hf", "vllm")
@@ -121,12 +124,16 @@ class ModelOptions:
 
     def inner_loop(self, model, tokenizer, spec: str) -> InnerLoopEngine:
         """The inner-loop engine named by ``--engine`` (with vLLM generation under ``--generator vllm``) on ``spec``'s loaded model."""
-        compute_dtype = None if self.compute_dtype == "float32" else DTYPES[self.compute_dtype]
+        compute_dtype = self.autocast_dtype()
         if self.generator == "vllm":
             return VLLMInnerLoop(
                 model, tokenizer, resolve_model(spec), self.lora_rank, self.vllm_gpu_memory, compute_dtype=compute_dtype
             )
         return ENGINES[self.engine](model, tokenizer, compute_dtype=compute_dtype)
+
+    def autocast_dtype(self) -> torch.dtype | None:
+        """What ``--compute-dtype`` autocasts the inner loop's forward passes to (None: float32, no autocast)."""
+        return None if self.compute_dtype == "float32" else DTYPES[self.compute_dtype]
 
     def self_edit_generation(self) -> GenerationSettings:
         return GenerationSettings(

@@ -116,7 +116,8 @@ def run_conditions(
 def _run_pooled(
     run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits
 ) -> list[dict]:
-    """Continued pretraining: one adapter per (condition, sample) on the pooled data of all contexts.
+    """Continued pretraining: one adapter per (condition, sample) on the pooled data of all contexts
+    (or all weights, trained and then restored, with a full fine-tuning engine: :mod:`seal_lm.adapt.full`).
 
     Returns per-context records (the pooled training statistics on the first context's record), the
     same shape as the single setting's, so one report serves both settings.
