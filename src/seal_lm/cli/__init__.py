@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -36,6 +35,7 @@ from seal_lm.cli.ledger import (
 from seal_lm.cli.options import add_config_flags, config_from_args
 from seal_lm.cli.report import ReportConfig, report
 from seal_lm.cli.serve import ServeConfig, serve
+from seal_lm.cli.shared_options import quiet_libraries
 from seal_lm.cli.train import TrainArcConfig, TrainKnowledgeConfig, train_arc, train_knowledge
 from seal_lm.continual.ledger import LedgerError
 from seal_lm.domains.knowledge.grading import JudgeError
@@ -131,13 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    warnings.filterwarnings(
-        "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
-    )  # raised inside peft
+    quiet_libraries()
     key = (args.command, args.domain) if args.command in GROUPS else (None, args.command)
     try:
         _, config_class, command = COMMANDS[key]

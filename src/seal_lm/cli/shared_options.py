@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -186,7 +187,7 @@ class ExecutorOptions:
                 raise ValueError(
                     f"--workers {workers} with --threads {threads}: each worker process needs a thread of its own; lower --workers or raise --threads."
                 )
-            return ProcessExecutor(workers, prepare=partial(set_threads, share(threads, workers)))
+            return ProcessExecutor(workers, prepare=partial(prepare_worker_process, share(threads, workers)))
         if executor == "ray":
             return RayExecutor(self.ray_address or None, self.workers or 1)
         return InProcessExecutor()
@@ -194,6 +195,22 @@ class ExecutorOptions:
     def run_config(self) -> dict[str, Any]:
         """The whole config as recorded in (and checked against) the run directory, less how the run is carried out."""
         return asdict(self) | {name: None for name in HOW_TO_RUN}
+
+
+def quiet_libraries() -> None:
+    """Silence what the libraries print that a user cannot act on: transformers' progress bars and notices,
+    and a deprecation warning raised inside peft."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+
+
+def prepare_worker_process(threads: int) -> None:
+    """What a worker process of ``--executor processes`` does first: its share of the threads, the libraries quiet."""
+    set_threads(threads)
+    quiet_libraries()
 
 
 def _on_gpu(device: str) -> bool:
