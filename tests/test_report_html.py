@@ -228,6 +228,25 @@ def test_the_table_numbers_equal_results_json(runs, report):
             assert float(cell["data-value"]) == estimate["mean"]
 
 
+@pytest.mark.parametrize("name", ["knowledge-0", "arc"])
+def test_an_evaluation_still_running_shows_the_table_of_its_units_so_far(runs, tmp_path, name):
+    """Without results.json the table is made from the records by the function that writes results.json:
+    with every unit recorded it equals results.json; with some, it is marked in progress."""
+    run = tmp_path / "run"
+    shutil.copytree(runs[name], run)
+    results = json.loads((run / "results.json").read_text())
+    (run / "results.json").unlink()
+    assert main(["report", str(run), "--out", str(tmp_path / "all.html"), "--label", f"x={run}"]) == 0
+    shown = [c for c in cells((tmp_path / "all.html").read_text()) if c.get("data-run") == "x"]
+    accuracies = {c["data-condition"]: c["data-value"] for c in shown if c.get("data-metric") == "accuracy"}
+    assert accuracies == {condition: str(row["accuracy"]) for condition, row in results["conditions"].items()}
+
+    records = (run / "records.jsonl").read_text().splitlines()
+    (run / "records.jsonl").write_text("\n".join(records[:2]) + "\n")
+    assert main(["report", str(run), "--out", str(tmp_path / "some.html")]) == 0
+    assert 'data-in-progress="2"' in (tmp_path / "some.html").read_text()
+
+
 def test_the_train_page_shows_how_the_self_edits_changed_as_their_records_say(runs, report):
     """Per round, all and kept: mean words, non-blank lines and share of word 5-grams found in the prompt."""
     _, html = report
@@ -412,8 +431,8 @@ def test_a_bad_run_is_one_clear_line(runs, tmp_path, capsys, case, message):
     elif case == "corrupt":
         run.mkdir()
         (run / "config.json").write_text("{not json")
-    elif case == "unfinished":
-        shutil.copytree(runs["knowledge-0"], run)
+    elif case == "unfinished":  # an evaluation of forgetting has its table only when it ends
+        shutil.copytree(runs["continual"], run)
         (run / "results.json").unlink()
     elif case == "inside":
         run, out = runs["knowledge-0"], runs["knowledge-0"] / "report.html"

@@ -20,8 +20,8 @@ from seal_lm.domains.arc.config import ConfigRejected, TTTConfig, parse_config
 from seal_lm.domains.arc.data import TASK_RECORDS, ArcTask, task_to_dict
 from seal_lm.domains.arc.domain import ArcDomain
 from seal_lm.domains.arc.submission import write_submission
-from seal_lm.loops.evaluate import run_conditions
-from seal_lm.loops.report import markdown_table, summarize
+from seal_lm.loops.evaluate import results_table, run_conditions
+from seal_lm.loops.report import markdown_table
 from seal_lm.runs.rundir import RunDir, default_run_path
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def eval_arc(config: EvalArcConfig, tasks: Sequence[ArcTask] | None = None) -> P
             "self_edits.jsonl",
             ({"unit": r["unit"], "rejected": r["rejected"], **r["self_edit"]} for r in records if r["self_edit"]),
         )
-        summary = summarize(records, config.bootstrap_samples, reference="ttt-oracle", metrics=("correct",))
+        summary = results_table(ArcDomain, records, config.bootstrap_samples)
         table = markdown_table(summary, accuracy_label="solved (share of test inputs)")
         run.write_json("results.json", summary)
         run.write_text("results.md", table)

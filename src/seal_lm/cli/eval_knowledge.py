@@ -22,8 +22,15 @@ from seal_lm.domains.knowledge.data import (
 )
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import JudgeError, LLMJudge
-from seal_lm.loops.evaluate import JUDGEMENTS, SAMPLED_KINDS, judge_answers, run_conditions, with_judgements
-from seal_lm.loops.report import markdown_table, summarize
+from seal_lm.loops.evaluate import (
+    JUDGEMENTS,
+    SAMPLED_KINDS,
+    judge_answers,
+    results_table,
+    run_conditions,
+    with_judgements,
+)
+from seal_lm.loops.report import markdown_table
 from seal_lm.runs.rundir import RunDir, default_run_path
 
 log = logging.getLogger(__name__)
@@ -174,7 +181,7 @@ def write_outputs(run: RunDir, passages, records: list[dict], bootstrap_samples:
         predictions.setdefault(name, {}).update({g["question_id"]: g["answer"] for g in r["grades"]})
     for name, answers in predictions.items():
         run.write_json(f"predictions/{name}.json", answers)
-    summary = summarize(records, bootstrap_samples)
+    summary = results_table(KnowledgeDomain, records, bootstrap_samples)
     run.write_json("results.json", summary)
     run.write_text("results.md", markdown_table(summary))
     print(f"\n{markdown_table(summary)}\nWritten to {run.path}\n{see_it(run.path)}")

@@ -26,6 +26,8 @@ class Domain(Protocol):
     # "external" (read from a file). A domain offering "in-context" or "context-repeat" implements
     # ``in_context_prompts`` or ``repeat_plan``.
     conditions: dict[str, str]
+    reference: str  # the condition every other is compared with in the results table
+    metrics: tuple[str, ...]  # what a probe's grade holds besides ``correct``, for the table (e.g. exact_match)
 
     def context_id(self, context: Any) -> str:
         """A stable id for the context, used in run records."""

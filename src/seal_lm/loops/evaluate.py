@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from seal_lm.adapt.lora import InnerLoopEngine, TrainPlan
 from seal_lm.choices import check_choice
 from seal_lm.domains.base import Domain, SelfEditRejected
+from seal_lm.loops.report import summarize
 from seal_lm.loops.self_edits import reseeded, sample_self_edits
 from seal_lm.loops.worker import Worker
 from seal_lm.model.generation import GenerationSettings
@@ -214,6 +215,12 @@ def with_judgements(judgements: Iterable[dict], records: Sequence[dict]) -> list
         ]
         judged.append(record | {"grades": grades})
     return judged
+
+
+def results_table(domain: Domain | type[Domain], records: Sequence[dict], bootstrap_samples: int) -> dict:
+    """The results table (``results.json``) of an evaluation's records: every condition with its scores,
+    and against the domain's reference condition, in the order the records first name the conditions."""
+    return summarize(records, bootstrap_samples, reference=domain.reference, metrics=domain.metrics)
 
 
 def per_context(record: dict) -> list[dict]:

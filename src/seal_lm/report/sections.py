@@ -14,7 +14,9 @@ from typing import Any
 
 from seal_lm.continual.ledger import Update
 from seal_lm.domains.arc.data import TASK_RECORDS
-from seal_lm.loops.evaluate import JUDGEMENTS, RECORDS, per_context, with_judgements
+from seal_lm.domains.arc.domain import ArcDomain
+from seal_lm.domains.knowledge.domain import KnowledgeDomain
+from seal_lm.loops.evaluate import JUDGEMENTS, RECORDS, per_context, results_table, with_judgements
 from seal_lm.loops.report import per_question_scores
 from seal_lm.loops.restem import SAMPLES
 from seal_lm.report import charts
@@ -24,6 +26,7 @@ from seal_lm.report.self_edits import COPIED_NGRAM, MEASURES, SHARES, SelfEdit
 SHOWN_PASSAGES = 3  # best and worst passages shown in full, each
 SHOWN_CONTEXTS = 4  # contexts per ReST-EM round whose self-edits are shown in full
 SHOWN_TASKS = 12  # ARC tasks drawn
+EVALUATED_DOMAINS = {"eval-knowledge": KnowledgeDomain, "eval-arc": ArcDomain}  # run kind → its domain
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,7 +55,7 @@ def eval_arc(runs: list[Run]) -> dict[str, Any]:
 
 def _conditions(runs: list[Run], metrics: tuple[str, ...], accuracy: str = "accuracy") -> dict[str, Any]:
     """Every run's results.json, and the charts comparing their conditions (``accuracy``: what the accuracy is called)."""
-    entries = [{"run": run, "summary": run.json("results.json")} for run in runs]
+    entries = [{"run": run, **_results(run)} for run in runs]
     conditions = list(dict.fromkeys(c for entry in entries for c in entry["summary"]["conditions"]))
     reference = entries[0]["summary"].get("reference")
     labels = [entry["run"].label for entry in entries]
@@ -98,6 +101,22 @@ def _conditions(runs: list[Run], metrics: tuple[str, ...], accuracy: str = "accu
             accuracy,
         )
     return section
+
+
+def _results(run: Run) -> dict[str, Any]:
+    """The run's results.json; for a run still going, the same table of the units recorded so far
+    (``in_progress``: how many), made by the function that will write its results.json."""
+    summary = run.json("results.json", required=False)
+    if summary is not None:
+        return {"summary": summary, "in_progress": None}
+    records = [part for record in run.records(RECORDS) for part in per_context(record)]
+    if not records:
+        raise ValueError(f"{run.path}: no unit recorded yet; report it once the run has recorded some.")
+    order = list(run.config["conditions"])
+    records.sort(key=lambda record: order.index(record["condition"]))  # the table's rows in --conditions order
+    judged = with_judgements(run.records(JUDGEMENTS), records)
+    table = results_table(EVALUATED_DOMAINS[run.kind], judged, run.config["bootstrap_samples"])
+    return {"summary": table, "in_progress": len(records)}
 
 
 def _paired(summary: dict, records: list[dict], passages: dict[str, dict]) -> dict[str, Any] | None:

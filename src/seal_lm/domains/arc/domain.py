@@ -87,6 +87,8 @@ class ArcDomain:
 
     name = "arc"
     conditions = {"icl": "base", "ttt-oracle": "context", "self-edit": "self-edit"}
+    reference = "ttt-oracle"
+    metrics = ("correct",)
 
     def __init__(self, formatter: PromptFormatter, settings: ArcSettings = ArcSettings()):
         self.formatter = formatter

@@ -74,6 +74,8 @@ class KnowledgeDomain:
         "self-edit": "self-edit",
         "external": "external",
     }
+    reference = "passage"
+    metrics = ("correct", "exact_match", "f1")
 
     def __init__(self, formatter: PromptFormatter, settings: KnowledgeSettings = KnowledgeSettings()):
         self.formatter = formatter
