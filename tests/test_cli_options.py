@@ -156,6 +156,11 @@ def test_literal_optional_and_required_fields_from_flags():
     assert parsed == Kinds(name="a", mode="slow", limit=3, tags=("y", "z"), loud=True)
 
 
+def test_a_list_flag_given_twice_adds_to_itself():
+    """``--label a=X --label b=Y`` is ``--label a=X,b=Y``: a repeated list flag never drops what came first."""
+    assert parse_kinds("--name", "a", "--tags", "y", "--tags", "x,z").tags == ("y", "x", "z")
+
+
 def test_literal_optional_and_required_fields_from_yaml(tmp_path):
     file = tmp_path / "kinds.yaml"
     file.write_text("name: a\nmode: slow\nlimit: null\ntags: [z]\nloud: yes\n")

@@ -91,6 +91,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> Non
         help_text = f"{field.metadata.get('help', '')} ({'; '.join(notes)})"
         if hints[field.name] is bool:
             parser.add_argument(_flag(field), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(hints[field.name]) is tuple:  # a list flag given twice adds to itself
+            parser.add_argument(_flag(field), action="append", default=None, help=help_text, metavar=field.name.upper())
         else:
             parser.add_argument(_flag(field), default=None, help=help_text, metavar=field.name.upper())
 
@@ -107,6 +109,10 @@ def config_from_args(config_class: type, args: argparse.Namespace) -> Any:
             except ValueError as err:
                 raise ValueError(f"--config {args.config}: {err}") from None
     given = {name: value for name, value in vars(args).items() if name in fields and value is not None}
+    given = {
+        name: ",".join(value) if isinstance(value, list) and not fields[name].metadata.get("positional") else value
+        for name, value in given.items()
+    }
     values.update({name: _convert(fields[name], value, hints[name]) for name, value in given.items()})
     for name, field in fields.items():
         if _is_required(field) and values.get(name) in (None, ""):
