@@ -50,21 +50,25 @@ def main() -> None:
     records = {objective: [r for r in rs if r["context_id"] in shared] for objective, rs in records.items()}
     reference = next(iter(runs))
     rng = np.random.default_rng(0)
+    scores = {
+        objective: {metric: per_question_scores(rs, metric) for metric in METRICS} for objective, rs in records.items()
+    }
     rows, seen_untrained = [], set()
     for objective, objective_records in records.items():
         table = summarize(objective_records, args.bootstrap_samples, reference=None)["conditions"]
-        scores = {metric: per_question_scores(objective_records, metric) for metric in METRICS}
-        reference_scores = {metric: per_question_scores(records[reference], metric) for metric in METRICS}
         for condition, row in table.items():
             untrained = row["mean_trained_tokens"] == 0
             if untrained and condition in seen_untrained:
                 continue
             seen_untrained |= {condition} if untrained else set()
             differences = []
-            if objective != reference and not untrained and condition in reference_scores["correct"]:
+            if objective != reference and not untrained and condition in scores[reference]["correct"]:
                 for metric in METRICS:
                     paired = paired_difference(
-                        scores[metric][condition], reference_scores[metric][condition], args.bootstrap_samples, rng
+                        scores[objective][metric][condition],
+                        scores[reference][metric][condition],
+                        args.bootstrap_samples,
+                        rng,
                     )
                     low, high = paired["ci95"]
                     differences.append(f"{100 * paired['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]")

@@ -124,14 +124,13 @@ def _run_pooled(
     same shape as the single setting's, so one report serves both settings.
     """
     done = {record["unit"]: record for record in run.records(RECORDS)}
-    todo = [
-        (condition, sample)
+    units = [
+        (f"pooled/{condition}/{sample}", condition, sample)
         for condition in conditions
         for sample in range(k if domain.conditions[condition] in SAMPLED_KINDS else 1)
-        if f"pooled/{condition}/{sample}" not in done
     ]
-    for condition, sample in tqdm(todo, desc="pooled units", unit="unit"):
-        key = f"pooled/{condition}/{sample}"
+    todo = [unit for unit in units if unit[0] not in done]
+    for key, condition, sample in tqdm(todo, desc="pooled units", unit="unit"):
         done[key] = _run_pooled_unit(
             run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits
         )

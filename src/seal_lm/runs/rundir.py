@@ -4,9 +4,11 @@ A run directory is created with the configuration that produced it (``config.jso
 with the same configuration resumes the run; a different configuration is refused, so a directory
 never mixes results of two setups. Nor does it mix two meanings of its records: a run kind whose
 records changed meaning (e.g. the ids they are keyed by) passes its :class:`RecordsFormat`, written
-into ``config.json`` as ``records_format``, and a run written in another format is refused. Records are appended one JSON line at a time and flushed to
-disk; a line torn by a kill is discarded on resume (its unit of work is redone), so no finished
-record is lost and no half-written one is ever read.
+into ``config.json`` as ``records_format``, and a run written in another format is refused.
+
+Records are appended one JSON line at a time and flushed to disk; a line torn by a kill is
+discarded on resume (its unit of work is redone), so no finished record is lost and no half-written
+one is ever read.
 
 One process writes a run: an open run holds the directory's writer lock (:mod:`seal_lm.runs.lock`).
 Whole files and folders are written atomically (a partial copy beside the target, then a rename);
