@@ -1,15 +1,19 @@
 """Benchmark: candidate inner loops per hour of ``seal eval knowledge``, the old default vs the new.
 
 Runs the same ``seal eval knowledge`` (self-edit condition, ``--n-passages`` passages of eval200, the
-single-passage table's settings) three ways, one after another on an otherwise idle machine:
+single-passage table's settings) several ways, one after another on an otherwise idle machine:
 
 - *before*: torch's OpenMP defaults (torch imported before ``seal_lm``), in-process, all cores: the
   old default;
-- *now, in-process*: seal-lm's thread settings, ``--executor in-process``;
-- *now, default*: no flags: ``--executor auto``, one worker process of one thread per usable core.
+- *now, default*: no flags: ``--executor auto``, one worker process of one thread per usable core;
+- *now, auto + bf16 weights*: the same with ``--dtype bfloat16`` (the frozen weights in bf16, the
+  adapter and its optimiser in float32);
+- *now, auto + bf16 weights + compile*: and ``--compile`` (torch.compile'd training steps; the
+  compiler's disk cache is whatever earlier runs left, say which in the notes).
 
-Reports wall time, inner loops (units) per hour and the accuracy table of each, which must agree
-(the same seeds: the same self-edits and adapters). Appends to BENCHMARKS.md with ``--append``:
+Reports wall time, inner loops (units) per hour and the accuracy table of each. The float32 ways
+must agree (the same seeds: the same self-edits and adapters); bf16 changes the numbers, so its
+tables agree within noise or not. Appends to BENCHMARKS.md with ``--append``:
 
     python benchmarks/inner_loops_per_hour.py --n-passages 10 --append
 """
@@ -28,23 +32,25 @@ from pathlib import Path
 
 from common import SQUAD, command, machine, publish
 
-STARTS = {
-    "before": "import torch, sys; from seal_lm.cli import main; sys.exit(main())",
-    "now, in-process": "import sys; from seal_lm.cli import main; sys.exit(main())",
-    "now, default (auto)": "import sys; from seal_lm.cli import main; sys.exit(main())",
+SEAL = "import sys; from seal_lm.cli import main; sys.exit(main())"
+WAYS = {  # name: (how the process starts, extra flags)
+    "before": ("import torch, sys; from seal_lm.cli import main; sys.exit(main())", ["--executor", "in-process"]),
+    "now, default (auto)": (SEAL, []),
+    "now, auto + bf16 weights": (SEAL, ["--dtype", "bfloat16"]),
+    "now, auto + bf16 weights + compile": (SEAL, ["--dtype", "bfloat16", "--compile"]),
 }
-EXTRA = {"before": ["--executor", "in-process"], "now, in-process": ["--executor", "in-process"]}
 
 
 def run(way: str, n_passages: int, out: Path) -> tuple[float, dict]:
     """Wall seconds and results.json of one run."""
     args = ["eval", "knowledge", "--data", str(SQUAD / "eval200.json"), "--n-passages", str(n_passages)]
-    args += ["--conditions", "self-edit", "--k", "1", "--out", str(out), *EXTRA.get(way, [])]
+    start_code, extra = WAYS[way]
+    args += ["--conditions", "self-edit", "--k", "1", "--out", str(out), *extra]
     environment = {
         k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
     }
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", STARTS[way], *args], env=environment, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", start_code, *args], env=environment, check=True, capture_output=True)
     return time.perf_counter() - start, json.loads((out / "results.json").read_text())
 
 
@@ -55,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="inner-loops-") as folder:
-        for way in STARTS:
+        for way in WAYS:
             wall, results = run(way, args.n_passages, Path(folder) / way.replace(", ", "-").replace(" ", "-"))
             row = results["conditions"]["self-edit"]
             rows.append((way, wall, row))

@@ -316,3 +316,35 @@ def test_invalid_settings_raise_value_error(bad):
 def test_plan_without_examples_raises_value_error(loop):
     with pytest.raises(ValueError, match="at least one example"):
         loop.train_and_answer([TrainPlan(examples=(), settings=SMALL)], PROBES, GREEDY)
+
+
+# --- how steps run: compiled, and the attention kernel --------------------------------------------
+def test_a_compiled_step_trains_the_same_adapter_as_an_eager_one_and_is_compiled_once(tiny_tokenizer):
+    """``compile=True`` changes how a step runs, not what it learns: the same losses and adapter weights
+    (within float32 reordering), for plans of other lengths and seeds, through one compiled wrapper."""
+    eager, compiled = (
+        InnerLoop(build_model(len(tiny_tokenizer), seed=0), tiny_tokenizer, compile=c) for c in (False, True)
+    )
+    plans = [plan(FACT_A, FACT_B, seed=1), plan(FACT_C, FACT_A, seed=2, loss_on="completion")]
+    wrappers = []
+    for each in plans:
+        expected, got = eager.train_adapter(each), compiled.train_adapter(each)
+        assert got.steps == expected.steps and got.tokens == expected.tokens
+        assert got.last_loss == pytest.approx(expected.last_loss, rel=1e-4)
+        for name, tensor in eager.adapter_state().items():
+            torch.testing.assert_close(compiled.adapter_state()[name], tensor, rtol=1e-4, atol=1e-5)
+        wrappers.append(compiled._training_forward(compiled.peft_model))
+    assert wrappers[0] is wrappers[1]  # a fresh adapter reuses the compiled model
+    assert isinstance(wrappers[0], torch._dynamo.eval_frame.OptimizedModule)
+
+
+@pytest.mark.parametrize("dtype, flash_allowed", [(torch.float32, True), (torch.bfloat16, False)])
+def test_training_steps_of_half_precision_weights_on_a_cpu_use_the_math_attention_kernel(
+    tiny_tokenizer, dtype, flash_allowed
+):
+    from seal_lm.adapt.lora import training_attention
+
+    model = build_model(len(tiny_tokenizer), seed=0).to(dtype)
+    with training_attention(model):
+        assert torch.backends.cuda.flash_sdp_enabled() is flash_allowed
+    assert torch.backends.cuda.flash_sdp_enabled()  # restored after the steps

@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -147,13 +147,20 @@ class InnerLoop:
     """Trains and probes fresh LoRA adapters on one frozen base model, one plan at a time."""
 
     def __init__(
-        self, model: torch.nn.Module, tokenizer, progress: bool = False, compute_dtype: torch.dtype | None = None
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        progress: bool = False,
+        compute_dtype: torch.dtype | None = None,
+        compile: bool = False,
     ):
         self.tokenizer = tokenizer
         self.base_model = model
         self.peft_model: PeftModel | None = None
         self.progress = progress  # a progress bar over training steps
         self.compute_dtype = compute_dtype  # autocast forward passes (e.g. bfloat16); weights stay as loaded
+        self.compile = compile  # run training steps through torch.compile (see :meth:`_training_forward`)
+        self._compiled: torch.nn.Module | None = None
 
     def generate_with_base(self, prompts: Sequence[str], generation: GenerationSettings) -> list[Generation]:
         """Completions from the untouched base model (no adapter active)."""
@@ -186,7 +193,21 @@ class InnerLoop:
             plan.settings.seed
         )  # LoRA dropout draws here: the adapter never depends on what ran before in this process
         with mixed_precision(model, self.compute_dtype):
-            return train_on_plan(model, self.tokenizer, plan, parameters, progress=self.progress)
+            return train_on_plan(
+                model, self.tokenizer, plan, parameters, progress=self.progress, forward=self._training_forward(model)
+            )
+
+    def _training_forward(self, model: PeftModel) -> torch.nn.Module:
+        """What a training step calls: ``model``, or with ``compile`` its ``torch.compile`` wrapper.
+
+        Compiled once per PEFT model, with dynamic sequence lengths: a fresh adapter's weights are
+        inputs of the compiled graph, so a new candidate reuses it (the compiler caches it on disk too).
+        """
+        if not self.compile:
+            return model
+        if self._compiled is None or self._compiled._orig_mod is not model:
+            self._compiled = torch.compile(model, dynamic=True)
+        return self._compiled
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """A copy of the active adapter's weights (what :meth:`load_adapter` takes back)."""
@@ -285,9 +306,14 @@ def initial_lora_a(shape: torch.Size, generator: torch.Generator) -> torch.Tenso
 
 
 def train_on_plan(
-    model: torch.nn.Module, tokenizer, plan: TrainPlan, parameters: list[torch.nn.Parameter], progress: bool = False
+    model: torch.nn.Module,
+    tokenizer,
+    plan: TrainPlan,
+    parameters: list[torch.nn.Parameter],
+    progress: bool = False,
+    forward: Callable[..., Any] | None = None,
 ) -> TrainStats:
-    """Fine-tune ``parameters`` of ``model`` on the plan's examples.
+    """Fine-tune ``parameters`` of ``model`` on the plan's examples (each step calls ``forward``, default ``model``).
 
     AdamW with a linear decay to zero and gradient clipping: the HF Trainer defaults SEAL used.
     The loss is ``settings.objective``'s (:mod:`seal_lm.adapt.objectives`); distillation needs a
@@ -312,28 +338,47 @@ def train_on_plan(
     losses, tokens, stopped, start = [], 0, "", time.perf_counter()
     model.train()
     bar = tqdm(total=len(steps), desc="fine-tune", unit="step", disable=not progress, leave=False)
-    for number, indices in enumerate(steps, start=1):
-        input_ids, labels, attention = collate_batch([sequences[i] for i in indices], tokenizer.pad_token_id, device)
-        output = model(input_ids=input_ids, attention_mask=attention, labels=labels)
-        distill = None
-        if teacher is not None:
-            targets = teacher.batch(indices, input_ids.shape[1])
-            distill = distillation_loss(output.logits[:, :-1], targets, labels[:, 1:] != -100)
-        loss = combined_loss(settings.objective, weight, output.loss, distill)
-        stopped = divergence(loss.item(), number, len(steps), settings.lr)
-        if stopped:
-            break
-        losses.append(loss.item())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens += int((labels[:, 1:] != -100).sum())
-        bar.update()
+    with training_attention(model):
+        for number, indices in enumerate(steps, start=1):
+            input_ids, labels, attention = collate_batch(
+                [sequences[i] for i in indices], tokenizer.pad_token_id, device
+            )
+            output = (model if forward is None else forward)(
+                input_ids=input_ids, attention_mask=attention, labels=labels
+            )
+            distill = None
+            if teacher is not None:
+                targets = teacher.batch(indices, input_ids.shape[1])
+                distill = distillation_loss(output.logits[:, :-1], targets, labels[:, 1:] != -100)
+            loss = combined_loss(settings.objective, weight, output.loss, distill)
+            stopped = divergence(loss.item(), number, len(steps), settings.lr)
+            if stopped:
+                break
+            losses.append(loss.item())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens += int((labels[:, 1:] != -100).sum())
+            bar.update()
     bar.close()
     model.eval()
     return TrainStats.of(losses, tokens, sum(len(ids) for ids, _ in sequences), time.perf_counter() - start, stopped)
+
+
+def training_attention(model: torch.nn.Module):
+    """The attention kernel of training steps: PyTorch's math kernel for half-precision weights on a CPU.
+
+    There the fused (flash) kernel's backward takes 4x the float32 time (2.5 vs 0.66 ms a call at 93
+    tokens, BENCHMARKS.md), and the math kernel makes a bf16 step 10% faster; elsewhere torch chooses.
+    """
+    parameter = next(model.parameters())
+    if parameter.device.type == "cpu" and parameter.dtype in (torch.bfloat16, torch.float16):
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 def step_batches(plan: TrainPlan, size: int) -> list[list[int]]:

@@ -92,10 +92,10 @@ def check_full_finetune(config: EvalKnowledgeConfig) -> None:
             f"--full-finetune trains with --inner-objective sft only ({config.inner_objective}'s teacher is the model "
             "with its adapter disabled, and a full fine-tune has no adapter)."
         )
-    if config.engine != "sequential" or config.generator != "hf":
+    if config.engine != "sequential" or config.generator != "hf" or config.compile:
         raise ValueError(
-            "--full-finetune trains the model itself, one condition at a time: drop --engine and --generator "
-            "(the batched engine and vLLM serve a fixed base model with adapters)."
+            "--full-finetune trains the model itself, one condition at a time: drop --engine, --generator and --compile "
+            "(the batched engine and vLLM serve a fixed base model with adapters; --compile compiles the LoRA step)."
         )
 
 
