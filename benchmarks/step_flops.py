@@ -87,21 +87,24 @@ def main() -> None:
     loops = {"fp32": InnerLoop(loaded.model, loaded.tokenizer)}
     flops = {length: step_flops(loops["fp32"], plan) for length, plan in plans.items()}
     loops["bf16 autocast"] = InnerLoop(loops["fp32"].release(), loaded.tokenizer, compute_dtype=torch.bfloat16)
-    loops["bf16 weights"] = InnerLoop(load_model(dtype="bfloat16").model, loaded.tokenizer)  # --dtype bfloat16
+    bf16_model = load_model(dtype="bfloat16").model  # --dtype bfloat16
+    loops["bf16 weights"] = InnerLoop(bf16_model, loaded.tokenizer)
+    loops["fp32 + compile"] = InnerLoop(loops["bf16 autocast"].release(), loaded.tokenizer, compile=True)
+    loops["bf16 weights + compile"] = InnerLoop(bf16_model, loaded.tokenizer, compile=True)
     rows = []
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
         fp32, bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
         rows.append(f"| {threads} | fp32 | matmul peak | | {fp32 / 1e9:.0f} | 100% | 100% |")
         rows.append(f"| {threads} | bf16 | matmul peak | | {bf16 / 1e9:.0f} | 100% | {bf16 / fp32:.0%} |")
-        peaks = {"fp32": fp32, "bf16 autocast": bf16, "bf16 weights": bf16}
         for compute, loop in loops.items():
+            peak = bf16 if compute.startswith("bf16") else fp32
             for length, plan in plans.items():
                 seconds = step_seconds(loop, plan)
                 achieved = flops[length] / seconds
                 rows.append(
                     f"| {threads} | {compute} | training step, {length} tokens ({flops[length] / 1e9:.1f} GFLOP) "
-                    f"| {seconds * 1000:.0f} ms | {achieved / 1e9:.0f} | {achieved / peaks[compute]:.0%} "
+                    f"| {seconds * 1000:.0f} ms | {achieved / 1e9:.0f} | {achieved / peak:.0%} "
                     f"| {achieved / fp32:.0%} |"
                 )
             loop.release()
@@ -112,8 +115,9 @@ def main() -> None:
 Command: `{command()}`. Machine: {machine()}. Nothing else ran.
 One step of `InnerLoop.train_adapter` (bundled SmolLM2-135M, fp32, LoRA rank 32 on {args.target_modules},
 AdamW, batch 1), in fp32, under bf16 autocast (`--compute-dtype bfloat16`) and with the frozen weights
-stored in bf16 (`--dtype bfloat16`; PEFT keeps the adapter in fp32): FLOPs counted by `torch.utils.flop_counter.FlopCounterMode`, time the median of three
-{args.epochs}-step plans after a warm-up.
+stored in bf16 (`--dtype bfloat16`; PEFT keeps the adapter in fp32), and fp32 and bf16 weights with
+`--compile` (torch.compile'd steps; the compile is the warm-up plan's and is not timed): FLOPs counted by
+`torch.utils.flop_counter.FlopCounterMode`, time the median of three {args.epochs}-step plans after a warm-up.
 
 | threads | compute | what | time per step | GFLOP/s | share of its dtype's peak | share of fp32 peak |
 |---|---|---|---|---|---|---|

@@ -151,8 +151,9 @@ def test_bad_settings_models_and_outs_are_reported_before_loading(command, input
 FULL_FINETUNE_REFUSED = {  # settings --full-finetune does not go with → what the error says
     "single setting": ([], "add --setting cpt"),
     "distillation": (["--setting", "cpt", "--inner-objective", "distill"], "--inner-objective sft only"),
-    "batched engine": (["--setting", "cpt", "--engine", "batched"], "drop --engine and --generator"),
-    "vllm": (["--setting", "cpt", "--generator", "vllm"], "drop --engine and --generator"),
+    "batched engine": (["--setting", "cpt", "--engine", "batched"], "drop --engine, --generator and --compile"),
+    "vllm": (["--setting", "cpt", "--generator", "vllm"], "drop --engine, --generator and --compile"),
+    "compile": (["--setting", "cpt", "--compile"], "drop --engine, --generator and --compile"),
     "other executor": (["--setting", "cpt", "--executor", "processes"], "drop --executor"),
 }
 
@@ -165,6 +166,17 @@ def test_full_finetune_with_a_setting_it_does_not_go_with_is_refused_before_load
     out = tmp_path / "run"
     assert main(command_line("eval knowledge", inputs, out, "--full-finetune", *flags)) == 2
     assert_one_line_error(capsys, fragment)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["eval knowledge", "train knowledge"])
+@pytest.mark.parametrize("engine", [["--engine", "batched"], ["--generator", "vllm"]])
+def test_compile_with_an_engine_it_does_not_compile_is_refused_before_loading(
+    command, engine, inputs, tmp_path, capsys, no_model_loading
+):
+    out = tmp_path / "run"
+    assert main(command_line(command, inputs, out, "--compile", *engine)) == 2
+    assert_one_line_error(capsys, "--compile compiles the sequential engine's training step")
     assert not out.exists()
 
 

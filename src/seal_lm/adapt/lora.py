@@ -157,6 +157,7 @@ class InnerLoop:
         self.tokenizer = tokenizer
         self.base_model = model
         self.peft_model: PeftModel | None = None
+        self.adapter_shape: tuple | None = None  # rank, alpha, dropout and targets of peft_model's candidate adapter
         self.progress = progress  # a progress bar over training steps
         self.compute_dtype = compute_dtype  # autocast forward passes (e.g. bfloat16); weights stay as loaded
         self.compile = compile  # run training steps through torch.compile (see :meth:`_training_forward`)
@@ -246,7 +247,11 @@ class InnerLoop:
         return self.base_model
 
     def _fresh_adapter(self, settings: InnerLoopSettings) -> PeftModel:
-        """Replace the candidate adapter with a newly initialised one, seeded by ``settings.seed``."""
+        """Make the candidate adapter newly initialised, seeded by ``settings.seed``.
+
+        An adapter of the same shape is re-initialised in place (no new injection, and a compiled
+        step stays valid); another shape replaces it.
+        """
         from peft import LoraConfig, get_peft_model  # imported on first use: the command line checks its input first
         from peft.tuners.lora import LoraLayer
 
@@ -259,12 +264,14 @@ class InnerLoop:
             else list(settings.target_modules),
             task_type="CAUSAL_LM",
         )
+        shape = (settings.rank, settings.alpha, settings.dropout, settings.target_modules)
         if self.peft_model is None:
             self.peft_model = get_peft_model(self.base_model, config, adapter_name=ADAPTER_NAME)
-        else:
+        elif shape != self.adapter_shape:
             self.peft_model.delete_adapter(ADAPTER_NAME)
             self.peft_model.add_adapter(ADAPTER_NAME, config)
             self.peft_model.set_adapter(ADAPTER_NAME)
+        self.adapter_shape = shape
         generator = torch.Generator().manual_seed(settings.seed)
         for module in self.peft_model.modules():
             if isinstance(module, LoraLayer) and ADAPTER_NAME in module.lora_A:
