@@ -68,7 +68,7 @@ def main() -> None:
             print(f"{way}: {wall:.0f} s, accuracy {row['accuracy']:.4f}", flush=True)
     base = rows[0][1]
     lines = [
-        f"\n## Inner loops per hour: seal eval knowledge, the old default vs the new ({dt.date.today().isoformat()})\n",
+        f"\n## Inner loops per hour: seal eval knowledge, the old default, the new, bf16 weights and --compile ({dt.date.today().isoformat()})\n",
         f"Command: `{command()}`. Machine: {machine()}. Nothing else ran. Each way runs `seal eval knowledge "
         f"--conditions self-edit --k 1 --n-passages {args.n_passages}` on eval200 (bundled model, LoRA q_proj,v_proj, "
         "10 epochs): one inner loop per passage, its self-edit written first.\n",

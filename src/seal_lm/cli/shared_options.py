@@ -90,7 +90,7 @@ class ModelOptions:
     )
     compile: bool = option(
         False,
-        "Run inner-loop training steps through torch.compile: about 1.4x faster bf16 steps on a CPU, after a "
+        "Run inner-loop training steps through torch.compile: 1.2-1.5x faster steps on a CPU, after a "
         "one-time compile of 1-3 minutes per process (cached on disk, see BENCHMARKS.md); for long runs. "
         "Sequential engine, hf generator only.",
     )
