@@ -17,7 +17,15 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from seal_lm.adapt.lora import CandidateResult, TrainPlan, TrainStats, answers_after, mixed_precision, train_on_plan
+from seal_lm.adapt.lora import (
+    CandidateResult,
+    TrainPlan,
+    TrainStats,
+    answers_after,
+    mixed_precision,
+    train_on_plan,
+    training_attention,
+)
 from seal_lm.model.generation import Generation, GenerationSettings, generate
 
 
@@ -70,7 +78,7 @@ class FullFineTune:
         for parameter in parameters:
             parameter.requires_grad_(True)
         torch.manual_seed(plan.settings.seed)  # as the LoRA engine: nothing depends on what ran before in this process
-        with mixed_precision(self.model, self.compute_dtype):
+        with mixed_precision(self.model, self.compute_dtype), training_attention(self.model):
             return train_on_plan(self.model, self.tokenizer, plan, parameters, progress=self.progress)
 
     def restore(self) -> None:

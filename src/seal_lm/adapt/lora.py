@@ -193,7 +193,7 @@ class InnerLoop:
         torch.manual_seed(
             plan.settings.seed
         )  # LoRA dropout draws here: the adapter never depends on what ran before in this process
-        with mixed_precision(model, self.compute_dtype):
+        with mixed_precision(model, self.compute_dtype), training_attention(model):
             return train_on_plan(
                 model, self.tokenizer, plan, parameters, progress=self.progress, forward=self._training_forward(model)
             )
@@ -345,30 +345,25 @@ def train_on_plan(
     losses, tokens, stopped, start = [], 0, "", time.perf_counter()
     model.train()
     bar = tqdm(total=len(steps), desc="fine-tune", unit="step", disable=not progress, leave=False)
-    with training_attention(model):
-        for number, indices in enumerate(steps, start=1):
-            input_ids, labels, attention = collate_batch(
-                [sequences[i] for i in indices], tokenizer.pad_token_id, device
-            )
-            output = (model if forward is None else forward)(
-                input_ids=input_ids, attention_mask=attention, labels=labels
-            )
-            distill = None
-            if teacher is not None:
-                targets = teacher.batch(indices, input_ids.shape[1])
-                distill = distillation_loss(output.logits[:, :-1], targets, labels[:, 1:] != -100)
-            loss = combined_loss(settings.objective, weight, output.loss, distill)
-            stopped = divergence(loss.item(), number, len(steps), settings.lr)
-            if stopped:
-                break
-            losses.append(loss.item())
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            tokens += int((labels[:, 1:] != -100).sum())
-            bar.update()
+    for number, indices in enumerate(steps, start=1):
+        input_ids, labels, attention = collate_batch([sequences[i] for i in indices], tokenizer.pad_token_id, device)
+        output = (model if forward is None else forward)(input_ids=input_ids, attention_mask=attention, labels=labels)
+        distill = None
+        if teacher is not None:
+            targets = teacher.batch(indices, input_ids.shape[1])
+            distill = distillation_loss(output.logits[:, :-1], targets, labels[:, 1:] != -100)
+        loss = combined_loss(settings.objective, weight, output.loss, distill)
+        stopped = divergence(loss.item(), number, len(steps), settings.lr)
+        if stopped:
+            break
+        losses.append(loss.item())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += int((labels[:, 1:] != -100).sum())
+        bar.update()
     bar.close()
     model.eval()
     return TrainStats.of(losses, tokens, sum(len(ids) for ids, _ in sequences), time.perf_counter() - start, stopped)
