@@ -57,16 +57,19 @@ def run(way: str, n_passages: int, out: Path) -> tuple[float, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-passages", type=int, default=10)
+    parser.add_argument(
+        "--ways", type=int, nargs="+", default=list(range(len(WAYS))), help="which ways to run, by position (0: before)"
+    )
     parser.add_argument("--append", action="store_true", help="append the section to BENCHMARKS.md")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="inner-loops-") as folder:
-        for way in WAYS:
+        for way in (list(WAYS)[i] for i in args.ways):
             wall, results = run(way, args.n_passages, Path(folder) / way.replace(", ", "-").replace(" ", "-"))
             row = results["conditions"]["self-edit"]
             rows.append((way, wall, row))
             print(f"{way}: {wall:.0f} s, accuracy {row['accuracy']:.4f}", flush=True)
-    base = rows[0][1]
+    base = rows[0][1]  # the first way run is the reference
     lines = [
         f"\n## Inner loops per hour: seal eval knowledge, the old default, the new, bf16 weights and --compile ({dt.date.today().isoformat()})\n",
         f"Command: `{command()}`. Machine: {machine()}. Nothing else ran. Each way runs `seal eval knowledge "
