@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import build_model
 
-from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, TrainPlan
+from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, TrainPlan, training_attention
 from seal_lm.model.generation import Generation, GenerationSettings
 
 GREEDY = GenerationSettings(max_new_tokens=8)
@@ -344,8 +344,6 @@ def test_a_compiled_step_trains_the_same_adapter_as_an_eager_one_and_is_compiled
 def test_training_steps_of_half_precision_weights_on_a_cpu_use_the_math_attention_kernel(
     tiny_tokenizer, dtype, flash_allowed
 ):
-    from seal_lm.adapt.lora import training_attention
-
     model = build_model(len(tiny_tokenizer), seed=0).to(dtype)
     with training_attention(model):
         assert torch.backends.cuda.flash_sdp_enabled() is flash_allowed

@@ -342,12 +342,13 @@ def train_on_plan(
     steps = step_batches(plan, len(sequences))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / len(steps))
     device = next(model.parameters()).device
+    step_model = model if forward is None else forward
     losses, tokens, stopped, start = [], 0, "", time.perf_counter()
     model.train()
     bar = tqdm(total=len(steps), desc="fine-tune", unit="step", disable=not progress, leave=False)
     for number, indices in enumerate(steps, start=1):
         input_ids, labels, attention = collate_batch([sequences[i] for i in indices], tokenizer.pad_token_id, device)
-        output = (model if forward is None else forward)(input_ids=input_ids, attention_mask=attention, labels=labels)
+        output = step_model(input_ids=input_ids, attention_mask=attention, labels=labels)
         distill = None
         if teacher is not None:
             targets = teacher.batch(indices, input_ids.shape[1])
