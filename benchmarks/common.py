@@ -6,6 +6,7 @@ import os
 import platform
 import resource
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,8 @@ import torch
 
 from seal_lm.cli import main as seal_main
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "BENCHMARKS.md"
 SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
 
 
@@ -36,6 +38,13 @@ def machine() -> str:
     """CPU model, architecture and count, Python and torch versions, and this process's peak RAM so far."""
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     return f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}; peak RAM {peak_gib:.2f} GiB"
+
+
+def git_revision(revision: str = "HEAD") -> str:
+    """``revision``'s short commit hash and subject line."""
+    return subprocess.run(
+        ["git", "log", "-1", "--format=%h %s", revision], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def cpu_model() -> str:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import build_model
 
-from seal_lm.model.generation import Generation, GenerationSettings, generate
+from seal_lm.model.generation import Generation, GenerationSettings, SampleEachRow, generate
 
 PROMPTS = [
     "Hi",
@@ -154,6 +154,43 @@ def test_batches_of_one_call_do_not_repeat_each_others_samples(model, tiny_token
     settings = GenerationSettings(max_new_tokens=12, temperature=1.0, seed=5, batch_size=1)
     first, second = generate(model, tiny_tokenizer, [PROMPTS[0], PROMPTS[0]], settings)
     assert first.text != second.text
+
+
+def test_a_prompts_sample_depends_on_its_own_seed_not_on_its_batch(model, tiny_tokenizer):
+    """With ``row_seeds``, prompts of several contexts generated together draw what each draws alone."""
+    settings = GenerationSettings(max_new_tokens=12, temperature=1.0, top_p=0.95)
+    prompts, seeds = PROMPTS[:4], (11, 12, 13, 11)
+    together = generate(model, tiny_tokenizer, prompts, replace(settings, row_seeds=seeds, batch_size=4))
+    alone = [
+        generate(model, tiny_tokenizer, [prompt], replace(settings, row_seeds=(seed,)))[0]
+        for prompt, seed in zip(prompts, seeds)
+    ]
+    assert together == alone
+    reordered = generate(model, tiny_tokenizer, prompts[::-1], replace(settings, row_seeds=seeds[::-1], batch_size=2))
+    assert reordered == together[::-1]
+    assert len({g.text for g in together}) == 4  # they really sample, each its own draw
+    with pytest.raises(ValueError, match="3 row seeds for 4 prompts"):
+        generate(model, tiny_tokenizer, prompts, replace(settings, row_seeds=seeds[:3]))
+
+
+def test_nucleus_sampling_keeps_only_the_top_tokens():
+    scores = torch.tensor([[4.0, 3.0, 0.0, -1.0]])
+    sampler = SampleEachRow(temperature=1.0, top_p=0.5, seeds=[0])
+    chosen = {int(sampler(None, scores).argmax()) for _ in range(50)}
+    assert chosen == {0}  # token 0 alone holds over half of the mass
+    wide = SampleEachRow(temperature=1.0, top_p=0.99, seeds=[0])
+    assert {int(wide(None, scores).argmax()) for _ in range(200)} >= {0, 1}
+
+
+def test_each_row_draws_from_its_own_generator():
+    scores = torch.zeros(3, 50)  # uniform: every token as likely
+    draws = SampleEachRow(temperature=1.0, top_p=1.0, seeds=[4, 5, 4])
+    tokens = torch.stack([draws(None, scores).argmax(-1) for _ in range(20)])
+    assert torch.equal(tokens[:, 0], tokens[:, 2])  # the same seed draws the same tokens, whatever row it is in
+    assert not torch.equal(tokens[:, 0], tokens[:, 1])
+    torch.manual_seed(0)
+    again = SampleEachRow(temperature=1.0, top_p=1.0, seeds=[4])
+    assert torch.equal(torch.stack([again(None, scores[:1]).argmax(-1) for _ in range(20)])[:, 0], tokens[:, 0])
 
 
 def test_temperature_zero_is_deterministic_and_ignores_the_seed(model, tiny_tokenizer):

@@ -98,7 +98,7 @@ def test_rerun_redoes_nothing_and_reuses_generated_self_edits(tmp_path, tiny_mod
     not write them again."""
     out = tmp_path / "run"
     assert run_cpt(tiny_model_dir, tmp_path, out, conditions="self-edit") == 0
-    cached = (out / evaluate.POOLED_SELF_EDITS).read_text()
+    cached = (out / evaluate.WRITTEN).read_text()
     assert cached.count("\n") == 3
     (out / "records.jsonl").write_text("")  # as if killed after the self-edits, before training finished
 
@@ -107,7 +107,7 @@ def test_rerun_redoes_nothing_and_reuses_generated_self_edits(tmp_path, tiny_mod
 
     monkeypatch.setattr(evaluate, "_write_self_edits", no_generation)
     assert run_cpt(tiny_model_dir, tmp_path, out, conditions="self-edit") == 0
-    assert (out / evaluate.POOLED_SELF_EDITS).read_text() == cached
+    assert (out / evaluate.WRITTEN).read_text() == cached
     assert len(records(out)) == 1
 
 

@@ -7,16 +7,19 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN, text_id
+from conftest import TINY_RUN, build_model, text_id
 from test_restem import train_args
 
 import seal_lm.adapt.objectives as objectives
 import seal_lm.cli.shared_options as shared_options
 import seal_lm.loops.evaluate as evaluate
+from seal_lm.adapt.lora import InnerLoop
 from seal_lm.cli import main
 from seal_lm.continual.ledger import Ledger
 from seal_lm.domains.knowledge.data import Passage, Question
 from seal_lm.domains.knowledge.domain import KnowledgeDomain, KnowledgeSettings
+from seal_lm.loops.self_edits import sample_self_edits, sample_self_edits_of_many
+from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.prompting import PromptFormatter
 
 PASSAGE = Passage(
@@ -135,7 +138,7 @@ def eval_args(model_dir: Path, data: Path, out: Path, *extra: str) -> list[str]:
         "--inner-objective",
         "distill",
         "--seed",
-        "4",  # a seed whose self-edits of these passages include usable lines (the random model's are mostly noise)
+        "2",  # a seed whose self-edits of these passages include usable lines (the random model's are mostly noise)
         *extra,
     ]
 
@@ -210,6 +213,47 @@ def test_a_rerun_resumes_without_redoing_anything(distill_run, monkeypatch):
 
     assert calls == []
     assert (out / "records.jsonl").read_bytes() == before
+
+
+def test_the_self_edits_are_saved_before_training_and_a_resumed_run_does_not_write_them_again(
+    distill_run, tmp_path, monkeypatch
+):
+    out = distill_run["out"]
+    written = {(w["context_id"], w["sample"]): w["self_edit"] for w in read_jsonl(out / evaluate.WRITTEN)}
+    records = read_jsonl(out / "records.jsonl")
+    trained = {(r["context_id"], r["sample"]): r["self_edit"] for r in records if r["condition"] == "self-edit"}
+    assert written == trained and len(written) == 2 * 2  # both passages' two samples, written once
+
+    # killed after the self-edits were written, before any unit finished
+    resumed = tmp_path / "run"
+    resumed.mkdir()
+    for name in ("config.json", evaluate.WRITTEN):
+        (resumed / name).write_bytes((out / name).read_bytes())
+
+    def no_writing(*args, **kwargs):
+        raise AssertionError("a saved self-edit was written again")
+
+    monkeypatch.setattr(evaluate, "_write_self_edits", no_writing)
+    args = [str(resumed) if arg == str(out) else arg for arg in distill_run["args"]]
+    assert main(args) == 0
+
+    def outcome(record: dict) -> tuple:
+        return record["unit"], record["self_edit"], record["grades"], (record["train"] or {}).get("sequences")
+
+    again = read_jsonl(resumed / "records.jsonl")
+    assert sorted(map(outcome, again)) == sorted(map(outcome, records))
+
+
+def test_contexts_sampled_together_draw_what_each_draws_alone(tiny_tokenizer, domain):
+    loop = InnerLoop(build_model(len(tiny_tokenizer)).eval(), tiny_tokenizer)
+    passages = [
+        Passage(id=f"p{i}", title=f"Tower {i}", context=f"Tower {i} is {'very ' * i}tall.", questions=())
+        for i in range(3)
+    ]
+    settings = GenerationSettings(max_new_tokens=10, temperature=1.0, top_p=0.95, seed=3)
+    together = sample_self_edits_of_many(loop, domain, passages, 2, settings)
+    assert together == [sample_self_edits(loop, domain, passage, 2, settings) for passage in passages]
+    assert len({g.text for _, generations in together for g in generations}) == 6  # every sample its own
 
 
 def test_another_objective_in_the_same_run_directory_is_refused(distill_run, capsys):

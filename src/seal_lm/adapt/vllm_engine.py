@@ -116,7 +116,7 @@ class VLLMInnerLoop:
                 top_p=generation.top_p,
                 max_tokens=generation.max_new_tokens,
                 stop=list(generation.stop) or None,
-                seed=generation.seed + index,
+                seed=generation.seed_of(index),
             )
             for index in range(len(prompts))
         ]

@@ -16,6 +16,10 @@ unit's record is appended to ``records.jsonl`` the moment it is finished. The co
 
 A domain names its conditions and says which of these kinds each one is (``domain.conditions``).
 
+The model's own self-edits are written first, for every context that needs them and before any
+training: several contexts in one batched generation (a batch-1 generation would read all the weights
+for every token of one self-edit), each saved to ``written_self_edits.jsonl`` the moment its batch is done.
+
 In the single setting each (context, condition) group of units is one job for an executor
 (:mod:`seal_lm.runs.executor`): in this process, or spread over Ray workers, each with its own model
 replica. In this process a job hands back each unit as it finishes (so a kill loses at most the
@@ -32,16 +36,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import cache, partial
+from functools import partial
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from seal_lm.adapt.lora import InnerLoopEngine, TrainPlan
+from seal_lm.adapt.lora import TrainPlan
 from seal_lm.choices import check_choice
 from seal_lm.domains.base import Domain, SelfEditRejected
 from seal_lm.loops.report import summarize
-from seal_lm.loops.self_edits import reseeded, sample_self_edits
+from seal_lm.loops.self_edits import reseeded, sample_self_edits_of_many
 from seal_lm.loops.worker import Worker
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.runs.executor import Executor, InProcessExecutor
@@ -58,8 +62,9 @@ KINDS = (
     "external",
 )  # what a domain's named conditions train on
 SAMPLED_KINDS = ("context-repeat", "self-edit", "external")  # kinds with k samples per context
+WRITTEN_KINDS = ("context-repeat", "self-edit")  # kinds that train on (the size of) the model's own self-edits
 RECORDS = "records.jsonl"
-POOLED_SELF_EDITS = "pooled_self_edits.jsonl"
+WRITTEN = "written_self_edits.jsonl"  # the model's self-edits {context_id, sample, self_edit}, saved as written
 JUDGEMENTS = "judgements.jsonl"  # the LLM judge's verdicts: {unit, question (index of the grade), judge}
 
 
@@ -87,10 +92,16 @@ def run_conditions(
     continued-pretraining setting (:func:`_run_pooled`), which always runs in this process.
     """
     conditions = _checked(domain, conditions, external_self_edits)
+    executor = executor or InProcessExecutor()
     if pooled:
         worker = make_worker()
+        writes = any(domain.conditions[condition] in WRITTEN_KINDS for condition in conditions)
+        to_write = {domain.context_id(context) for context in contexts} if writes else set()
+        self_edits = written_self_edits(
+            run, domain, contexts, to_write, k, self_edit_generation, lambda: worker, InProcessExecutor()
+        )
         return _run_pooled(
-            run, worker.domain, contexts, worker.inner_loop, conditions, k, self_edit_generation, external_self_edits
+            run, worker.domain, contexts, worker.inner_loop, conditions, k, self_edits, external_self_edits
         )
     done = {record["unit"] for record in run.records(RECORDS)}
     groups = []  # (context, condition, samples not yet done): the k samples of a context train together
@@ -102,9 +113,16 @@ def run_conditions(
                 groups.append((context, condition, todo))
     if done:
         log.info("Resuming %s: %d units already done", run.path, len(done))
-    job = partial(_run_group, k=k, self_edit_generation=self_edit_generation, external_self_edits=external_self_edits)
-    with tqdm(desc="units", unit="unit", total=sum(len(todo) for _, _, todo in groups)) as progress:
-        for _, records in (executor or InProcessExecutor()).run(make_worker, job, groups):
+    to_write = {domain.context_id(c) for c, condition, _ in groups if domain.conditions[condition] in WRITTEN_KINDS}
+    self_edits = written_self_edits(
+        run, domain, contexts, to_write, k, self_edit_generation, make_worker, executor
+    )  # before any training, so a batch holds several contexts
+    groups = [
+        (context, condition, todo, self_edits.get(domain.context_id(context))) for context, condition, todo in groups
+    ]
+    job = partial(_run_group, external_self_edits=external_self_edits)
+    with tqdm(desc="units", unit="unit", total=sum(len(todo) for _, _, todo, _ in groups)) as progress:
+        for _, records in executor.run(make_worker, job, groups):
             for record in records:  # in this process each record arrives the moment its unit is finished
                 run.append(RECORDS, record)
                 progress.update()
@@ -114,9 +132,62 @@ def run_conditions(
     )
 
 
-def _run_pooled(
-    run, domain, contexts, inner_loop, conditions, k, self_edit_generation, external_self_edits
-) -> list[dict]:
+def written_self_edits(
+    run: RunDir,
+    domain: Domain,
+    contexts: Sequence[Any],
+    to_write: set[str],
+    k: int,
+    settings: GenerationSettings,
+    make_worker: Callable[[], Worker],
+    executor: Executor,
+) -> dict[str, list[dict]]:
+    """The ``k`` self-edits of every context whose id is in ``to_write`` (context id → records, one per sample).
+
+    ``run`` keeps them in ``written_self_edits.jsonl``; the missing ones are written on ``executor``, several
+    contexts in each batched generation (as many as fill ``settings.batch_size`` rows). The batches are
+    fixed by the order of all ``contexts``, so a resumed run writes a batch exactly as an uninterrupted
+    one would. Each context's self-edits are saved the moment its batch is done.
+    """
+    saved: dict[str, dict[int, dict]] = {}
+    for record in run.records(WRITTEN):
+        saved.setdefault(record["context_id"], {})[record["sample"]] = record["self_edit"]
+
+    def missing(context: Any) -> bool:
+        context_id = domain.context_id(context)
+        return context_id in to_write and len(saved.get(context_id, {})) < k
+
+    per_batch = max(1, settings.batch_size // k)
+    batches = [tuple(contexts[i : i + per_batch]) for i in range(0, len(contexts), per_batch)]
+    todo = [batch for batch in batches if any(missing(context) for context in batch)]
+    job = partial(_write_self_edits, k=k, settings=settings)
+    with tqdm(desc="self-edits", unit="context", total=sum(map(missing, contexts)), disable=not todo) as progress:
+        for batch, written in executor.run(make_worker, job, todo):
+            for context, self_edits in zip(batch, written):
+                if missing(context):
+                    context_id = domain.context_id(context)
+                    samples = saved.setdefault(context_id, {})
+                    for sample, self_edit in enumerate(self_edits):
+                        if sample not in samples:
+                            samples[sample] = self_edit
+                            run.append(WRITTEN, {"context_id": context_id, "sample": sample, "self_edit": self_edit})
+                    progress.update()
+    return {
+        context_id: [samples[s] for s in range(k)] for context_id, samples in saved.items() if context_id in to_write
+    }
+
+
+def _write_self_edits(
+    worker: Worker, contexts: Sequence[Any], *, k: int, settings: GenerationSettings
+) -> list[list[dict]]:
+    """A job: ``k`` self-edits for each of ``contexts``, as records, in one batched generation."""
+    return [
+        [{"prompt": prompt, "text": g.text, "tokens": g.tokens, "truncated": g.truncated} for g in generations]
+        for prompt, generations in sample_self_edits_of_many(worker.inner_loop, worker.domain, contexts, k, settings)
+    ]
+
+
+def _run_pooled(run, domain, contexts, inner_loop, conditions, k, self_edits, external_self_edits) -> list[dict]:
     """Continued pretraining: one adapter per (condition, sample) on the pooled data of all contexts
     (or all weights, trained and then restored, with a full fine-tuning engine: :mod:`seal_lm.adapt.full`).
 
@@ -132,30 +203,18 @@ def _run_pooled(
     todo = [unit for unit in units if unit[0] not in done]
     for key, condition, sample in tqdm(todo, desc="pooled units", unit="unit"):
         done[key] = _run_pooled_unit(
-            run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits
+            key, domain, contexts, condition, sample, inner_loop, self_edits, external_self_edits
         )
         run.append(RECORDS, done[key])
     return [part for record in done.values() for part in per_context(record)]
 
 
-def _run_pooled_unit(
-    run, key, domain, contexts, condition, sample, k, inner_loop, self_edit_generation, external_self_edits
-) -> dict:
+def _run_pooled_unit(key, domain, contexts, condition, sample, inner_loop, self_edits, external_self_edits) -> dict:
     start = time.perf_counter()
-    cached = {(r["context_id"], r["sample"]): r["self_edit"] for r in run.records(POOLED_SELF_EDITS)}
-
-    def write_once(context: Any, sample: int) -> dict:
-        """Self-edits are saved as they are written, so a resumed unit does not write them again."""
-        context_id = domain.context_id(context)
-        if (context_id, sample) not in cached:
-            for index, self_edit in enumerate(_write_self_edits(domain, context, k, inner_loop, self_edit_generation)):
-                cached[context_id, index] = self_edit
-                run.append(POOLED_SELF_EDITS, {"context_id": context_id, "sample": index, "self_edit": self_edit})
-        return cached[context_id, sample]
-
     parts, examples, settings = [], [], None
-    for context in tqdm(contexts, desc=f"{condition} data", unit="context", leave=False):
-        plan, self_edit, rejected = _plan_for(domain, context, condition, sample, write_once, external_self_edits)
+    for context in contexts:
+        written = self_edits.get(domain.context_id(context))
+        plan, self_edit, rejected = _plan_for(domain, context, condition, sample, written, external_self_edits)
         if plan is not None:
             examples += plan.examples
             settings = plan.settings
@@ -251,20 +310,18 @@ def _checked(domain: Domain, conditions: Sequence[str], external_self_edits) -> 
 
 def _run_group(
     worker: Worker,
-    group: tuple[Any, str, Sequence[int]],
+    group: tuple[Any, str, Sequence[int], list[dict] | None],
     *,
-    k: int,
-    self_edit_generation: GenerationSettings,
     external_self_edits: Callable[[Any], list[str]] | None,
 ) -> Iterator[dict]:
-    """A job: yields the record of each sample of a (context, condition, samples) group as soon as it is finished.
+    """A job: yields the record of each sample of a (context, condition, samples, the context's written
+    self-edits) group as soon as it is finished.
 
     The samples' adapters train in one engine call, which hands back each result when it has it. A
     record's ``seconds`` is the time since the job's previous record (or its start).
     """
     domain, inner_loop = worker.domain, worker.inner_loop
-    context, condition, samples = group
-    all_self_edits = cache(lambda: _write_self_edits(domain, context, k, inner_loop, self_edit_generation))
+    context, condition, samples, written = group
     last = time.perf_counter()
 
     def finished(record: dict, answers: list[str]) -> dict:
@@ -274,14 +331,11 @@ def _run_group(
         last = now
         return record
 
-    def write_self_edit(context: Any, sample: int) -> dict:
-        return all_self_edits()[sample]
-
     context_id = domain.context_id(context)
     prompts = _prompts(domain, context, condition)
     plans = []
     for sample in samples:
-        plan, self_edit, rejected = _plan_for(domain, context, condition, sample, write_self_edit, external_self_edits)
+        plan, self_edit, rejected = _plan_for(domain, context, condition, sample, written, external_self_edits)
         record = {
             "unit": unit_key(context_id, condition, sample),
             "context_id": context_id,
@@ -308,17 +362,20 @@ def _plan_for(
     context: Any,
     condition: str,
     sample: int,
-    write_self_edit: Callable[[Any, int], dict],
+    written: list[dict] | None,
     external_self_edits: Callable[[Any], list[str]] | None,
 ) -> tuple[TrainPlan | None, dict | None, str | None]:
-    """What ``condition`` trains on for this context: (plan or None, the self-edit, why it was rejected)."""
+    """What ``condition`` trains on for this context: (plan or None, the self-edit, why it was rejected).
+
+    ``written`` holds the context's self-edits written by the model (:func:`written_self_edits`).
+    """
     kind = domain.conditions[condition]
     if kind in ("base", "in-context"):
         return None, None, None
     if kind == "context":
         return domain.context_plan(context), None, None
     if kind in ("self-edit", "context-repeat"):
-        self_edit = write_self_edit(context, sample)
+        self_edit = written[sample]
     else:
         self_edit = {"text": external_self_edits(context)[sample], "source": "external"}
     try:
@@ -340,11 +397,3 @@ def _prompts(domain: Domain, context: Any, condition: str) -> list[str]:
         if domain.conditions[condition] == "in-context"
         else domain.probe_prompts(context)
     )
-
-
-def _write_self_edits(
-    domain: Domain, context: Any, count: int, inner_loop: InnerLoopEngine, settings: GenerationSettings
-) -> list[dict]:
-    """``count`` self-edits for a context as records (:func:`~seal_lm.loops.self_edits.sample_self_edits`)."""
-    prompt, generations = sample_self_edits(inner_loop, domain, context, count, settings)
-    return [{"prompt": prompt, "text": g.text, "tokens": g.tokens, "truncated": g.truncated} for g in generations]

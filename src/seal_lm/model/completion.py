@@ -19,8 +19,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
+
+from seal_lm.model.generation import SampleEachRow
 
 _END = object()  # the worker's last message on a stream's queue
 
@@ -154,9 +156,7 @@ def _generate(model: torch.nn.Module, tokenizer, prompt_ids: torch.Tensor, strea
     processors = LogitsProcessorList()
     if sampling.temperature > 0:
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
-        processors.append(
-            _SampleWithOwnGenerator(sampling.temperature, sampling.top_p, torch.Generator().manual_seed(seed))
-        )
+        processors.append(SampleEachRow(sampling.temperature, sampling.top_p, [seed]))
     model.generate(
         input_ids=prompt_ids.to(device),
         attention_mask=torch.ones_like(prompt_ids, device=device),
@@ -172,22 +172,6 @@ def _generate(model: torch.nn.Module, tokenizer, prompt_ids: torch.Tensor, strea
         stopping_criteria=StoppingCriteriaList([_Cancelled(stream.cancelled)]),
         streamer=_TokenPipe(stream),
     )
-
-
-class _SampleWithOwnGenerator(LogitsProcessor):
-    """Draws the next token (temperature, then nucleus) from a private generator and masks every other token."""
-
-    def __init__(self, temperature: float, top_p: float, generator: torch.Generator):
-        self.temperature, self.top_p, self.generator = temperature, top_p, generator
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            sorted_probs, order = probs.sort(dim=-1, descending=True)
-            outside = sorted_probs.cumsum(dim=-1) - sorted_probs > self.top_p  # the most likely token always stays
-            probs = probs.scatter(-1, order, sorted_probs.masked_fill(outside, 0.0))
-        token = torch.multinomial(probs.cpu(), 1, generator=self.generator).to(scores.device)
-        return torch.full_like(scores, float("-inf")).scatter(-1, token, 0.0)
 
 
 class _Cancelled(StoppingCriteria):

@@ -7,6 +7,12 @@ token budget (``truncated``), so callers can tell a finished answer from a cut-o
 A batch of identical prompts (the k self-edits sampled for one context) is prefilled once: the
 prompt's key/value cache is computed for one copy and repeated for the batch.
 
+Sampling draws each prompt's tokens from that prompt's own seeded generator (:class:`SampleEachRow`),
+never from PyTorch's global one. A prompt's sample depends on its seed, not on the other prompts of
+its batch, on the batch size or on the order. The only exception is the floating-point noise of
+batched arithmetic. So the self-edits of many contexts can be written in one batch and still be
+each context's own.
+
 With ``json_schema`` set, every completion is JSON matching that schema (:mod:`seal_lm.model.constrained`).
 """
 
@@ -38,10 +44,15 @@ class GenerationSettings:
     batch_size: int = 8
     seed: int = 0
     json_schema: str = ""  # a JSON schema (as text) every completion must follow; empty: free text
+    row_seeds: tuple[int, ...] = ()  # each prompt's own sampling seed, in the caller's order; empty: seed + its index
 
     def seeded_for(self, key: str) -> GenerationSettings:
         """These settings with a seed of ``key``'s own (e.g. a context id), so different keys draw different samples."""
         return replace(self, seed=seed_for(self.seed, key))
+
+    def seed_of(self, row: int) -> int:
+        """The sampling seed of the prompt at position ``row`` of a call."""
+        return self.row_seeds[row] if self.row_seeds else self.seed + row
 
 
 def seed_for(seed: int, key: str) -> int:
@@ -71,6 +82,10 @@ def generate(
     batch layout matters, such as the batched inner loop's adapter-major rows; identical prompts are
     then not prefilled once, as their rows may run through different adapters.
     """
+    from transformers import LogitsProcessorList  # imported on first use: the command line checks its input first
+
+    if settings.row_seeds and len(settings.row_seeds) != len(prompts):
+        raise ValueError(f"{len(settings.row_seeds)} row seeds for {len(prompts)} prompts")
     order = list(range(len(prompts)))
     if not keep_order:
         order.sort(key=lambda i: len(prompts[i]), reverse=True)
@@ -80,7 +95,7 @@ def generate(
     tokenizer.padding_side = "left"
     try:
         batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
-        for number, batch in enumerate(tqdm(batches, desc=progress, disable=progress is None, leave=False)):
+        for batch in tqdm(batches, desc=progress, disable=progress is None, leave=False):
             texts = [prompts[i] for i in batch]
             encoded = tokenizer(texts, return_tensors="pt", padding=True).to(device)
             shared = (
@@ -88,13 +103,13 @@ def generate(
                 if not keep_order and len(texts) > 1 and len(set(texts)) == 1
                 else None
             )
-            torch.manual_seed(settings.seed + number)  # reproducible, and no two batches draw the same numbers
-            sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
-            constraint = (
-                {"logits_processor": [json_schema_processor(tokenizer, model.config.vocab_size, settings.json_schema)]}
-                if settings.json_schema
-                else {}
-            )
+            processors = LogitsProcessorList()
+            if settings.json_schema:  # before sampling: the draw is among the tokens the schema allows
+                processors.append(json_schema_processor(tokenizer, model.config.vocab_size, settings.json_schema))
+            if settings.temperature > 0:
+                processors.append(
+                    SampleEachRow(settings.temperature, settings.top_p, [settings.seed_of(i) for i in batch])
+                )
             output = model.generate(
                 **encoded,
                 **({} if shared is None else {_cache_argument(model): shared}),
@@ -102,8 +117,11 @@ def generate(
                 pad_token_id=tokenizer.pad_token_id,
                 stop_strings=list(settings.stop) or None,
                 tokenizer=tokenizer if settings.stop else None,
-                **(sampling if settings.temperature > 0 else {"do_sample": False, "top_p": None, "top_k": None}),
-                **constraint,
+                do_sample=False,  # a sampler leaves one token possible; greedy takes it
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                logits_processor=processors,
             )
             new_tokens = output[:, encoded["input_ids"].shape[1] :]
             for row, index in enumerate(batch):
@@ -111,6 +129,29 @@ def generate(
     finally:
         tokenizer.padding_side = padding_side
     return [results[i] for i in range(len(prompts))]
+
+
+class SampleEachRow:
+    """Draws each row's next token (temperature, then nucleus) from the row's own generator and masks every other token.
+
+    A logits processor (transformers' ``LogitsProcessor`` interface) for greedy ``generate``, which then takes the draw.
+
+    ``seeds`` holds one seed per row of the batch. A row's draws depend on its seed and its own scores
+    alone. Rows that have finished keep drawing too, so every row draws once per step.
+    """
+
+    def __init__(self, temperature: float, top_p: float, seeds: Sequence[int]):
+        self.temperature, self.top_p = temperature, top_p
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            outside = sorted_probs.cumsum(dim=-1) - sorted_probs > self.top_p  # the most likely token always stays
+            probs = probs.scatter(-1, order, sorted_probs.masked_fill(outside, 0.0))
+        tokens = [torch.multinomial(row, 1, generator=g) for row, g in zip(probs.cpu(), self.generators, strict=True)]
+        return torch.full_like(scores, float("-inf")).scatter(-1, torch.stack(tokens).to(scores.device), 0.0)
 
 
 def _prefilled_once(model, input_ids: torch.Tensor) -> DynamicCache | None:
