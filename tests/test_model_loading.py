@@ -6,6 +6,8 @@ touched (its "not installed" path is simulated by patching ``find_spec``).
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -192,3 +194,75 @@ def test_file_that_is_not_gguf_at_all(tmp_path, monkeypatch):
     stray = tmp_path / "notes.gguf"
     stray.write_text("these are my notes, not a model " * 20)
     assert "truncated or not a GGUF file" in one_line_error(str(stray))
+
+
+# --- a PEFT adapter folder as a model ---------------------------------------------------------------
+
+
+def save_adapter(base_dir: Path, tokenizer, folder: Path, base_name: str | None = None) -> torch.Tensor:
+    """A LoRA adapter with non-zero weights on the tiny model at ``base_dir``, saved to ``folder``
+    (``base_name``: what its config names as the base); returns the adapted model's logits on a probe."""
+    from peft import LoraConfig, get_peft_model
+
+    base = load_model(str(base_dir)).model
+    torch.manual_seed(0)
+    adapted = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    adapted.save_pretrained(folder)
+    if base_name is not None:
+        config = json.loads((folder / "adapter_config.json").read_text())
+        (folder / "adapter_config.json").write_text(json.dumps(config | {"base_model_name_or_path": base_name}))
+    with torch.no_grad():
+        return adapted(**tokenizer("The Eiffel Tower", return_tensors="pt")).logits
+
+
+def test_an_adapter_folder_loads_as_its_base_with_the_adapter_merged(
+    tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SEAL_LM_CACHE", str(tmp_path / "cache"))
+    adapter = tmp_path / "policy-adapter"
+    expected = save_adapter(tiny_model_dir, tiny_tokenizer, adapter)
+
+    loaded = load_model(str(adapter))
+    with torch.no_grad():
+        logits = loaded.model(**tiny_tokenizer("The Eiffel Tower", return_tensors="pt")).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+    base_logits = (
+        load_model(str(tiny_model_dir)).model(**tiny_tokenizer("The Eiffel Tower", return_tensors="pt")).logits
+    )
+    assert not torch.allclose(base_logits, expected, atol=1e-3)  # the adapter changes the model
+    assert not any("lora" in name for name, _ in loaded.model.named_parameters())  # merged: a plain model
+
+    def no_merging(*args, **kwargs):
+        raise AssertionError("merged again")
+
+    monkeypatch.setattr(loading, "_save_once", no_merging)
+    assert resolve_model(str(adapter)) == str(next((tmp_path / "cache" / "models").iterdir()))  # once, in the cache
+
+
+def test_an_adapter_names_its_base_relative_to_its_own_folder(tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEAL_LM_CACHE", str(tmp_path / "cache"))
+    shutil.copytree(tiny_model_dir, tmp_path / "base")
+    adapter = tmp_path / "adapters" / "one"
+    expected = save_adapter(tmp_path / "base", tiny_tokenizer, adapter, base_name="../../base")
+    monkeypatch.chdir(tmp_path / "adapters")  # not where the base is relative to
+    with torch.no_grad():
+        logits = load_model(str(adapter)).model(**tiny_tokenizer("The Eiffel Tower", return_tensors="pt")).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        ({"peft_type": "LORA"}, "without a base model"),
+        ({"base_model_name_or_path": "../no-such-model"}, "not found"),
+        ({"base_model_name_or_path": "bundled:gpt-17"}, "gpt-17"),
+        ({"base_model_name_or_path": "."}, "names itself"),
+    ],
+)
+def test_an_adapter_without_a_usable_base_is_one_line_before_loading(tmp_path, config, said):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match=said) as caught:
+        loading.check_model_spec(str(adapter))
+    assert "\n" not in str(caught.value)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from seal_lm.cli.options import option, optional_positional
-from seal_lm.model.loading import DEFAULT_MODEL, load_model
+from seal_lm.model.loading import DEFAULT_MODEL, MODEL_HELP, load_model
 from seal_lm.threads import usable_cores
 
 
@@ -21,7 +21,7 @@ class ChatConfig:
         "", "A run directory of seal serve or seal adapt: talk to its versions (default: talk to --model)."
     )
     version: int = option(0, "With --run: the version to talk to (0: the current one).")
-    model: str = option(DEFAULT_MODEL, "Without --run: bundled:<name>, a local HF folder, a .gguf file, or a hub id.")
+    model: str = option(DEFAULT_MODEL, "Without --run: " + MODEL_HELP)
     system: str = option("", "A system message opening the conversation.")
     max_tokens: int = option(256, "The most tokens of one answer.")
     temperature: float = option(0.2, "Sampling temperature (0: greedy).")

