@@ -234,6 +234,25 @@ def test_new_policy_is_a_loadable_model_with_changed_weights(kept_round, start_w
     assert not list(kept_round["run"].path.rglob(".policy-*"))  # no staging folder left behind
 
 
+def test_the_final_policy_is_also_saved_as_a_small_adapter_that_loads_as_the_policy(
+    kept_round, tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch
+):
+    adapter = kept_round["run"].path / "policy-adapter"
+    if kept_round["settings"].full_finetune:  # every weight may change: no LoRA adapter holds that
+        assert not adapter.exists()
+        return
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_model_dir.resolve())
+    assert config["r"] == 4  # one round of a rank-4 M-step
+    monkeypatch.setenv("SEAL_LM_CACHE", str(tmp_path / "cache"))
+    probe = tiny_tokenizer("The Eiffel Tower", return_tensors="pt")
+    with torch.no_grad():
+        from_adapter = load_model(str(adapter)).model(**probe).logits
+        policy = load_model(kept_round["policy"]).model(**probe).logits
+        base = load_model(str(tiny_model_dir)).model(**probe).logits
+    assert (from_adapter - policy).abs().max() < 0.05 * (policy - base).abs().max()  # bf16 factors
+
+
 def test_a_finished_round_is_not_redone(kept_round, tiny_model_dir, monkeypatch):
     calls = []
     monkeypatch.setattr(restem, "_score_context", lambda *a, **kw: calls.append(a))

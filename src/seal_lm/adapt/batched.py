@@ -38,6 +38,7 @@ from seal_lm.adapt.lora import (
     step_batches,
     target_names,
     tokenize_example,
+    training_attention,
 )
 from seal_lm.adapt.packed_ops import frozen_head_token_losses, per_sequence_attention, sequence_boundaries
 from seal_lm.model.generation import Generation, GenerationSettings, generate
@@ -144,7 +145,7 @@ class BatchedInnerLoop:
                 mixed_precision(self.base_model, self.compute_dtype),
             ):
                 _initialise(layers, group)
-                with per_sequence_attention(self.base_model):
+                with per_sequence_attention(self.base_model), training_attention(self.base_model):
                     stats = _train_together(self.base_model, self.tokenizer, group, routing, layers)
                 live = [slot for slot, one in enumerate(stats) if not one.stopped]  # a diverged adapter answers nothing
                 answers = _answer_together(

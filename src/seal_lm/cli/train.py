@@ -19,6 +19,7 @@ from seal_lm.domains.knowledge.data import PASSAGE_ID_RECORDS
 from seal_lm.domains.knowledge.domain import KnowledgeDomain
 from seal_lm.domains.knowledge.grading import mean_f1
 from seal_lm.loops.restem import (
+    POLICY_ADAPTER,
     KeepRule,
     RestemSettings,
     Reward,
@@ -151,8 +152,10 @@ def _train(
             measure_baseline=config.keep_rule == "positive-gain",
             executor=executor,
         )
+        adapter = run.path / POLICY_ADAPTER
+        shared = f"As a small adapter on {config.model} (--model takes it too): {adapter}\n" if adapter.is_dir() else ""
         print(
-            f"Final policy: {policy}\nEvaluate it with: seal eval {command.removeprefix('train-')} --model {policy} ...\n"
-            f"{see_it(run.path)}"
+            f"Final policy: {policy}\n{shared}"
+            f"Evaluate it with: seal eval {command.removeprefix('train-')} --model {policy} ...\n{see_it(run.path)}"
         )
         return policy

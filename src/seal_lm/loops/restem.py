@@ -9,6 +9,10 @@ Each round, on-policy:
 - **M-step**: the policy is fine-tuned on (self-edit prompt → kept self-edit) pairs, merged into a
   new full checkpoint ``round-N/policy`` that the next round samples from.
 
+At the end, the final policy is also saved as a LoRA adapter on the initial model (``policy-adapter``,
+exact: the rounds' merged updates have rank at most rounds × the M-step's rank), a few megabytes that
+``--model`` takes like the full folder.
+
 Each context of the E-step is one job for an executor (:mod:`seal_lm.runs.executor`): in this process,
 or spread over Ray workers that each load the round's policy; the M-step runs here. Everything is
 recorded as it happens (``round-N/samples.jsonl``, one line per context, in the order contexts
@@ -18,6 +22,7 @@ runs on.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import statistics
@@ -34,6 +39,7 @@ from seal_lm.adapt.lora import InnerLoop, InnerLoopSettings, TrainExample, Train
 from seal_lm.domains.base import Domain, SelfEditRejected
 from seal_lm.loops.self_edits import reseeded, sample_self_edits
 from seal_lm.loops.worker import Worker
+from seal_lm.model.adapters import save_difference_adapter
 from seal_lm.model.generation import GenerationSettings
 from seal_lm.model.loading import LoadedModel
 from seal_lm.runs.executor import Executor, InProcessExecutor
@@ -42,6 +48,7 @@ from seal_lm.runs.rundir import RunDir, RunDirError
 log = logging.getLogger(__name__)
 
 SAMPLES = "samples.jsonl"
+POLICY_ADAPTER = "policy-adapter"  # the final policy as a LoRA adapter on the initial model
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,13 @@ def train_policy(
         )
         loaded = load_policy(policy)
         policy = _m_step(run, round_number, loaded.model, loaded.tokenizer, records, settings)
+    changed = any(
+        not json.loads((run.path / f"round-{n}" / "summary.json").read_text())["policy_carried_over"]
+        for n in range(1, settings.rounds + 1)
+    )
+    adapter = run.path / POLICY_ADAPTER
+    if changed and not settings.full_finetune and not (adapter / "adapter_config.json").is_file():
+        _save_policy_adapter(run, initial_model, policy, load_policy, settings.policy_update.rank * settings.rounds)
     return policy
 
 
@@ -315,6 +329,29 @@ def _m_step(run: RunDir, round_number: int, model, tokenizer, records: list[dict
         f"{(summary['e_step_seconds'] + summary['m_step_seconds']) / 60:.1f} min"
     )
     return str(round_dir / "policy")
+
+
+def _save_policy_adapter(
+    run: RunDir, initial_model: str, policy: str, load_policy: Callable[[str], LoadedModel], rank: int
+) -> None:
+    """The final policy as a LoRA adapter on the initial model: each round merged one rank-r update, so
+    rank r × rounds holds it exactly (:mod:`seal_lm.model.adapters`)."""
+    local = Path(initial_model).expanduser()
+    base_spec = str(local.resolve()) if local.exists() else initial_model  # an adapter may move; its base stays found
+
+    def save(folder: Path) -> None:
+        fit = save_difference_adapter(
+            folder, base_spec, load_policy(initial_model).model, load_policy(policy).model, rank
+        )
+        log.info(
+            "The final policy as a rank-%d adapter on %s: %.1f MB, relative error %.4f",
+            fit.rank,
+            base_spec,
+            fit.size_bytes / 1e6,
+            fit.relative_error,
+        )
+
+    run.write_folder(POLICY_ADAPTER, save)
 
 
 def _zeroed(record: dict) -> list[float]:
