@@ -68,3 +68,23 @@ def test_a_difference_outside_the_linear_layers_or_none_at_all_is_refused(tiny_m
         save_difference_adapter(
             tmp_path / "b", "base", load_model(str(tiny_model_dir)).model, build_model(len(tiny_tokenizer)), 3
         )
+
+
+def test_a_model_whose_output_layer_is_tied_to_its_embeddings(tiny_tokenizer, tmp_path):
+    """As in SmolLM2: the output layer's weight is the embedding, listed once among the parameters."""
+
+    def tied(seed: int) -> torch.nn.Module:
+        model = build_model(len(tiny_tokenizer), seed=seed)
+        model.config.tie_word_embeddings = True
+        model.tie_weights()
+        return model
+
+    tuned = tied(0)
+    with torch.no_grad():
+        tuned.model.layers[0].mlp.down_proj.weight += 0.1
+    fit = save_difference_adapter(tmp_path / "a", "base", tied(0), tuned, 1, torch.float32)
+    assert fit.modules == 1 and fit.relative_error < 1e-5  # a constant shift has rank 1
+    with torch.no_grad():
+        tuned.model.embed_tokens.weight += 0.1  # the output layer moves with it
+    with pytest.raises(ValueError, match="model.embed_tokens.weight"):
+        save_difference_adapter(tmp_path / "b", "base", tied(0), tuned, 1)

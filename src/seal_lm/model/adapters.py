@@ -41,14 +41,15 @@ def save_difference_adapter(
     """
     from peft import LoraConfig, get_peft_model
 
-    tuned_weights = dict(tuned.named_parameters())
+    tuned_modules = dict(tuned.named_modules())
     differences = {}
     for name, module in base.named_modules():
         if isinstance(module, torch.nn.Linear):
-            difference = tuned_weights[f"{name}.weight"].detach().float() - module.weight.detach().float()
+            difference = tuned_modules[name].weight.detach().float() - module.weight.detach().float()
             if difference.any():
                 differences[name] = difference
     linear_weights = {f"{name}.weight" for name in differences}
+    tuned_weights = dict(tuned.named_parameters())  # a weight tied to another is listed once, under its first name
     others = [
         name
         for name, parameter in base.named_parameters()
@@ -81,7 +82,7 @@ def save_difference_adapter(
             stored = lora_up.to(dtype).float() @ lora_down.to(dtype).float()  # as saved
             squared_error += float((difference - stored).square().sum())
             squared_norm += float(difference.square().sum())
-    adapted.to(dtype).save_pretrained(folder)
+    adapted.to(dtype).save_pretrained(folder, save_embedding_layers=False)  # no lookup of the base by its spec
     weights = next(folder.glob("adapter_model.*"))
     return AdapterFit(
         rank=rank,
