@@ -244,6 +244,38 @@ def test_the_self_edits_are_saved_before_training_and_a_resumed_run_does_not_wri
     assert sorted(map(outcome, again)) == sorted(map(outcome, records))
 
 
+def test_a_batch_killed_half_saved_is_written_again_whole_and_gives_the_same_self_edits(
+    distill_run, tmp_path, monkeypatch
+):
+    """Both passages' self-edits are written in one batch; if only the first passage's were saved, the
+    re-run writes the batch again and saves only what was missing, the same self-edits as before."""
+    out = distill_run["out"]
+    written = read_jsonl(out / evaluate.WRITTEN)
+    first = written[0]["context_id"]
+    resumed = tmp_path / "run"
+    resumed.mkdir()
+    (resumed / "config.json").write_bytes((out / "config.json").read_bytes())
+    (resumed / evaluate.WRITTEN).write_text(
+        "".join(json.dumps(line) + "\n" for line in written if line["context_id"] == first)
+    )
+    batches = []
+    original = evaluate._write_self_edits
+    monkeypatch.setattr(
+        evaluate,
+        "_write_self_edits",
+        lambda worker, contexts, **kw: batches.append(contexts) or original(worker, contexts, **kw),
+    )
+    args = [str(resumed) if arg == str(out) else arg for arg in distill_run["args"]]
+    assert main(args) == 0
+
+    assert [len(batch) for batch in batches] == [2]  # the whole batch, as the first run wrote it
+    again = read_jsonl(resumed / evaluate.WRITTEN)
+    assert len(again) == len(written) == 4  # the missing two appended, none twice
+    assert sorted(json.dumps(line, sort_keys=True) for line in again) == sorted(
+        json.dumps(line, sort_keys=True) for line in written
+    )
+
+
 def test_contexts_sampled_together_draw_what_each_draws_alone(tiny_tokenizer, domain):
     loop = InnerLoop(build_model(len(tiny_tokenizer)).eval(), tiny_tokenizer)
     passages = [
