@@ -4,8 +4,8 @@ A ReST-EM policy is its base plus one merged LoRA update per round, so every lin
 the base by a matrix of rank at most rounds × the M-step's rank; an adapter of that rank holds the
 policy exactly, up to rounding. It is saved as a standard PEFT folder whose ``base_model_name_or_path``
 is the base's model spec (``bundled:...`` included), so ``--model FOLDER`` loads it: merged into the
-base once, into the cache (:mod:`seal_lm.model.loading`). A policy is then a few megabytes to share
-instead of a copy of every weight.
+base once, into the cache (:mod:`seal_lm.model.loading`). A policy is then an adapter to share (29 MB for
+three rounds on SmolLM2-135M) instead of a copy of every weight (540 MB).
 """
 
 from __future__ import annotations
