@@ -10,8 +10,8 @@ Each round, on-policy:
   new full checkpoint ``round-N/policy`` that the next round samples from.
 
 At the end, the final policy is also saved as a LoRA adapter on the initial model (``policy-adapter``,
-exact: the rounds' merged updates have rank at most rounds × the M-step's rank), a few megabytes that
-``--model`` takes like the full folder.
+exact: the rounds' merged updates have rank at most rounds × the M-step's rank; 29 MB for three rounds
+on SmolLM2-135M against 540 MB), which ``--model`` takes like the full folder.
 
 Each context of the E-step is one job for an executor (:mod:`seal_lm.runs.executor`): in this process,
 or spread over Ray workers that each load the round's policy; the M-step runs here. Everything is

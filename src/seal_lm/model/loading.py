@@ -274,8 +274,9 @@ def _merged_adapter(adapter: Path) -> Path:
     base_spec = _adapter_base(adapter)
     base = resolve_model(base_spec)
     digest = hashlib.sha256(base.encode())
-    for file in sorted(f for f in adapter.iterdir() if f.is_file()):
-        digest.update(file.name.encode() + file.read_bytes())
+    for file in sorted(f for f in adapter.iterdir() if f.is_file()):  # keyed like a converted GGUF file: no re-reading
+        stat = file.stat()
+        digest.update(f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     target = cache_dir() / "models" / f"{adapter.resolve().name}-merged-{digest.hexdigest()[:12]}"
     if (target / "config.json").is_file():
         return target
