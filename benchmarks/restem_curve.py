@@ -89,7 +89,7 @@ def main() -> None:
                 *shared,
             ]
         )
-        evaluations.append((f"round-{round_}", run))
+        evaluations.append((f"round-{round_}", run, "self-edit"))
     publish(
         compare_rounds(evaluations)
         + f"\nThe training rounds (`{out / 'train'}`, M={args.contexts_per_round} passages × k={args.k} self-edits, best-of-k):\n\n"
@@ -122,7 +122,7 @@ def main() -> None:
                     *shared,
                 ]
             )
-            cpt_runs.append((f"cpt-round-{round_}", run))
+            cpt_runs.append((f"cpt-round-{round_}", run, "self-edit"))
         publish(
             f"\n## Continued pretraining, {args.n_passages} eval200 passages pooled ({dt.date.today()})\n\n"
             f"Command: `{command()}` (its steps `{cpt_runs[0][1]}`, `{cpt_runs[1][1]}`). Machine: {machine()}.\n\n"

@@ -3,7 +3,8 @@
 Each ``LABEL=RUN_DIR`` is a ``seal eval knowledge`` run with the ``self-edit`` condition on the same
 passages (for example the round-0, round-1 and round-2 policies of ``seal train knowledge``); runs
 still in progress are compared on the passages they all finished. Its self-edit records become one
-row; every row is compared with the first by a paired bootstrap over passages. A second table
+row; every row is compared with the first by a paired bootstrap over passages. ``LABEL=RUN_DIR@CONDITION``
+takes another condition of a run as the row (a control: ``@passage-repeat``, ``@external``). A second table
 profiles each policy's self-edits, and ``--train`` adds what each training round saw and kept.
 Appends the section to BENCHMARKS.md:
 
@@ -35,28 +36,37 @@ def main() -> None:
     )
     parser.add_argument("--no-append", action="store_true", help="Print the section only; leave BENCHMARKS.md alone.")
     args = parser.parse_args()
-    runs = [(label, Path(path)) for label, _, path in (run.partition("=") for run in args.runs)]
-    section = compare_rounds(runs, args.condition)
+    runs = [_row(run, args.condition) for run in args.runs]
+    section = compare_rounds(runs)
     if args.train:
         section += f"\nThe training rounds (`{args.train}`):\n\n{training_rounds(args.train)}"
-    section += f"\nEach policy's self-edits (copied 5-grams: share of a self-edit's word 5-grams found in the prompt's passage):\n\n{self_edit_profile(runs, args.condition)}"
+    section += f"\nEach policy's self-edits (copied 5-grams: share of a self-edit's word 5-grams found in the prompt's passage):\n\n{self_edit_profile(runs)}"
     publish(section, append=not args.no_append)
 
 
-def compare_rounds(runs: list[tuple[str, Path]], condition: str = "self-edit") -> str:
-    """A BENCHMARKS section: one row per (label, run directory), each compared with the first.
+def _row(argument: str, condition: str) -> tuple[str, Path, str]:
+    """``LABEL=RUN_DIR[@CONDITION]`` as (label, run directory, condition)."""
+    label, _, where = argument.partition("=")
+    path, _, named = where.partition("@")
+    return label, Path(path), named or condition
+
+
+def compare_rounds(runs: list[tuple[str, Path, str]]) -> str:
+    """A BENCHMARKS section: one row per (label, run directory, condition), each compared with the first.
 
     Only passages every run has finished are counted, so that the comparison stays paired (runs
     still in progress can be compared on what they share).
     """
-    per_run = records_on_shared_passages(runs, condition)
+    per_run = records_on_shared_passages(runs)
     shared = {r["context_id"] for found in per_run.values() for r in found}
     records = [r | {"condition": label} for label, found in per_run.items() for r in found]
     first = runs[0][0]
     summary = summarize(records, reference=first)
+    conditions = ", ".join(f"`{label}`: {condition}" for label, _, condition in runs)
     return f"""
-## ReST-EM rounds compared: {condition} condition per policy ({dt.date.today()})
+## ReST-EM rounds compared: each policy's self-edits ({dt.date.today()})
 
+Rows ({conditions}).
 Command: `{command()}`. Machine: {machine()}. Δ is each row minus `{first}`, 95% paired bootstrap over
 the {len(shared)} passages every policy was evaluated on.
 
@@ -64,10 +74,10 @@ the {len(shared)} passages every policy was evaluated on.
 """
 
 
-def records_on_shared_passages(runs: list[tuple[str, Path]], condition: str) -> dict[str, list[dict]]:
-    """Each run's ``condition`` records, on the passages every run has finished."""
+def records_on_shared_passages(runs: list[tuple[str, Path, str]]) -> dict[str, list[dict]]:
+    """Each run's records of its condition, on the passages every run has finished."""
     per_run = {}
-    for label, path in runs:
+    for label, path, condition in runs:
         records = [part for record in RunDir(path).records(RECORDS) for part in per_context(record)]  # CPT runs too
         per_run[label] = [r for r in records if r["condition"] == condition]
         if not per_run[label]:
@@ -100,13 +110,18 @@ def training_rounds(train_dir: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
-def self_edit_profile(runs: list[tuple[str, Path]], condition: str = "self-edit") -> str:
+def self_edit_profile(runs: list[tuple[str, Path, str]]) -> str:
     """A table of what each policy's self-edits look like: length, usable lines, and how much is copied from the passage."""
     rows = [
         "| policy | self-edits | rejected | truncated | mean tokens | mean training lines | copied 5-grams | accuracy |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for label, records in records_on_shared_passages(runs, condition).items():
+    written = {
+        label for label, _, condition in runs if condition in ("self-edit", "external")
+    }  # not a control's copies
+    for label, records in records_on_shared_passages(runs).items():
+        if label not in written:
+            continue
         edits = [r["self_edit"] for r in records]
         lines = [
             len(r["train"]["sequences"]) - 1 for r in records if r["train"]

@@ -592,3 +592,25 @@ def test_a_failing_judge_keeps_the_trained_records_and_a_rerun_judges_only_the_r
     results = json.loads((out / "results.json").read_text())
     assert all(row["judge_accuracy"] == 1.0 for row in results["conditions"].values())
     assert all(answer["judge"] is True for answer in read_jsonl(out / "answers.jsonl"))
+
+
+def test_external_self_edits_reach_worker_processes(tmp_path, tiny_model_dir, files):
+    """The external lookup is pickled to each worker process (a lambda there crashed the run)."""
+    out = tmp_path / "run"
+    args = eval_args(
+        tiny_model_dir,
+        files["data"],
+        out,
+        "--executor",
+        "processes",
+        "--workers",
+        "2",
+        "--threads",
+        "2",
+        conditions=["external"],
+        k=1,
+        external=files["external"],
+    )
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert {r["condition"] for r in records} == {"external"} and len(records) == 2

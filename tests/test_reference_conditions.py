@@ -244,11 +244,9 @@ def test_the_self_edits_are_saved_before_training_and_a_resumed_run_does_not_wri
     assert sorted(map(outcome, again)) == sorted(map(outcome, records))
 
 
-def test_a_batch_killed_half_saved_is_written_again_whole_and_gives_the_same_self_edits(
-    distill_run, tmp_path, monkeypatch
-):
+def test_a_batch_killed_half_saved_writes_what_is_missing_alone_and_the_same(distill_run, tmp_path, monkeypatch):
     """Both passages' self-edits are written in one batch; if only the first passage's were saved, the
-    re-run writes the batch again and saves only what was missing, the same self-edits as before."""
+    re-run writes the second alone, and it draws the same self-edits as it did beside the first."""
     out = distill_run["out"]
     written = read_jsonl(out / evaluate.WRITTEN)
     first = written[0]["context_id"]
@@ -268,12 +266,29 @@ def test_a_batch_killed_half_saved_is_written_again_whole_and_gives_the_same_sel
     args = [str(resumed) if arg == str(out) else arg for arg in distill_run["args"]]
     assert main(args) == 0
 
-    assert [len(batch) for batch in batches] == [2]  # the whole batch, as the first run wrote it
+    assert [len(batch) for batch in batches] == [1]  # what was missing, in a batch of its own
     again = read_jsonl(resumed / evaluate.WRITTEN)
     assert len(again) == len(written) == 4  # the missing two appended, none twice
     assert sorted(json.dumps(line, sort_keys=True) for line in again) == sorted(
         json.dumps(line, sort_keys=True) for line in written
     )
+
+
+@pytest.mark.parametrize(
+    ("count", "most", "workers", "sizes"),
+    [
+        (10, 8, 2, [5, 5]),
+        (10, 8, 1, [5, 5]),
+        (17, 8, 2, [6, 6, 5]),
+        (3, 8, 4, [1, 1, 1]),
+        (4, 0, 1, [1, 1, 1, 1]),
+        (0, 8, 2, []),
+    ],
+)
+def test_self_edits_are_written_in_even_batches_at_least_one_per_worker(count, most, workers, sizes):
+    batches = evaluate.even_batches(list(range(count)), most, workers)
+    assert [len(batch) for batch in batches] == sizes
+    assert [item for batch in batches for item in batch] == list(range(count))  # in order, each once
 
 
 def test_contexts_sampled_together_draw_what_each_draws_alone(tiny_tokenizer, domain):

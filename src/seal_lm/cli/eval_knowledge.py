@@ -149,7 +149,12 @@ def _external_lookup(config: EvalKnowledgeConfig, passages):
             raise DataError(
                 f"{config.external}: passage {short_id(passage.id)} has {len(completions)} self-edits, --k asks for {config.k}."
             )
-    return lambda passage: by_context[passage.context.strip()]
+    return partial(_external_of, by_context)  # a partial, not a lambda: worker processes get it pickled
+
+
+def _external_of(by_context: dict, passage) -> list:
+    """The external self-edits of ``passage`` (found by its text)."""
+    return by_context[passage.context.strip()]
 
 
 def write_outputs(run: RunDir, passages, records: list[dict], bootstrap_samples: int) -> None:

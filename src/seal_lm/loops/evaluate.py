@@ -34,6 +34,7 @@ and the results table are derived from the records.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
@@ -145,9 +146,10 @@ def written_self_edits(
     """The ``k`` self-edits of every context whose id is in ``to_write`` (context id → records, one per sample).
 
     ``run`` keeps them in ``written_self_edits.jsonl``; the missing ones are written on ``executor``, several
-    contexts in each batched generation (as many as fill ``settings.batch_size`` rows). The batches are
-    fixed by the order of all ``contexts``, so a resumed run writes a batch exactly as an uninterrupted
-    one would. Each context's self-edits are saved the moment its batch is done.
+    contexts in each batched generation (at most as many as fill ``settings.batch_size`` rows), in at
+    least one batch per worker, of even sizes. Each prompt samples from its own seed
+    (:class:`~seal_lm.model.generation.SampleEachRow`), so a context's self-edits do not depend on its
+    batch, and a resumed run batches what is left. Each context's self-edits are saved the moment its batch is done.
     """
     saved: dict[str, dict[int, dict]] = {}
     for record in run.records(WRITTEN):
@@ -157,11 +159,11 @@ def written_self_edits(
         context_id = domain.context_id(context)
         return context_id in to_write and len(saved.get(context_id, {})) < k
 
-    per_batch = max(1, settings.batch_size // k)
-    batches = [tuple(contexts[i : i + per_batch]) for i in range(0, len(contexts), per_batch)]
-    todo = [batch for batch in batches if any(missing(context) for context in batch)]
+    todo = even_batches(
+        [context for context in contexts if missing(context)], settings.batch_size // k, executor.workers
+    )
     job = partial(_write_self_edits, k=k, settings=settings)
-    with tqdm(desc="self-edits", unit="context", total=sum(map(missing, contexts)), disable=not todo) as progress:
+    with tqdm(desc="self-edits", unit="context", total=sum(map(len, todo)), disable=not todo) as progress:
         for batch, written in executor.run(make_worker, job, todo):
             for context, self_edits in zip(batch, written):
                 if missing(context):
@@ -175,6 +177,17 @@ def written_self_edits(
     return {
         context_id: [samples[s] for s in range(k)] for context_id, samples in saved.items() if context_id in to_write
     }
+
+
+def even_batches(items: Sequence[Any], most: int, workers: int) -> list[tuple]:
+    """``items`` in order, in as few batches of at most ``most`` (at least 1) as hold them, but no fewer
+    than ``workers`` (so that every worker gets one), their sizes within one of each other."""
+    if not items:
+        return []
+    count = max(math.ceil(len(items) / max(1, most)), min(workers, len(items)))
+    size, larger = divmod(len(items), count)
+    starts = [i * size + min(i, larger) for i in range(count + 1)]
+    return [tuple(items[start:end]) for start, end in zip(starts, starts[1:])]
 
 
 def _write_self_edits(

@@ -37,6 +37,8 @@ class ExecutorError(RuntimeError):
 
 
 class Executor(Protocol):
+    workers: int  # how many jobs run at once
+
     def run(self, setup: Callable[[], W], job: Callable[[W, I], R], items: Sequence[I]) -> Iterator[tuple[I, R]]:
         """Run ``job`` on every item over workers built by ``setup``; yield ``(item, result)`` as each finishes."""
 
@@ -46,6 +48,8 @@ class InProcessExecutor:
 
     A generator job is handed over as it is: it runs as the caller takes its results.
     """
+
+    workers = 1
 
     def run(self, setup: Callable[[], W], job: Callable[[W, I], R], items: Sequence[I]) -> Iterator[tuple[I, R]]:
         worker = None
