@@ -114,3 +114,12 @@ def reference_squad_scores(squad_data: list[dict], predictions: dict[str, str]) 
     ]
     scores = squad([{"id": t["id"], "prediction_text": predictions.get(t["id"], "")} for t in targets], targets)
     return {metric: float(value) for metric, value in scores.items()}
+
+
+@pytest.fixture
+def keep_threads(monkeypatch):
+    """Restores this process's compute threads and ``OMP_NUM_THREADS`` after a ``--threads`` command."""
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads())))
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

@@ -594,7 +594,7 @@ def test_a_failing_judge_keeps_the_trained_records_and_a_rerun_judges_only_the_r
     assert all(answer["judge"] is True for answer in read_jsonl(out / "answers.jsonl"))
 
 
-def test_external_self_edits_reach_worker_processes(tmp_path, tiny_model_dir, files):
+def test_external_self_edits_reach_worker_processes(tmp_path, tiny_model_dir, files, keep_threads):
     """The external lookup is pickled to each worker process (a lambda there crashed the run)."""
     out = tmp_path / "run"
     args = eval_args(

@@ -236,15 +236,6 @@ EVAL_PASSAGES = [
 
 
 @pytest.fixture
-def keep_threads(monkeypatch):
-    """Restores this process's compute threads and ``OMP_NUM_THREADS`` after a ``--threads`` command."""
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads())))
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
 def data(tmp_path) -> Path:
     """Two passages as a data file for ``seal eval knowledge``."""
     path = tmp_path / "data.json"
