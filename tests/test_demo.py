@@ -14,19 +14,13 @@ import pytest
 from seal_lm.cli import main
 
 
+def demo_alone(model_dir, *flags: str) -> list[str]:
+    """``seal demo`` arguments for one model: no policy to compare with."""
+    return ["demo", "--model", str(model_dir), "--policy", "", *flags]
+
+
 def test_demo_shows_answers_before_the_self_edit_training_and_after(tiny_model_dir, capsys):
-    argv = [
-        "demo",
-        "--model",
-        str(tiny_model_dir),
-        "--policy",
-        "",
-        "--epochs",
-        "1",
-        "--target-modules",
-        "q_proj,v_proj",
-    ]
-    assert main(argv) == 0
+    assert main(demo_alone(tiny_model_dir, "--epochs", "1", "--target-modules", "q_proj,v_proj")) == 0
 
     out = capsys.readouterr().out
     before, self_edit, after = out.index("Before:"), out.index("Self-edit written by the model"), out.index("After:")
@@ -73,18 +67,7 @@ def test_ctrl_c_during_the_demo_ends_cleanly_saying_nothing_was_kept(tiny_model_
     """``python -m seal_lm demo`` (what the ``seal`` script runs) in its own process, interrupted while it
     fine-tunes: exit status 130 and one line, no traceback and no native abort ("terminate called")."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    command = [
-        sys.executable,
-        "-m",
-        "seal_lm",
-        "demo",
-        "--model",
-        str(tiny_model_dir),
-        "--policy",
-        "",
-        "--epochs",
-        "2000",
-    ]
+    command = [sys.executable, "-m", "seal_lm", *demo_alone(tiny_model_dir, "--epochs", "2000")]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for line in process.stdout:

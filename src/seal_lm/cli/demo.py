@@ -1,6 +1,6 @@
 """``seal demo``: watch a model learn one passage from its own self-edit, in a few minutes on a CPU.
 
-The bundled model goes first, then the SEAL policy trained from it (``--policy``): the same passage,
+``--model`` (the bundled model) goes first, then ``--policy`` (the SEAL policy trained from it): the same passage,
 each model's own self-edit, each trained and probed the same way, so the two scores say what the
 policy's training bought.
 """
